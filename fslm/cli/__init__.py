@@ -1,0 +1,1 @@
+"""The `fslm` command line: thin wrappers over library calls."""

@@ -1,0 +1,37 @@
+"""`fslm` entry point: parse arguments, dispatch, and turn user errors into exit code 2."""
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from fslm.cli import graph_cmd, models_cmd, run_cmd, validate_cmd
+from fslm.errors import FslmError
+
+USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fslm", description="Pipelines of stacked small language models, written in YAML."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (run_cmd, validate_cmd, graph_cmd, models_cmd):
+        module.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except FslmError as error:
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {error}", markup=True)
+        return USER_ERROR
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

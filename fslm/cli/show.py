@@ -1,0 +1,21 @@
+"""Rich renderings of what stages said, shared by the commands that show runs."""
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.text import Text
+
+from fslm.graph import StageMessage
+
+
+def message_title(message: StageMessage) -> str:
+    model = message["model"] + (f" + {message['adapter']}" if message["adapter"] else "")
+    return (
+        f"[bold]{message['stage']}[/]  [dim]{model} · {message['prompt_tokens']}→"
+        f"{message['completion_tokens']} tokens · {message['seconds']:.2f}s[/]"
+    )
+
+
+def print_message(console: Console, message: StageMessage, show_prompt: bool = False) -> None:
+    if show_prompt:
+        console.print(Panel(Text(message["prompt"]), title=f"prompt to {message['stage']}", border_style="dim"))
+    console.print(Panel(Text(message["text"]), title=message_title(message), title_align="left"))

@@ -1,0 +1,27 @@
+"""The state a pipeline run carries through the graph: small, plain and serialisable."""
+
+import operator
+from typing import Annotated, TypedDict
+
+
+class StageMessage(TypedDict):
+    """What one stage told the next: its text and how it was produced."""
+
+    stage: str
+    text: str
+    model: str
+    adapter: str | None
+    prompt: str
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+def merge_outputs(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:
+    return {**current, **update}
+
+
+class RunState(TypedDict):
+    input: str
+    outputs: Annotated[dict[str, str], merge_outputs]
+    log: Annotated[list[StageMessage], operator.add]

@@ -1,0 +1,69 @@
+"""The `stage` node: one small LM, one prompt template, one task."""
+
+from collections.abc import Callable
+
+from jinja2 import Environment, StrictUndefined, Template, TemplateError
+
+from fslm.errors import FslmError
+from fslm.graph.state import RunState, StageMessage
+from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
+from fslm.spec import StageSpec
+
+Generate = Callable[[GenerationRequest], Generation]
+
+_templates = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def compile_prompt(stage: StageSpec) -> Template:
+    return _templates.from_string(stage.prompt)
+
+
+def render_prompt(name: str, stage: StageSpec, template: Template, variables: dict[str, str]) -> str:
+    """The prompt text `stage` sends its model, given `input` and upstream outputs by stage name."""
+    try:
+        prompt = template.render(**variables)
+    except TemplateError as error:
+        raise FslmError(f"stage '{name}': its prompt template could not be rendered: {error}") from error
+    # Block scalars end with a newline; it matters in a raw completion prompt, not in a chat message.
+    return prompt.strip() if stage.chat_template else prompt
+
+
+def stage_request(stage: StageSpec, prompt: str) -> GenerationRequest:
+    generation = stage.generation
+    return GenerationRequest(
+        model=stage.model,
+        prompt=prompt,
+        adapter=str(stage.adapter) if stage.adapter else None,
+        system=stage.system,
+        chat_template=stage.chat_template,
+        params=GenerationParams(
+            max_new_tokens=generation.max_new_tokens,
+            temperature=generation.temperature,
+            top_p=generation.top_p,
+            stop=tuple(generation.stop),
+            seed=generation.seed,
+        ),
+    )
+
+
+def make_stage_node(name: str, stage: StageSpec, generate: Generate) -> Callable[[RunState], dict]:
+    template = compile_prompt(stage)
+
+    def run_stage(state: RunState) -> dict:
+        prompt = render_prompt(name, stage, template, {"input": state["input"], **state["outputs"]})
+        request = stage_request(stage, prompt)
+        result = generate(request)
+        message = StageMessage(
+            stage=name,
+            text=result.text,
+            model=stage.model,
+            adapter=request.adapter,
+            prompt=request.prompt,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            seconds=round(result.seconds, 4),
+        )
+        return {"outputs": {name: result.text}, "log": [message]}
+
+    run_stage.__name__ = f"stage_{name}"
+    return run_stage
