@@ -1,0 +1,173 @@
+"""`Runtime`: owns every model in memory and serves generation requests, batched per base model."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+from fslm.errors import FslmError
+from fslm.runtime.batcher import Batcher
+from fslm.runtime.decode import PreparedRow, decode_batch
+from fslm.runtime.loaded import BaseKey, LoadedBase
+from fslm.runtime.prompt import render_prompt
+from fslm.runtime.resolve import resolve_model
+from fslm.runtime.types import Generation, GenerationRequest, ModelRef
+
+
+@dataclass
+class RuntimeStats:
+    """Counters for tests and benches: base models loaded, and the size of every padded batch served."""
+
+    base_loads: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+    @property
+    def batches(self) -> int:
+        return len(self.batch_sizes)
+
+
+class Runtime:
+    """Loads each base model once (lazily), attaches LoRA adapters to it by name, and generates.
+
+    Safe to use from many threads: `generate` serves its requests at once; `submit` queues a request so that
+    concurrent callers' requests for the same base model are served together in one batch.
+    """
+
+    def __init__(
+        self,
+        models: Mapping[str, ModelRef],
+        *,
+        max_batch_size: int = 32,
+        cache_dir: Path | None = None,
+        batch_quiet_seconds: float = 0.005,
+        batch_max_wait_seconds: float = 0.05,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError("max_batch_size must be >= 1")
+        self.models = dict(models)
+        self.max_batch_size = max_batch_size
+        self.cache_dir = cache_dir
+        self.stats = RuntimeStats()
+        self._batch_quiet_seconds = batch_quiet_seconds
+        self._batch_max_wait_seconds = batch_max_wait_seconds
+        self._state_lock = threading.Lock()  # guards the dicts below and stats
+        self._load_lock = threading.Lock()  # one resolution or load at a time: each can take seconds and GBs
+        self._handle_bases: dict[str, LoadedBase] = {}
+        self._bases: dict[BaseKey, LoadedBase] = {}
+        self._batchers: dict[BaseKey, Batcher] = {}
+        self._closed = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def base_for(self, handle: str) -> LoadedBase:
+        """The loaded base model behind `handle`, resolving and loading it on first use."""
+        with self._state_lock:
+            self._check_open()
+            base = self._handle_bases.get(handle)
+        if base is not None:
+            return base
+        ref = self._ref(handle)
+        with self._load_lock:
+            resolved = resolve_model(ref.source, ref.revision, cache_dir=self.cache_dir)
+            key = BaseKey(resolved.path, ref.dtype)
+            with self._state_lock:
+                base = self._bases.get(key)
+            if base is None:
+                base = LoadedBase.load(key)
+                with self._state_lock:
+                    self.stats.base_loads += 1
+                    self._bases[key] = base
+            with self._state_lock:
+                self._handle_bases[handle] = base
+        return base
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Serve `requests` now, grouped by base model, in padded batches of at most `max_batch_size`."""
+        by_base: dict[BaseKey, list[int]] = {}
+        bases: dict[BaseKey, LoadedBase] = {}
+        for index, request in enumerate(requests):
+            base = self.base_for(request.model)
+            bases[base.key] = base
+            by_base.setdefault(base.key, []).append(index)
+        results: list[Generation | None] = [None] * len(requests)
+        for key, indices in by_base.items():
+            outcomes = self._serve(bases[key], [requests[i] for i in indices])
+            for index, outcome in zip(indices, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                results[index] = outcome
+        return [result for result in results if result is not None]
+
+    def submit(self, request: GenerationRequest) -> Generation:
+        """Serve one request, batched with other threads' concurrent requests for the same base; blocks."""
+        base = self.base_for(request.model)
+        with self._state_lock:
+            self._check_open()
+            batcher = self._batchers.get(base.key)
+            if batcher is None:
+                batcher = Batcher(
+                    lambda batch: self._serve(base, batch),
+                    name=base.key.path.name,
+                    max_batch_size=self.max_batch_size,
+                    quiet_seconds=self._batch_quiet_seconds,
+                    max_wait_seconds=self._batch_max_wait_seconds,
+                )
+                self._batchers[base.key] = batcher
+        return batcher.submit(request).result()
+
+    def close(self) -> None:
+        """Stop the batcher threads and drop the models. Requests already queued are served first."""
+        with self._state_lock:
+            self._closed = True
+            batchers = list(self._batchers.values())
+            self._batchers.clear()
+        for batcher in batchers:
+            batcher.close()
+        with self._state_lock:
+            self._handle_bases.clear()
+            self._bases.clear()
+
+    def _ref(self, handle: str) -> ModelRef:
+        ref = self.models.get(handle)
+        if ref is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise FslmError(f"Unknown model handle {handle!r}. Known handles: {known}.")
+        return ref
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the runtime is closed")
+
+    def _serve(
+        self, base: LoadedBase, requests: Sequence[GenerationRequest]
+    ) -> list[Generation | BaseException]:
+        """Serve requests that all use `base`. A request's own fault (a bad adapter, an empty prompt) fails only
+        that request; the others are still served."""
+        outcomes: list[Generation | BaseException | None] = [None] * len(requests)
+        with base.lock:
+            rows: list[tuple[int, PreparedRow]] = []
+            for index, request in enumerate(requests):
+                try:
+                    text, ids = render_prompt(base.tokenizer, request)
+                    adapter_name = base.adapter_name(request.adapter)
+                except FslmError as error:
+                    outcomes[index] = error
+                    continue
+                rows.append((index, PreparedRow(text, ids, adapter_name, request.params)))
+            # Similar lengths together means less padding.
+            rows.sort(key=lambda item: len(item[1].prompt_ids))
+            for start in range(0, len(rows), self.max_batch_size):
+                chunk = rows[start : start + self.max_batch_size]
+                generations = decode_batch(base, [row for _, row in chunk])
+                with self._state_lock:
+                    self.stats.batch_sizes.append(len(chunk))
+                for (index, _), generation in zip(chunk, generations, strict=True):
+                    outcomes[index] = generation
+        return [outcome for outcome in outcomes if outcome is not None]

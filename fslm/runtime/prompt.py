@@ -1,0 +1,33 @@
+"""Turning a request into the exact text and token ids the model sees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fslm.errors import FslmError
+from fslm.runtime.types import GenerationRequest
+
+
+def render_prompt(tokenizer: Any, request: GenerationRequest) -> tuple[str, list[int]]:
+    """The text fed to the model and its token ids.
+
+    With `chat_template` (and a tokenizer that has one), the prompt becomes a user message after an optional
+    system message, followed by the assistant generation prompt. A tokenizer without a chat template (a base
+    model) gets the raw prompt; `prompt_text` in the result shows which happened.
+    """
+    templated = request.chat_template and bool(getattr(tokenizer, "chat_template", None))
+    if templated:
+        messages = []
+        if request.system is not None:
+            messages.append({"role": "system", "content": request.system})
+        messages.append({"role": "user", "content": request.prompt})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = request.prompt
+    # A chat template writes its own special tokens (BOS included); adding them again would double them.
+    ids = tokenizer(text, add_special_tokens=not templated)["input_ids"]
+    if not ids:
+        raise FslmError(
+            f"The prompt for model handle {request.model!r} is empty, so there is nothing to continue."
+        )
+    return text, list(ids)

@@ -1,0 +1,58 @@
+"""The runtime's request and result types: plain frozen dataclasses, free of torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+FINISH_REASONS = ("eos", "stop", "length")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What the runtime needs to know about a named model handle."""
+
+    source: str
+    dtype: str = "auto"  # "auto" (checkpoint dtype) | "float32" | "bfloat16" | "float16"
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 0:
+            raise ValueError("max_new_tokens must be >= 0")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    model: str  # a handle: a key of the models mapping given to Runtime
+    prompt: str  # the stage's rendered prompt text
+    adapter: str | None = None  # path of a peft LoRA adapter directory, or None for the base model
+    system: str | None = None  # optional system message, used only with chat_template
+    chat_template: bool = True  # wrap prompt as a user message with the tokenizer's chat template
+    params: GenerationParams = field(default_factory=GenerationParams)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # completion, cut before the first stop string, EOS removed, stripped
+    prompt_text: str  # the exact text fed to the model (after the chat template)
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float  # wall time of the batch that served it
+    finish_reason: str  # "eos" | "stop" | "length"

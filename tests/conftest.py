@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny random model and two LoRA adapters, built once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # lets tests `import tiny` however pytest is invoked
+
+from tiny import make_tiny_adapter, make_tiny_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fslm_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point fslm's converted-model cache at a session temp dir, so tests never touch the user's cache.
+
+    Set FSLM_TEST_CACHE_DIR to reuse a cache across sessions (the SmolLM2 conversion takes ~20 s).
+    """
+    reuse = os.environ.get("FSLM_TEST_CACHE_DIR")
+    path = Path(reuse) if reuse else tmp_path_factory.mktemp("fslm-cache")
+    previous = os.environ.get("FSLM_CACHE_DIR")
+    os.environ["FSLM_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("FSLM_CACHE_DIR", None)
+    else:
+        os.environ["FSLM_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("tiny-adapters")
+    return (
+        make_tiny_adapter(tiny_model, root / "adapter-a", seed=1),
+        make_tiny_adapter(tiny_model, root / "adapter-b", seed=2),
+    )
