@@ -288,7 +288,7 @@ class _PipelineLoader:
             edge = EdgeSpec.model_validate(raw_edge, by_alias=True, by_name=False)
         except ValidationError as error:
             self.sink.add_validation_error(error, raw_edge, path)
-            return None
+            return _salvaged_edge(raw_edge)
         self.file_edges.append((index, edge))
         edge_name = f"edge {index + 1}"
         for position, source in enumerate(edge.sources):
@@ -390,3 +390,23 @@ class _PipelineLoader:
         for path in sorted(self.stage_files):
             digest.update(b"\0" + path.name.encode() + b"\0" + self.stage_files[path].raw)
         return digest.hexdigest()
+
+
+def _salvaged_edge(raw_edge: Any) -> EdgeSpec | None:
+    """The stage names an invalid edge mentions, as a plain edge: enough for the wiring checks to run without
+    reporting its targets unreachable too. Never part of a returned spec (the edge's problem is reported)."""
+    if not isinstance(raw_edge, dict):
+        return None
+    sources = _names(raw_edge.get("from"))
+    cases = raw_edge.get("when") if isinstance(raw_edge.get("when"), list) else []
+    targets = _names(raw_edge.get("to")) + _names(raw_edge.get("otherwise"))
+    targets += [name for case in cases if isinstance(case, dict) for name in _names(case.get("to"))]
+    if not sources:
+        return None
+    return EdgeSpec.model_construct(sources=sources, targets=targets or [END], when=[], otherwise=END)
+
+
+def _names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
