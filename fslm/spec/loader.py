@@ -208,6 +208,8 @@ class _PipelineLoader:
             stage_file, problems = read_stage_file(found)
             self.stage_files[found] = stage_file
             self.sink.problems.extend(problems)
+        if not isinstance(self.stage_files[found].parsed.data, dict):
+            return None  # its own problem is reported; missing keys here would only repeat it
         return merge_stage(self.stage_files[found], raw_stage, ("stages", name), self.sink.locations)
 
     def _resolve_adapter(self, name: str, merged: dict[str, Any]) -> bool:
