@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from fslm.cli import graph_cmd, models_cmd, run_cmd, validate_cmd
 from fslm.errors import FslmError
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except FslmError as error:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {error}", markup=True)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(error))}")
         return USER_ERROR
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

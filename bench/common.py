@@ -1,0 +1,47 @@
+"""Shared helpers for the benchmark scripts: machine description, inputs, result files."""
+
+import json
+import platform
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+SHARED_DATA = BENCH.parent.parent / "shared" / "data"
+
+
+def machine() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )
+    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {sys.version.split()[0]}"
+
+
+def questions(count: int) -> list[str]:
+    """The first `count` TriviaQA dev questions from ../shared/data."""
+    path = SHARED_DATA / "triviaqa" / "dev.jsonl"
+    if not path.exists():
+        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
+    with path.open() as file:
+        return [json.loads(line)["question"] for _, line in zip(range(count), file)]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def record(name: str, rows: list[dict], notes: str) -> Path:
+    """Write a result file: a markdown table plus the raw figures as JSON."""
+    RESULTS.mkdir(exist_ok=True)
+    header = list(rows[0])
+    lines = [f"# {name}", "", f"Machine: {machine()}", "", notes, "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[key]) for key in header) + " |" for row in rows]
+    path = RESULTS / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n\n```json\n" + json.dumps(rows, indent=1) + "\n```\n")
+    return path

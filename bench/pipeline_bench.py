@@ -1,0 +1,160 @@
+"""Issue 2's targets on SmolLM2-135M with 2 CPU threads.
+
+  1. 32 inputs through a 3-stage pipeline: batched throughput vs one input at a time (target >= 4x)
+  2. 4 stages with 4 different adapters on one base: peak RSS vs a 1-stage pipeline (target <= 1.3x)
+  3. LangGraph orchestration + recording vs calling the runtime directly for the same generations (<= 5%)
+  4. second load of the builtin model (target <= 3 s)
+
+Run: .venv/bin/python bench/pipeline_bench.py   (about 5 minutes; writes bench/results/pipeline.md)
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BENCH, peak_rss_mib, questions, record  # noqa: E402
+
+from fslm.nodes.stage import compile_prompt, render_prompt, stage_request  # noqa: E402
+from fslm.pipeline import load_pipeline  # noqa: E402
+
+torch.set_num_threads(2)
+THREE_STAGE = BENCH / "pipelines" / "three_stage.yaml"
+INPUTS = 32
+
+
+def throughput_and_overhead() -> list[dict]:
+    texts = questions(INPUTS)
+    pipeline = load_pipeline(THREE_STAGE, store=":memory:")
+    pipeline.runtime.generate([stage_request(pipeline.spec.stages["restate"], "warm up")])
+
+    started = time.perf_counter()
+    one_by_one = [pipeline.invoke(text) for text in texts]
+    sequential = time.perf_counter() - started
+
+    started = time.perf_counter()
+    batched = pipeline.batch(texts)
+    through_graph = time.perf_counter() - started
+
+    # The same generations, stage by stage, straight into the runtime: no graph, no store.
+    started = time.perf_counter()
+    outputs = [{"input": text} for text in texts]
+    for name, stage in pipeline.spec.stages.items():
+        template = compile_prompt(stage)
+        requests = [stage_request(stage, render_prompt(name, stage, template, o)) for o in outputs]
+        for o, generation in zip(outputs, pipeline.runtime.generate(requests)):
+            o[name] = generation.text
+    direct = time.perf_counter() - started
+
+    same = sum(r.output == o["answer"] for r, o in zip(batched, outputs))
+    agree = sum(a.output == b.output for a, b in zip(one_by_one, batched))
+    tokens = sum(m["completion_tokens"] for r in batched for m in r.messages)
+    return [
+        {"measure": "3-stage, 32 inputs, one at a time", "seconds": round(sequential, 2),
+         "items/s": round(INPUTS / sequential, 3), "note": f"{tokens} completion tokens in the batched run"},
+        {"measure": "3-stage, 32 inputs, Pipeline.batch", "seconds": round(through_graph, 2),
+         "items/s": round(INPUTS / through_graph, 3),
+         "note": f"speed-up {sequential / through_graph:.2f}x (target >= 4x); "
+                 f"{agree}/32 outputs equal to one-at-a-time"},
+        {"measure": "same generations via Runtime.generate", "seconds": round(direct, 2),
+         "items/s": round(INPUTS / direct, 3),
+         "note": f"orchestration + recording {100 * (through_graph - direct) / direct:+.1f}% (target <= 5%); "
+                 f"{same}/32 outputs identical"},
+    ]
+
+
+RSS_CHILD = """
+import json, sys, torch
+torch.set_num_threads(2)
+sys.path.insert(0, {bench!r})
+from common import peak_rss_mib
+from fslm.pipeline import load_pipeline
+pipeline = load_pipeline({path!r}, store=":memory:")
+result = pipeline.invoke("What is the capital of France?")
+print(json.dumps({{"rss": peak_rss_mib(), "stages": len(result.messages)}}))
+"""
+
+
+def make_adapters(directory: Path, count: int) -> list[Path]:
+    from peft import LoraConfig, get_peft_model
+
+    from fslm.runtime import ModelRef, Runtime
+
+    base = Runtime({"smol": ModelRef("smollm2-135m-instruct")}).base_for("smol")
+    paths = []
+    for index in range(count):
+        torch.manual_seed(index)
+        config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
+        model = get_peft_model(base.model, config)
+        paths.append(directory / f"adapter{index}")
+        model.save_pretrained(paths[-1])
+        base.model = model.unload()
+    return paths
+
+
+def peak_memory(directory: Path) -> list[dict]:
+    adapters = make_adapters(directory, 4)
+    stage = "    generation: {{max_new_tokens: 16}}\n"
+    header = "models:\n  smol: {source: smollm2-135m-instruct, dtype: bfloat16}\nstages:\n"
+    one = header + "  s0:\n    model: smol\n    prompt: '{{ input }}'\n" + stage.format()
+    four = header + "".join(
+        f"  s{i}:\n    model: smol\n    adapter: {path}\n    prompt: '{{{{ input }}}} {i}'\n" + stage.format()
+        for i, path in enumerate(adapters)
+    )
+    rows = []
+    for label, text in (("1 stage, no adapter", one), ("4 stages, 4 adapters", four)):
+        path = directory / f"{label[0]}.yaml"
+        path.write_text(text)
+        child = RSS_CHILD.format(bench=str(BENCH), path=str(path))
+        out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+        rows.append({"measure": f"peak RSS, {label}", "MiB": round(json.loads(out.stdout)["rss"], 1)})
+    ratio = rows[1]["MiB"] / rows[0]["MiB"]
+    rows[1]["note"] = f"{ratio:.3f}x the 1-stage pipeline (target <= 1.3x)"
+    rows[0]["note"] = ""
+    return [{"measure": r["measure"], "seconds": "", "items/s": "", "note": f"{r['MiB']} MiB {r['note']}"}
+            for r in rows]
+
+
+LOAD_CHILD = """
+import time
+from fslm.runtime import ModelRef, Runtime
+started = time.perf_counter()
+Runtime({"smol": ModelRef("smollm2-135m-instruct", dtype="bfloat16")}).base_for("smol")
+print(time.perf_counter() - started)
+"""
+
+
+def second_load() -> list[dict]:
+    subprocess.run([sys.executable, "-m", "fslm.cli.main", "models", "pull", "smollm2-135m-instruct"],
+                   check=True, capture_output=True)
+    seconds = min(
+        float(subprocess.run([sys.executable, "-c", LOAD_CHILD], capture_output=True, text=True,
+                             check=True).stdout.split()[-1])
+        for _ in range(3)
+    )
+    return [{"measure": "second load of smollm2-135m-instruct (cached)", "seconds": round(seconds, 2),
+             "items/s": "", "note": "best of 3 fresh processes, import time excluded (target <= 3 s)"}]
+
+
+def main() -> None:
+    rows = second_load()
+    with tempfile.TemporaryDirectory() as directory:
+        rows += peak_memory(Path(directory))
+    rows += throughput_and_overhead()
+    table = Table("measure", "seconds", "items/s", "note", title="pipeline benchmark")
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    Console().print(table)
+    path = record("pipeline", rows, "Script: `bench/pipeline_bench.py`. Greedy decoding, bfloat16 weights.")
+    print(f"recorded in {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""`fslm models list|pull`: the builtin models and the converted checkpoints in the cache."""
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from fslm.errors import FslmError
+from fslm.runtime import BUILTIN_MODELS, cache_root, list_cached
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("models", help="list builtin models and cached checkpoints; prepare one")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser("list", help="builtin aliases and cached checkpoints").set_defaults(handler=list_models)
+    pull = verbs.add_parser("pull", help="prepare a builtin model: convert its GGUF file and cache it")
+    pull.add_argument("name", help="builtin alias, e.g. smollm2-135m-instruct")
+    pull.set_defaults(handler=pull_model)
+
+
+def list_models(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    cached = list_cached()
+    builtins = Table("alias", "model", "licence", "ready", title="builtin models")
+    for model in BUILTIN_MODELS.values():
+        if any(entry.source == model.name for entry in cached):
+            ready = "cached"
+        elif model.locate(model) is not None:
+            ready = "installed, converts on first use"
+        else:
+            ready = f"not installed: {model.install_command}"
+        builtins.add_row(model.name, model.description, model.licence, ready)
+    console.print(builtins)
+    table = Table("checkpoint", "converted from", "MiB", title=f"cached checkpoints in {cache_root()}")
+    for entry in cached:
+        table.add_row(entry.name, entry.source, f"{entry.size_bytes / 2**20:.0f}")
+    console.print(table)
+    return 0
+
+
+def pull_model(args: argparse.Namespace) -> int:
+    if args.name not in BUILTIN_MODELS:
+        raise FslmError(f"'{args.name}' is not a builtin model; builtins: {', '.join(BUILTIN_MODELS)}")
+    from fslm.runtime import prepare
+
+    console = Console(stderr=True, highlight=False)
+    with console.status(f"preparing {args.name} (the first conversion takes about 20 s)"):
+        path = prepare(args.name)
+    Console(highlight=False).print(f"{args.name} ready at {path}")
+    return 0
