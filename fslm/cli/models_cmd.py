@@ -21,7 +21,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 def list_models(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     cached = list_cached()
-    builtins = Table("alias", "model", "licence", "ready", title="builtin models")
+    builtins = Table(title="builtin models")
+    builtins.add_column("alias", no_wrap=True)
+    for header in ("model", "licence", "ready"):
+        builtins.add_column(header)
     for model in BUILTIN_MODELS.values():
         if any(entry.source == model.name for entry in cached):
             ready = "cached"
@@ -31,7 +34,10 @@ def list_models(args: argparse.Namespace) -> int:
             ready = f"not installed: {model.install_command}"
         builtins.add_row(model.name, model.description, model.licence, ready)
     console.print(builtins)
-    table = Table("checkpoint", "converted from", "MiB", title=f"cached checkpoints in {cache_root()}")
+    table = Table(title=f"cached checkpoints in {cache_root()}")
+    table.add_column("checkpoint", no_wrap=True)
+    table.add_column("converted from")
+    table.add_column("MiB", justify="right")
     for entry in cached:
         table.add_row(entry.name, entry.source, f"{entry.size_bytes / 2**20:.0f}")
     console.print(table)
