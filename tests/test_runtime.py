@@ -229,6 +229,8 @@ def test_missing_model_lists_what_was_tried(tmp_path: Path) -> None:
         assert name in message
     with pytest.raises(ModelNotFoundError, match="not a valid Hugging Face hub id"):
         runtime.base_for("path")
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'smollm2-135m-instruct'"):
+        resolve_model("smollm2-135m-instruc")
 
 
 def test_bad_adapter_dirs_are_user_errors(tiny_model: Path, tmp_path: Path) -> None:

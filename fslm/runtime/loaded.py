@@ -42,6 +42,7 @@ class LoadedBase:
         self.lock = threading.RLock()
         self.peft_model: Any | None = None  # set when the first adapter is attached
         self._adapter_names: dict[Path, str] = {}
+        self._adapters_tried = 0  # numbers adapter names; a failed attach must not reuse its name
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
@@ -87,7 +88,8 @@ class LoadedBase:
                 return self._adapter_names[path]
             _check_adapter_dir(path)
             # peft names become module-dict keys, which cannot contain dots; a counter keeps them valid.
-            name = f"adapter_{len(self._adapter_names)}"
+            name = f"adapter_{self._adapters_tried}"
+            self._adapters_tried += 1
             try:
                 if self.peft_model is None:
                     from peft import PeftModel

@@ -5,6 +5,7 @@ A source is tried, in order, as: a builtin alias, a local HF directory, a `.gguf
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ class ResolvedModel:
     path: Path  # a directory with config.json, weights and tokenizer
 
 
-def resolve_model(source: str, revision: str | None = None, *, cache_dir: Path | None = None) -> ResolvedModel:
+def resolve_model(
+    source: str, revision: str | None = None, *, cache_dir: Path | None = None
+) -> ResolvedModel:
     """Find or build a local directory for `source`; ModelNotFoundError lists what was tried."""
     if source in BUILTIN_MODELS:
         gguf = builtin_gguf_path(source)
@@ -58,8 +61,10 @@ def resolve_model(source: str, revision: str | None = None, *, cache_dir: Path |
         except Exception as error:  # noqa: BLE001 - any hub failure is a user-facing "not found"
             at = f" at revision {revision!r}" if revision else ""
             tried.append(f"the Hugging Face hub lookup of {source!r}{at} failed ({one_line(error)})")
+    close = difflib.get_close_matches(source, list(BUILTIN_MODELS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ModelNotFoundError(
-        f"Model {source!r} was not found: {'; '.join(tried)}. A model source can be a builtin alias "
+        f"Model {source!r} was not found: {'; '.join(tried)}.{hint} A model source can be a builtin alias "
         f"({', '.join(sorted(BUILTIN_MODELS))}), a local model directory, a .gguf file, or a hub id "
         "that is reachable from this machine."
     )
