@@ -39,19 +39,22 @@ def throughput_and_overhead() -> list[dict]:
     one_by_one = [pipeline.invoke(text) for text in texts]
     sequential = time.perf_counter() - started
 
-    started = time.perf_counter()
-    batched = pipeline.batch(texts)
-    through_graph = time.perf_counter() - started
+    # Graph and direct runs alternate, best of two each, so a noisy moment on a shared machine hits both.
+    through_graph, direct = float("inf"), float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        batched = pipeline.batch(texts)
+        through_graph = min(through_graph, time.perf_counter() - started)
 
-    # The same generations, stage by stage, straight into the runtime: no graph, no store.
-    started = time.perf_counter()
-    outputs = [{"input": text} for text in texts]
-    for name, stage in pipeline.spec.stages.items():
-        template = compile_prompt(stage)
-        requests = [stage_request(stage, render_prompt(name, stage, template, o)) for o in outputs]
-        for o, generation in zip(outputs, pipeline.runtime.generate(requests)):
-            o[name] = generation.text
-    direct = time.perf_counter() - started
+        # The same generations, stage by stage, straight into the runtime: no graph, no store.
+        started = time.perf_counter()
+        outputs = [{"input": text} for text in texts]
+        for name, stage in pipeline.spec.stages.items():
+            template = compile_prompt(stage)
+            requests = [stage_request(stage, render_prompt(name, stage, template, o)) for o in outputs]
+            for o, generation in zip(outputs, pipeline.runtime.generate(requests)):
+                o[name] = generation.text
+        direct = min(direct, time.perf_counter() - started)
 
     same = sum(r.output == o["answer"] for r, o in zip(batched, outputs))
     agree = sum(a.output == b.output for a, b in zip(one_by_one, batched))
@@ -83,26 +86,28 @@ print(json.dumps({{"rss": peak_rss_mib(), "stages": len(result.messages)}}))
 
 
 def make_adapters(directory: Path, count: int) -> list[Path]:
+    """`count` random LoRA adapters (r=16, all linear layers) for SmolLM2, so each changes the output."""
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
-    from fslm.runtime import ModelRef, Runtime
+    from fslm.runtime import prepare
 
-    base = Runtime({"smol": ModelRef("smollm2-135m-instruct")}).base_for("smol")
+    base = AutoModelForCausalLM.from_pretrained(prepare("smollm2-135m-instruct"))
     paths = []
     for index in range(count):
         torch.manual_seed(index)
         config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-        model = get_peft_model(base.model, config)
+        model = get_peft_model(base, config)
         paths.append(directory / f"adapter{index}")
         model.save_pretrained(paths[-1])
-        base.model = model.unload()
+        base = model.unload()
     return paths
 
 
 def peak_memory(directory: Path) -> list[dict]:
     adapters = make_adapters(directory, 4)
     stage = "    generation: {{max_new_tokens: 16}}\n"
-    header = "models:\n  smol: {source: smollm2-135m-instruct, dtype: bfloat16}\nstages:\n"
+    header = "models:\n  smol: {source: smollm2-135m-instruct, dtype: float32}\nstages:\n"
     one = header + "  s0:\n    model: smol\n    prompt: '{{ input }}'\n" + stage.format()
     four = header + "".join(
         f"  s{i}:\n    model: smol\n    adapter: {path}\n    prompt: '{{{{ input }}}} {i}'\n" + stage.format()
@@ -126,7 +131,7 @@ LOAD_CHILD = """
 import time
 from fslm.runtime import ModelRef, Runtime
 started = time.perf_counter()
-Runtime({"smol": ModelRef("smollm2-135m-instruct", dtype="bfloat16")}).base_for("smol")
+Runtime({"smol": ModelRef("smollm2-135m-instruct", dtype="float32")}).base_for("smol")
 print(time.perf_counter() - started)
 """
 
@@ -152,7 +157,7 @@ def main() -> None:
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     Console().print(table)
-    path = record("pipeline", rows, "Script: `bench/pipeline_bench.py`. Greedy decoding, bfloat16 weights.")
+    path = record("pipeline", rows, "Script: `bench/pipeline_bench.py`. Greedy decoding, float32 weights.")
     print(f"recorded in {path}")
 
 

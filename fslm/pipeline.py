@@ -1,20 +1,23 @@
 """The Python entry point: load a pipeline file, run it on text, read what every stage said."""
 
+import copy
+import time
 import uuid
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 
 from fslm.errors import FslmError
-from fslm.graph import RunState, StageMessage, build_graph
+from fslm.graph import RunState, StageMessage, TokenChunk
+from fslm.graph.build import build_graph
+from fslm.nodes.stage import STREAM_TOKENS
 from fslm.runtime import ModelRef, Runtime
 from fslm.spec import PipelineSpec, load_spec
-from fslm.store import open_store
+from fslm.store import RunRecord, RunStore, open_store
 
 # A loop that never takes its exit stops after this many stage runs.
 MAX_STAGE_RUNS = 200
@@ -32,24 +35,193 @@ class RunResult:
 
 
 class Pipeline:
-    """A compiled pipeline. `graph` is a plain LangGraph graph; embed it as a subgraph if you like."""
+    """A compiled pipeline. `graph` is a plain LangGraph graph; embed it as a subgraph if you like.
 
-    def __init__(self, spec: PipelineSpec, runtime: Runtime, store: BaseCheckpointSaver):
+    Every run is recorded in `store`: its state in LangGraph's checkpointer, under the run id as thread id,
+    and a row in the run index.
+    """
+
+    def __init__(self, spec: PipelineSpec, runtime: Runtime, store: RunStore):
         self.spec = spec
         self.runtime = runtime
         self.store = store
-        self.graph: CompiledStateGraph = build_graph(spec, runtime.submit).compile(checkpointer=store)
+        self.graph: CompiledStateGraph = build_graph(spec, runtime.submit).compile(checkpointer=store.saver)
+
+    def invoke(self, text: str, run_id: str | None = None) -> RunResult:
+        run_id = self._start(text, run_id)
+        with self._recording(run_id):
+            state = self.graph.invoke(_initial_state(text), self._config(run_id))
+        return self._result(run_id, text, state)
+
+    def stream(
+        self, text: str, run_id: str | None = None, tokens: bool = False
+    ) -> Iterator[StageMessage | TokenChunk]:
+        """Yield each stage's message as soon as that stage ends; with `tokens`, also its text as it grows."""
+        run_id = self._start(text, run_id)
+        config = self._config(run_id)
+        config["configurable"][STREAM_TOKENS] = tokens
+        modes = ["updates", "custom"] if tokens else ["updates"]
+        with self._recording(run_id):
+            for mode, chunk in self.graph.stream(_initial_state(text), config, stream_mode=modes):
+                if mode == "custom":
+                    yield chunk
+                    continue
+                for node_update in chunk.values():
+                    yield from (node_update or {}).get("log", [])
+
+    def batch(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_id: str | None = None,
+        resume: bool = False,
+        on_done: Callable[[int, RunResult], None] | None = None,
+    ) -> list[RunResult]:
+        """Run many inputs concurrently; their stages' generations are batched per base model.
+
+        Item i is recorded as run `{batch_id}-{i}`. With `resume`, items already done are read back from the
+        store, interrupted ones continue from their last checkpoint, and only the rest start afresh.
+        """
+        if resume and batch_id is None:
+            raise ValueError("resume needs the batch_id of the batch to continue")
+        batch_id = batch_id or new_run_id()
+        run_ids = [f"{batch_id}-{index:05d}" for index in range(len(texts))]
+        results: list[RunResult | None] = [None] * len(texts)
+        pending, inputs = [], []
+        for index, (run_id, text) in enumerate(zip(run_ids, texts, strict=True)):
+            recorded = self._recorded_state(run_id) if resume else None
+            if recorded is not None and not self.graph.get_state(self._config(run_id)).next:
+                results[index] = self._result(run_id, text, recorded)
+                if on_done:
+                    on_done(index, results[index])
+                continue
+            self._start(text, run_id, batch_id=batch_id)
+            pending.append(index)
+            inputs.append(None if recorded is not None else _initial_state(text))
+        configs = [{**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending]
+        unfinished = set(run_ids[i] for i in pending)
+        try:
+            with _loop_guard():
+                for position, state in self.graph.batch_as_completed(inputs, configs, return_exceptions=True):
+                    index = pending[position]
+                    unfinished.discard(run_ids[index])
+                    if isinstance(state, BaseException):
+                        self.store.index.finish(run_ids[index], "failed", str(state))
+                        raise state
+                    self.store.index.finish(run_ids[index], "done")
+                    results[index] = self._result(run_ids[index], texts[index], state)
+                    if on_done:
+                        on_done(index, results[index])
+        finally:
+            for run_id in unfinished:
+                self.store.index.finish(run_id, "interrupted")
+        return results
+
+    def replay(self, run_id: str, from_stage: str, edits: dict[str, str] | None = None) -> RunResult:
+        """Re-run `from_stage` and the stages after it, from run `run_id`'s checkpoint, as a new run.
+
+        `edits` replaces recorded stage messages first (stage name → text). An edit of `from_stage` itself
+        stands in for its output: it is not re-run, and the stages after it read the edited text.
+        """
+        parent = self.store.index.find(run_id)
+        edits = dict(edits or {})
+        if parent.pipeline_hash != self.spec.source_hash:
+            raise FslmError(
+                f"run {parent.run_id} was recorded with another version of {parent.pipeline}; the file (or a "
+                "stage file it uses) changed since, so a replay would not continue the same pipeline"
+            )
+        before = self._checkpoint_before(parent.run_id, from_stage)
+        values = before.checkpoint["channel_values"]
+        unknown = [stage for stage in edits if stage != from_stage and stage not in values.get("outputs", {})]
+        if unknown:
+            ran = ", ".join(values.get("outputs", {})) or "none"
+            raise FslmError(
+                f"--set names {', '.join(unknown)}, which had not run before '{from_stage}' in run "
+                f"{parent.run_id}; stages that had: {ran}"
+            )
+        checkpoint = copy.deepcopy(before.checkpoint)
+        log = checkpoint["channel_values"]["log"]
+        for stage, text in edits.items():
+            if stage != from_stage:
+                checkpoint["channel_values"]["outputs"][stage] = text
+                _edit_last_message(log, stage, text)
+
+        new_id = new_run_id()
+        self._start(parent.input, new_id, parent_id=parent.run_id, replay_from=from_stage)
+        config = self.store.saver.put(
+            {"configurable": {"thread_id": new_id, "checkpoint_ns": ""}},
+            checkpoint,
+            {**before.metadata, "source": "fork", "parent_run": parent.run_id},
+            checkpoint["channel_versions"],
+        )
+        with self._recording(new_id):
+            if from_stage in edits:
+                message = self._recorded_message(parent.run_id, from_stage)
+                message.update(text=edits[from_stage], edited=True)
+                # As if the stage had written the edit: conditional edges route on the edited text.
+                config = self.graph.update_state(
+                    config, {"outputs": {from_stage: edits[from_stage]}, "log": [message]}, as_node=from_stage
+                )
+            state = self.graph.invoke(None, {**self._config(new_id), **config})
+        return self._result(new_id, parent.input, state)
+
+    def result(self, run_id: str) -> RunResult:
+        """The recorded result of a run."""
+        state = self._recorded_state(run_id)
+        if state is None:
+            raise FslmError(f"no run '{run_id}' in the store")
+        return self._result(run_id, state["input"], state)
+
+    def close(self) -> None:
+        self.runtime.close()
 
     def _config(self, run_id: str) -> dict:
         return {
             "configurable": {"thread_id": run_id},
-            "metadata": {
-                "pipeline": str(self.spec.path),
-                "pipeline_name": self.spec.name,
-                "pipeline_hash": self.spec.source_hash,
-            },
+            "metadata": {"pipeline": str(self.spec.path), "pipeline_hash": self.spec.source_hash},
             "recursion_limit": MAX_STAGE_RUNS,
         }
+
+    def _start(self, text: str, run_id: str | None, **links: str | None) -> str:
+        run_id = run_id or new_run_id()
+        self.store.index.start(
+            RunRecord(
+                run_id=run_id, pipeline=str(self.spec.path), pipeline_name=self.spec.name,
+                pipeline_hash=self.spec.source_hash, input=text, status="running", started=time.time(), **links,
+            )
+        )
+        return run_id
+
+    @contextmanager
+    def _recording(self, run_id: str) -> Iterator[None]:
+        """Mark the run done, failed or interrupted in the index, whichever way the block ends."""
+        try:
+            with _loop_guard():
+                yield
+        except (KeyboardInterrupt, GeneratorExit):
+            self.store.index.finish(run_id, "interrupted")
+            raise
+        except BaseException as error:
+            self.store.index.finish(run_id, "failed", str(error))
+            raise
+        self.store.index.finish(run_id, "done")
+
+    def _recorded_state(self, run_id: str) -> RunState | None:
+        snapshot = self.graph.get_state({"configurable": {"thread_id": run_id}})
+        return snapshot.values or None
+
+    def _checkpoint_before(self, run_id: str, stage: str):
+        """The checkpoint at which `stage` was about to run for the first time in run `run_id`."""
+        config = {"configurable": {"thread_id": run_id}}
+        for snapshot in reversed(list(self.graph.get_state_history(config))):
+            if stage in snapshot.next:
+                return self.store.saver.get_tuple(snapshot.config)
+        ran = [message["stage"] for message in self._recorded_state(run_id)["log"]]
+        raise FslmError(f"stage '{stage}' did not run in run {run_id}; stages that ran: {', '.join(ran)}")
+
+    def _recorded_message(self, run_id: str, stage: str) -> StageMessage:
+        log = self._recorded_state(run_id)["log"]
+        return dict(next(message for message in reversed(log) if message["stage"] == stage))
 
     def _result(self, run_id: str, text: str, state: RunState) -> RunResult:
         messages = list(state["log"])
@@ -59,49 +231,12 @@ class Pipeline:
             output = messages[-1]["text"] if messages else ""
         return RunResult(run_id=run_id, input=text, output=output, messages=messages)
 
-    def invoke(self, text: str, run_id: str | None = None) -> RunResult:
-        run_id = run_id or new_run_id()
-        with _user_errors():
-            state = self.graph.invoke(_initial_state(text), self._config(run_id))
-        return self._result(run_id, text, state)
 
-    def stream(self, text: str, run_id: str | None = None) -> Iterator[StageMessage]:
-        """Yield each stage's message as soon as that stage ends."""
-        run_id = run_id or new_run_id()
-        with _user_errors():
-            for update in self.graph.stream(_initial_state(text), self._config(run_id), stream_mode="updates"):
-                for node_update in update.values():
-                    yield from (node_update or {}).get("log", [])
-
-    def result(self, run_id: str) -> RunResult:
-        """The recorded result of a finished run."""
-        snapshot = self.graph.get_state({"configurable": {"thread_id": run_id}})
-        if not snapshot.values:
-            raise FslmError(f"no run with id '{run_id}' in the store")
-        return self._result(run_id, snapshot.values["input"], snapshot.values)
-
-    def batch(
-        self,
-        texts: Sequence[str],
-        run_ids: Sequence[str] | None = None,
-        on_done: Callable[[int, RunResult], None] | None = None,
-    ) -> list[RunResult]:
-        """Run many inputs concurrently; their stages' generations are batched per base model."""
-        run_ids = list(run_ids) if run_ids is not None else [new_run_id() for _ in texts]
-        configs = [
-            {**self._config(run_id), "max_concurrency": self.runtime.max_batch_size} for run_id in run_ids
-        ]
-        results: list[RunResult | None] = [None] * len(texts)
-        with _user_errors():
-            completed = self.graph.batch_as_completed([_initial_state(t) for t in texts], configs)
-            for index, state in completed:
-                results[index] = self._result(run_ids[index], texts[index], state)
-                if on_done:
-                    on_done(index, results[index])
-        return results
-
-    def close(self) -> None:
-        self.runtime.close()
+def _edit_last_message(log: list[StageMessage], stage: str, text: str) -> None:
+    for message in reversed(log):
+        if message["stage"] == stage:
+            message.update(text=text, edited=True)
+            return
 
 
 def new_run_id() -> str:
@@ -113,8 +248,8 @@ def _initial_state(text: str) -> RunState:
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn LangGraph's loop guard into a message users can act on."""
+def _loop_guard() -> Iterator[None]:
+    """Turn LangGraph's recursion limit into a message users can act on."""
     try:
         yield
     except GraphRecursionError as error:
@@ -127,13 +262,13 @@ def _user_errors() -> Iterator[None]:
 def load_pipeline(
     path: str | Path,
     *,
-    store: str | Path | BaseCheckpointSaver | None = None,
+    store: str | Path | RunStore | None = None,
     runtime: Runtime | None = None,
     max_batch_size: int = 32,
 ) -> Pipeline:
     """Validate the pipeline file, then compile it. Models load lazily, on their first generation.
 
-    `store` is a run-store path (default: the per-user store), ":memory:", or a LangGraph checkpointer.
+    `store` is a run-store path (default: $FSLM_STORE or the per-user store), ":memory:", or an open RunStore.
     """
     spec = load_spec(path)
     if runtime is None:
@@ -142,8 +277,7 @@ def load_pipeline(
             for name, model in spec.models.items()
         }
         runtime = Runtime(models, max_batch_size=max_batch_size)
-    saver = store if isinstance(store, BaseCheckpointSaver) else open_store(store)
-    return Pipeline(spec, runtime, saver)
+    return Pipeline(spec, runtime, store if isinstance(store, RunStore) else open_store(store))
 
 
-__all__ = ["Pipeline", "RunResult", "load_pipeline", "PipelineSpec"]
+__all__ = ["Pipeline", "RunResult", "load_pipeline"]

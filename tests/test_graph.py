@@ -177,9 +177,12 @@ stages:
 """
     p = pipeline(tmp_path, model_dir, body, {"A ": "x"})
     run = p.invoke("in")
-    checkpoint = p.store.get_tuple({"configurable": {"thread_id": run.run_id}})
+    checkpoint = p.store.saver.get_tuple({"configurable": {"thread_id": run.run_id}})
     assert checkpoint.metadata["pipeline"] == str(p.spec.path)
     assert checkpoint.metadata["pipeline_hash"] == p.spec.source_hash
+    record = p.store.index.get(run.run_id)
+    assert (record.pipeline, record.pipeline_hash, record.status) == (str(p.spec.path), p.spec.source_hash, "done")
+    assert record.input == "in" and record.seconds >= 0
 
 
 def test_route_label_is_first_word_without_punctuation():

@@ -12,7 +12,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def graph(args: argparse.Namespace) -> int:
-    from fslm.graph import build_graph
+    from fslm.graph.build import build_graph
 
     spec = load_spec(args.pipeline)
 

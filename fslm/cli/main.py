@@ -1,6 +1,7 @@
 """`fslm` entry point: parse arguments, dispatch, and turn user errors into exit code 2."""
 
 import argparse
+import os
 import sys
 
 from rich.console import Console
@@ -22,7 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """The CLI shows its own progress; keep transformers' bars and warnings out of it (users may override)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args) or 0

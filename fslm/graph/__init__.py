@@ -1,6 +1,5 @@
-"""Graph layer: a PipelineSpec becomes a LangGraph StateGraph with one node per stage."""
+"""Graph layer: a PipelineSpec becomes a LangGraph StateGraph (`fslm.graph.build`) over `RunState`."""
 
-from fslm.graph.build import build_graph
-from fslm.graph.state import RunState, StageMessage
+from fslm.graph.state import RunState, StageMessage, TokenChunk
 
-__all__ = ["RunState", "StageMessage", "build_graph"]
+__all__ = ["RunState", "StageMessage", "TokenChunk"]

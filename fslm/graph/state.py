@@ -1,7 +1,7 @@
 """The state a pipeline run carries through the graph: small, plain and serialisable."""
 
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated, NotRequired, TypedDict
 
 
 class StageMessage(TypedDict):
@@ -15,6 +15,14 @@ class StageMessage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    edited: NotRequired[bool]  # set on a message a user replaced when replaying a run
+
+
+class TokenChunk(TypedDict):
+    """New text from a stage that is still generating (streamed with `tokens=True`)."""
+
+    stage: str
+    token: str
 
 
 def merge_outputs(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:

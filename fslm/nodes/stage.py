@@ -3,13 +3,17 @@
 from collections.abc import Callable
 
 from jinja2 import Environment, StrictUndefined, Template, TemplateError
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
 
 from fslm.errors import FslmError
-from fslm.graph.state import RunState, StageMessage
+from fslm.graph.state import RunState, StageMessage, TokenChunk
 from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
 from fslm.spec import StageSpec
 
 Generate = Callable[[GenerationRequest], Generation]
+# A run's configurable key asking stages to stream their text as it is generated.
+STREAM_TOKENS = "fslm_stream_tokens"
 
 _templates = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
@@ -28,7 +32,9 @@ def render_prompt(name: str, stage: StageSpec, template: Template, variables: di
     return prompt.strip() if stage.chat_template else prompt
 
 
-def stage_request(stage: StageSpec, prompt: str) -> GenerationRequest:
+def stage_request(
+    stage: StageSpec, prompt: str, on_text: Callable[[str], None] | None = None
+) -> GenerationRequest:
     generation = stage.generation
     return GenerationRequest(
         model=stage.model,
@@ -43,15 +49,23 @@ def stage_request(stage: StageSpec, prompt: str) -> GenerationRequest:
             stop=tuple(generation.stop),
             seed=generation.seed,
         ),
+        on_text=on_text,
     )
 
 
 def make_stage_node(name: str, stage: StageSpec, generate: Generate) -> Callable[[RunState], dict]:
     template = compile_prompt(stage)
 
-    def run_stage(state: RunState) -> dict:
+    def run_stage(state: RunState, config: RunnableConfig) -> dict:
         prompt = render_prompt(name, stage, template, {"input": state["input"], **state["outputs"]})
-        request = stage_request(stage, prompt)
+        on_text = None
+        if config["configurable"].get(STREAM_TOKENS):
+            writer = get_stream_writer()
+
+            def on_text(text: str) -> None:
+                writer(TokenChunk(stage=name, token=text))
+
+        request = stage_request(stage, prompt, on_text)
         result = generate(request)
         message = StageMessage(
             stage=name,

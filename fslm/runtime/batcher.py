@@ -32,8 +32,8 @@ class Batcher:
         *,
         name: str,
         max_batch_size: int,
-        quiet_seconds: float = 0.005,
-        max_wait_seconds: float = 0.05,
+        quiet_seconds: float = 0.02,
+        max_wait_seconds: float = 0.2,
     ) -> None:
         self._serve = serve
         self._max_batch_size = max_batch_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -19,7 +20,9 @@ class PreparedRow:
     prompt_ids: list[int]
     adapter_name: str
     params: GenerationParams
+    on_text: Callable[[str], None] | None = None
     completion_ids: list[int] = field(default_factory=list)
+    streamed: str = ""
     finish_reason: str | None = None
 
 
@@ -88,13 +91,31 @@ def _run(base: LoadedBase, rows: list[PreparedRow]) -> None:
 def _advance(base: LoadedBase, row: PreparedRow, token: int) -> bool:
     """Append `token` to the row; return True when the row has finished."""
     row.completion_ids.append(token)
+    text = _decode(base, row) if row.params.stop or row.on_text else ""
     if token in base.eos_ids:
         row.finish_reason = "eos"
-    elif row.params.stop and _stop_index(_decode(base, row), row.params.stop) is not None:
+    elif row.params.stop and _stop_index(text, row.params.stop) is not None:
         row.finish_reason = "stop"
     elif len(row.completion_ids) >= row.params.max_new_tokens:
         row.finish_reason = "length"
+    if row.on_text:
+        _stream(row, text)
     return row.finish_reason is not None
+
+
+def _stream(row: PreparedRow, text: str) -> None:
+    """Pass on the text that is new since the last call, holding back what may yet be cut or completed."""
+    cut = _stop_index(text, row.params.stop)
+    if cut is not None:
+        text = text[:cut]
+    elif row.finish_reason is None:
+        # A stop string may be forming at the end, and a multi-byte character may be half decoded.
+        hold = max((len(stop) - 1 for stop in row.params.stop), default=0)
+        text = text[: len(text) - hold] if hold else text
+        text = text.rstrip("\ufffd")
+    if len(text) > len(row.streamed) and text.startswith(row.streamed):
+        row.on_text(text[len(row.streamed) :])
+        row.streamed = text
 
 
 def _decode(base: LoadedBase, row: PreparedRow) -> str:

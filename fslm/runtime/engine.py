@@ -11,6 +11,7 @@ from typing import Self
 from fslm.errors import FslmError
 from fslm.runtime.batcher import Batcher
 from fslm.runtime.decode import PreparedRow, decode_batch
+from fslm.runtime.ensemble_types import EnsembleGeneration, EnsembleRequest
 from fslm.runtime.loaded import BaseKey, LoadedBase
 from fslm.runtime.prompt import render_prompt
 from fslm.runtime.resolve import resolve_model
@@ -42,8 +43,8 @@ class Runtime:
         *,
         max_batch_size: int = 32,
         cache_dir: Path | None = None,
-        batch_quiet_seconds: float = 0.005,
-        batch_max_wait_seconds: float = 0.05,
+        batch_quiet_seconds: float = 0.02,
+        batch_max_wait_seconds: float = 0.2,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
@@ -105,6 +106,12 @@ class Runtime:
                 results[index] = outcome
         return [result for result in results if result is not None]
 
+    def generate_ensemble(self, requests: Sequence[EnsembleRequest]) -> list[EnsembleGeneration]:
+        """Serve UniTE ensemble requests now (see `fslm.runtime.unite`); each member's base loads once."""
+        from fslm.runtime.unite import serve_ensemble
+
+        return serve_ensemble(self.base_for, requests, self.max_batch_size)
+
     def submit(self, request: GenerationRequest) -> Generation:
         """Serve one request, batched with other threads' concurrent requests for the same base; blocks."""
         base = self.base_for(request.model)
@@ -160,7 +167,7 @@ class Runtime:
                 except FslmError as error:
                     outcomes[index] = error
                     continue
-                rows.append((index, PreparedRow(text, ids, adapter_name, request.params)))
+                rows.append((index, PreparedRow(text, ids, adapter_name, request.params, request.on_text)))
             # Similar lengths together means less padding.
             rows.sort(key=lambda item: len(item[1].prompt_ids))
             for start in range(0, len(rows), self.max_batch_size):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -46,6 +47,8 @@ class GenerationRequest:
     system: str | None = None  # optional system message, used only with chat_template
     chat_template: bool = True  # wrap prompt as a user message with the tokenizer's chat template
     params: GenerationParams = field(default_factory=GenerationParams)
+    # Called from the decoding thread with each new piece of completion text, for streaming.
+    on_text: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
