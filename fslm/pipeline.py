@@ -99,7 +99,7 @@ class Pipeline:
             pending.append(index)
             inputs.append(None if recorded is not None else _initial_state(text))
         configs = [{**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending]
-        unfinished = set(run_ids[i] for i in pending)
+        unfinished = {run_ids[i] for i in pending}
         try:
             with _loop_guard():
                 for position, state in self.graph.batch_as_completed(inputs, configs, return_exceptions=True):

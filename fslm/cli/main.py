@@ -2,13 +2,15 @@
 
 import argparse
 import os
+import sqlite3
 import sys
 
 from rich.console import Console
 from rich.markup import escape
 
-from fslm.cli import graph_cmd, models_cmd, run_cmd, schema_cmd, validate_cmd
+from fslm.cli import graph_cmd, models_cmd, run_cmd, runs_cmd, schema_cmd, ui_cmd, validate_cmd
 from fslm.errors import FslmError
+from fslm.store import store_problem
 
 USER_ERROR = 2
 
@@ -18,9 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fslm", description="Pipelines of stacked small language models, written in YAML."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, validate_cmd, graph_cmd, models_cmd, schema_cmd):
+    for module in (run_cmd, runs_cmd, validate_cmd, graph_cmd, models_cmd, schema_cmd, ui_cmd):
         module.register(commands)
     return parser
+
+
+def report(message: str) -> int:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+    return USER_ERROR
 
 
 def quiet_libraries() -> None:
@@ -35,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except FslmError as error:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(error))}")
-        return USER_ERROR
+        return report(str(error))
+    except sqlite3.DatabaseError as error:
+        # Raised from inside LangGraph's checkpointer while a run writes: the store is the user's file.
+        return report(store_problem(getattr(args, "store", None), error))
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")
         return 130

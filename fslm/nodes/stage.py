@@ -1,5 +1,6 @@
 """The `stage` node: one small LM, one prompt template, one task."""
 
+import contextvars
 from collections.abc import Callable
 
 from jinja2 import Environment, StrictUndefined, Template, TemplateError
@@ -61,9 +62,11 @@ def make_stage_node(name: str, stage: StageSpec, generate: Generate) -> Callable
         on_text = None
         if config["configurable"].get(STREAM_TOKENS):
             writer = get_stream_writer()
+            # The runtime calls back from its own thread; LangGraph's writer needs this run's context.
+            context = contextvars.copy_context()
 
             def on_text(text: str) -> None:
-                writer(TokenChunk(stage=name, token=text))
+                context.run(writer, TokenChunk(stage=name, token=text))
 
         request = stage_request(stage, prompt, on_text)
         result = generate(request)

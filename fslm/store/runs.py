@@ -29,6 +29,11 @@ CREATE TABLE IF NOT EXISTS fslm_runs (
 );
 CREATE INDEX IF NOT EXISTS fslm_runs_started ON fslm_runs (started);
 CREATE INDEX IF NOT EXISTS fslm_runs_batch ON fslm_runs (batch_id);
+CREATE TABLE IF NOT EXISTS fslm_batches (
+    batch_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    started REAL NOT NULL
+);
 """
 
 STATUSES = ("running", "done", "failed", "interrupted")
@@ -78,6 +83,14 @@ class RunIndex:
             "UPDATE fslm_runs SET status = ?, seconds = ? - started, error = ? WHERE run_id = ?",
             (status, time.time(), error, run_id),
         )
+
+    def start_batch(self, batch_id: str, key: str) -> None:
+        """Remember a batch under `key` (what it ran: pipeline, inputs, output) so it can be resumed."""
+        self._write("INSERT INTO fslm_batches VALUES (?, ?, ?)", (batch_id, key, time.time()))
+
+    def latest_batch(self, key: str) -> str | None:
+        rows = self._read("SELECT batch_id FROM fslm_batches WHERE key = ? ORDER BY started DESC LIMIT 1", (key,))
+        return rows[0][0] if rows else None
 
     def get(self, run_id: str) -> RunRecord:
         rows = self._read("SELECT * FROM fslm_runs WHERE run_id = ?", (run_id,))
