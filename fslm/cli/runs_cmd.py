@@ -56,8 +56,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=export_command)
 
 
-def _when(started: float) -> str:
-    return datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M:%S")
+def _when(started: float, short: bool = False) -> str:
+    return datetime.fromtimestamp(started).strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
 def _preview(text: str, width: int = 48) -> str:
@@ -71,12 +71,14 @@ def list_command(args: argparse.Namespace) -> int:
         print(json.dumps([run.to_dict() for run in runs], ensure_ascii=False))
         return 0
     table = Table(title=f"{len(runs)} runs")
-    table.add_column("id", no_wrap=True)
-    for header in ("pipeline", "started", "status", "seconds", "input"):
-        table.add_column(header, no_wrap=header in ("started", "status"))
+    for header in ("id", "pipeline", "started", "status", "seconds"):
+        table.add_column(header, no_wrap=True, min_width=len(header))
+    table.add_column("input", min_width=16)
     for run in runs:
         seconds = f"{run.seconds:.1f}" if run.seconds is not None else ""
-        table.add_row(run.run_id, run.pipeline_name, _when(run.started), run.status, seconds, _preview(run.input))
+        status = run.status + (" ↺" if run.parent_id else "")  # ↺: a replay; `runs show` names its parent
+        table.add_row(run.run_id, run.pipeline_name, _when(run.started, short=True), status, seconds,
+                      _preview(run.input))
     Console(highlight=False).print(table)
     return 0
 

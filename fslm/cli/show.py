@@ -1,6 +1,7 @@
 """Rich renderings of what stages said, shared by the commands that show runs."""
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.text import Text
 
@@ -9,9 +10,10 @@ from fslm.graph import StageMessage
 
 def message_title(message: StageMessage) -> str:
     model = message["model"] + (f" + {message['adapter']}" if message["adapter"] else "")
+    edited = "  [yellow]edited[/]" if message.get("edited") else ""
     return (
-        f"[bold]{message['stage']}[/]  [dim]{model} · {message['prompt_tokens']}→"
-        f"{message['completion_tokens']} tokens · {message['seconds']:.2f}s[/]"
+        f"[bold]{escape(message['stage'])}[/]  [dim]{escape(model)} · {message['prompt_tokens']}→"
+        f"{message['completion_tokens']} tokens · {message['seconds']:.2f}s[/]{edited}"
     )
 
 
