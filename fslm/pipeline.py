@@ -45,7 +45,8 @@ class Pipeline:
         self.spec = spec
         self.runtime = runtime
         self.store = store
-        self.graph: CompiledStateGraph = build_graph(spec, runtime.submit).compile(checkpointer=store.saver)
+        graph = build_graph(spec, runtime.submit, lambda requests: runtime.generate_ensemble(requests))
+        self.graph: CompiledStateGraph = graph.compile(checkpointer=store.saver)
 
     def invoke(self, text: str, run_id: str | None = None) -> RunResult:
         run_id = self._start(text, run_id)

@@ -489,7 +489,7 @@ def test_model_source_that_is_nothing_known_lists_builtin_aliases(tmp_path: Path
     problem = only_problem(path)
     assert problem.message.startswith("model 'smol': source 'smollm2-135m-instrct' is not a builtin alias")
     assert "did you mean 'smollm2-135m-instruct'?" in problem.message
-    assert "builtin aliases: smollm2-135m-instruct" in problem.message
+    assert "builtin aliases: gemma3-270m, smollm2-135m-instruct" in problem.message
     assert problem.line == 3
 
 

@@ -6,6 +6,7 @@ from langgraph.graph import END, START, StateGraph
 
 from fslm.graph.state import RunState
 from fslm.nodes.stage import Generate, make_stage_node
+from fslm.nodes.unite.node import GenerateEnsemble, make_unite_node
 from fslm.spec import END as SPEC_END
 from fslm.spec import EdgeSpec, PipelineSpec
 
@@ -24,11 +25,19 @@ def _router(edge: EdgeSpec) -> Callable[[RunState], str]:
     return pick
 
 
-def build_graph(spec: PipelineSpec, generate: Generate) -> StateGraph:
-    """One node per stage, wired as the spec says. `generate` serves every generation request."""
+def build_graph(
+    spec: PipelineSpec, generate: Generate, generate_ensemble: GenerateEnsemble | None = None
+) -> StateGraph:
+    """One node per stage, wired as the spec says. `generate` serves every single-model generation request,
+    `generate_ensemble` those of ensemble stages."""
     graph = StateGraph(RunState)
     for name, stage in spec.stages.items():
-        graph.add_node(name, make_stage_node(name, stage, generate))
+        if stage.ensemble is not None:
+            if generate_ensemble is None:
+                raise ValueError(f"stage {name!r} is an ensemble, but no generate_ensemble was given")
+            graph.add_node(name, make_unite_node(name, stage, generate_ensemble))
+        else:
+            graph.add_node(name, make_stage_node(name, stage, generate))
     graph.add_edge(START, spec.entry)
     for edge in spec.edges:
         if edge.is_conditional:

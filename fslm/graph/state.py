@@ -4,6 +4,17 @@ import operator
 from typing import Annotated, NotRequired, TypedDict
 
 
+class EnsembleRecord(TypedDict):
+    """How an ensemble stage's members voted: per member (in `members` order) the first token it alone would
+    have produced and the prompt form it got; how many steps ran and on how many the members disagreed."""
+
+    members: list[str]
+    first_tokens: list[str]
+    templates: list[str]
+    steps: int
+    disagreements: int
+
+
 class StageMessage(TypedDict):
     """What one stage told the next: its text and how it was produced."""
 
@@ -16,6 +27,7 @@ class StageMessage(TypedDict):
     completion_tokens: int
     seconds: float
     edited: NotRequired[bool]  # set on a message a user replaced when replaying a run
+    ensemble: NotRequired[EnsembleRecord]  # set by an ensemble stage
 
 
 class TokenChunk(TypedDict):

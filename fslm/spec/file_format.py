@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
+from fslm.nodes.unite.spec import EnsembleSpec
 from fslm.spec.models import EdgeSpec, GenerationSpec, ModelSpec, StageSpec, StrictModel
 
 _stage_field = StageSpec.model_fields
@@ -20,6 +21,7 @@ class StageFileSpec(StrictModel):
     """A reusable stage, `stages/NAME.yaml`: the keys of a stage; pipelines refer to it with `use: NAME`."""
 
     model: str | None = Field(None, description=_stage_field["model"].description)
+    ensemble: EnsembleSpec | None = Field(None, description=_stage_field["ensemble"].description)
     adapter: str | None = Field(None, description=_stage_field["adapter"].description)
     system: str | None = Field(None, description=_stage_field["system"].description)
     chat_template: bool = Field(True, description=_stage_field["chat_template"].description)
@@ -31,7 +33,11 @@ class StageFileSpec(StrictModel):
 
 
 def _stage_needs_use_or_model_and_prompt(schema: dict[str, Any]) -> None:
-    schema["anyOf"] = [{"required": ["use"]}, {"required": ["model", "prompt"]}]
+    schema["anyOf"] = [
+        {"required": ["use"]},
+        {"required": ["model", "prompt"]},
+        {"required": ["ensemble", "prompt"]},
+    ]
 
 
 class StageEntrySpec(StageFileSpec):

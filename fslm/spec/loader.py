@@ -161,6 +161,7 @@ class _PipelineLoader:
             return
         if not self._resolve_adapter(name, merged):
             merged.pop("adapter", None)
+        self._check_ensemble_members(name, merged.get("ensemble"), model_handles)
         model = merged.get("model")
         if isinstance(model, str) and model not in model_handles:
             self.sink.add(
@@ -212,12 +213,28 @@ class _PipelineLoader:
             return None  # its own problem is reported; missing keys here would only repeat it
         return merge_stage(self.stage_files[found], raw_stage, ("stages", name), self.sink.locations)
 
-    def _resolve_adapter(self, name: str, merged: dict[str, Any]) -> bool:
+    def _check_ensemble_members(self, name: str, ensemble: Any, model_handles: set[str]) -> None:
+        """Report unknown member handles and resolve member adapters (the block's values are checked later)."""
+        if not isinstance(ensemble, dict) or not isinstance(ensemble.get("members"), list):
+            return
+        for index, member in enumerate(ensemble["members"]):
+            path: KeyPath = ("stages", name, "ensemble", "members", index)
+            handle = member.get("model") if isinstance(member, dict) else member
+            if isinstance(handle, str) and handle not in model_handles:
+                self.sink.add(
+                    (*path, "model") if isinstance(member, dict) else path,
+                    f"stage {name!r}: ensemble member {handle!r} is not a defined model"
+                    f"{did_you_mean(handle, model_handles, what='defined models')}",
+                )
+            if isinstance(member, dict) and not self._resolve_adapter(name, member, (*path, "adapter")):
+                member.pop("adapter", None)
+
+    def _resolve_adapter(self, name: str, merged: dict[str, Any], adapter_path: KeyPath | None = None) -> bool:
         """Make `adapter` an absolute Path (relative to the file that names it) and check it is an adapter."""
         adapter = merged.get("adapter")
         if adapter is None:
             return True
-        adapter_path: KeyPath = ("stages", name, "adapter")
+        adapter_path = adapter_path or ("stages", name, "adapter")
         if not isinstance(adapter, str) or not adapter:
             self.sink.add(
                 adapter_path, f"stage {name!r}: 'adapter' must be a directory path (got {adapter!r})"

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from fslm.nodes.unite.spec import EnsembleSpec
+
 END = "END"  # the one reserved target name: the run (or this branch of it) finishes
 INPUT_VARIABLE = "input"  # the run's input text, available to every prompt template
 
@@ -68,9 +70,14 @@ class GenerationSpec(StrictModel):
 
 
 class StageSpec(StrictModel):
-    """One stage, resolved: a `use:` reference is merged in and the adapter path is absolute."""
+    """One stage, resolved: a `use:` reference is merged in and adapter paths are absolute.
 
-    model: str = Field(description="The model handle (a key of `models`) this stage runs on.")
+    A stage runs on one model (`model`, optionally `adapter`) or on an ensemble of them (`ensemble`)."""
+
+    model: str | None = Field(None, description="The model handle (a key of `models`) this stage runs on.")
+    ensemble: EnsembleSpec | None = Field(
+        None, description="Instead of `model`: several models that vote token by token (see docs/unite.md)."
+    )
     adapter: Path | None = Field(
         None,
         description=(
@@ -89,6 +96,14 @@ class StageSpec(StrictModel):
         ),
     )
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding settings.")
+
+    @model_validator(mode="after")
+    def _model_or_ensemble(self) -> StageSpec:
+        if (self.model is None) == (self.ensemble is None):
+            raise ValueError("a stage needs exactly one of 'model' or 'ensemble'")
+        if self.ensemble is not None and self.adapter is not None:
+            raise ValueError("an ensemble stage gives each member its own adapter, not a stage 'adapter'")
+        return self
 
 
 def first_word_label(text: str) -> str:

@@ -15,6 +15,8 @@ SECTIONS = {
     "ModelSpec": "`models.<handle>`",
     "StageEntrySpec": "`stages.<name>` (and `stages/NAME.yaml`, without `use`)",
     "GenerationSpec": "`stages.<name>.generation`",
+    "EnsembleSpec": "`stages.<name>.ensemble`",
+    "EnsembleMemberSpec": "`stages.<name>.ensemble.members[]`",
     "EdgeSpec": "`edges[]`",
     "Case": "`edges[].when[]`",
 }

@@ -1,0 +1,70 @@
+"""The `unite` graph node: render the stage's prompt, ask the runtime for an ensemble generation, record it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fslm.graph.state import EnsembleRecord, RunState, StageMessage
+from fslm.nodes.stage import compile_prompt, render_prompt
+from fslm.runtime.ensemble_types import EnsembleGeneration, EnsembleMember, EnsembleRequest
+from fslm.runtime.types import GenerationParams
+from fslm.spec import StageSpec
+
+GenerateEnsemble = Callable[[Sequence[EnsembleRequest]], list[EnsembleGeneration]]
+
+
+def ensemble_request(stage: StageSpec, prompt: str) -> EnsembleRequest:
+    ensemble = stage.ensemble
+    assert ensemble is not None  # only ensemble stages get this node
+    generation = stage.generation
+    return EnsembleRequest(
+        members=tuple(
+            EnsembleMember(member.model, str(member.adapter) if member.adapter else None)
+            for member in ensemble.members
+        ),
+        prompt=prompt,
+        weights=tuple(ensemble.weights or ()),
+        top_k=ensemble.top_k,
+        primary=ensemble.primary_index,
+        system=stage.system,
+        chat_template=stage.chat_template,
+        params=GenerationParams(
+            max_new_tokens=generation.max_new_tokens,
+            temperature=generation.temperature,
+            top_p=generation.top_p,
+            stop=tuple(generation.stop),
+            seed=generation.seed,
+        ),
+    )
+
+
+def make_unite_node(name: str, stage: StageSpec, generate: GenerateEnsemble) -> Callable[[RunState], dict]:
+    template = compile_prompt(stage)
+    assert stage.ensemble is not None
+    labels = [member.label for member in stage.ensemble.members]
+
+    def run_unite(state: RunState) -> dict:
+        prompt = render_prompt(name, stage, template, {"input": state["input"], **state["outputs"]})
+        (result,) = generate([ensemble_request(stage, prompt)])
+        generation = result.generation
+        message = StageMessage(
+            stage=name,
+            text=generation.text,
+            model=" + ".join(labels),
+            adapter=None,
+            prompt=prompt,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            seconds=round(generation.seconds, 4),
+            ensemble=EnsembleRecord(
+                members=labels,
+                first_tokens=list(result.first_tokens),
+                templates=list(result.templates),
+                steps=result.steps,
+                disagreements=result.disagreements,
+            ),
+        )
+        return {"outputs": {name: generation.text}, "log": [message]}
+
+    run_unite.__name__ = f"unite_{name}"
+    return run_unite
