@@ -135,6 +135,15 @@ def test_api_run_and_diff_match_the_store(server, store, runs):
     ]
 
 
+def test_api_reports_a_store_it_cannot_read(tmp_path):
+    broken = open_store(tmp_path / "runs.sqlite")
+    broken.index.connection.execute("DROP TABLE fslm_runs")
+    with serving(make_server(broken, port=0)) as running:
+        status, body = get_json(running, "/api/runs")
+    assert status == 500
+    assert "cannot be used (no such table: fslm_runs)" in body["error"]
+
+
 def test_only_loopback_hosts_and_shipped_files_are_served(server):
     assert get_json(server, "/api/runs", headers={"Host": "attacker.example:80"})[0] == 403
     connection = http.client.HTTPConnection(*server.server_address[:2])

@@ -5,9 +5,11 @@
     GET /api/runs/RUN_ID/graph                         the graph of the run's pipeline
     GET /api/diff?a=RUN_ID&b=RUN_ID                    two runs' stage outputs side by side
 
-Errors are `{"error": message}` with status 400 (bad query), 404 (no such run or path).
+Errors are `{"error": message}` with status 400 (bad query), 404 (no such run or path) or 500 (the store
+cannot be read).
 """
 
+import sqlite3
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TypeVar
@@ -15,7 +17,7 @@ from urllib.parse import unquote
 
 from fslm.errors import FslmError
 from fslm.inspection import diff_runs, list_runs, run_details
-from fslm.store import RunStore
+from fslm.store import RunStore, store_problem
 from fslm.ui.graph import run_graph
 
 Reply = tuple[HTTPStatus, dict]
@@ -45,6 +47,8 @@ def answer(store: RunStore, path: str, query: dict[str, str]) -> Reply:
                 raise ApiError(HTTPStatus.NOT_FOUND, f"no API endpoint {path}")
     except ApiError as error:
         return error.status, {"error": str(error)}
+    except sqlite3.DatabaseError as error:
+        return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": store_problem(store.path, error)}
 
 
 def runs(store: RunStore, query: dict[str, str]) -> dict:

@@ -4,7 +4,7 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const RUN_LIMIT = 200;
-const NODE = { width: 150, height: 46, endWidth: 64, columnGap: 140, rowGap: 30, pad: 24, loopDrop: 46 };
+const NODE = { width: 150, height: 46, endWidth: 64, gap: 64, labelGap: 150, rowGap: 30, pad: 24, loopDrop: 46 };
 
 const view = document.getElementById("view");
 const runList = document.getElementById("runs");
@@ -156,22 +156,29 @@ function graphView(graph, ran) {
   return el("div", {}, graph.note ? el("p", { class: "note" }, graph.note) : null, graphSvg(graph, ran));
 }
 
-function layout(nodes) {
+function layout(graph) {
   const columns = new Map();
-  for (const node of nodes) columns.set(node.layer, [...(columns.get(node.layer) ?? []), node]);
+  for (const node of graph.nodes) columns.set(node.layer, [...(columns.get(node.layer) ?? []), node]);
   const tallest = Math.max(...[...columns.values()].map((column) => column.length));
   const height = tallest * NODE.height + (tallest - 1) * NODE.rowGap;
+  // Columns whose edges carry labels get room for them; plain edges need only a short gap.
+  const layerOf = new Map(graph.nodes.map((node) => [node.name, node.layer]));
+  const labelled = new Set(graph.edges.filter((edge) => edge.label).map((edge) => layerOf.get(edge.source)));
+  const layers = Math.max(...columns.keys()) + 1;
+  const left = [NODE.pad];
+  for (let layer = 1; layer < layers; layer += 1) {
+    left.push(left[layer - 1] + NODE.width + (labelled.has(layer - 1) ? NODE.labelGap : NODE.gap));
+  }
   const boxes = new Map();
   for (const [layer, column] of columns) {
     const top = NODE.pad + (height - (column.length * NODE.height + (column.length - 1) * NODE.rowGap)) / 2;
     column.forEach((node, row) => {
       const width = node.name === "END" ? NODE.endWidth : NODE.width;
-      const x = NODE.pad + layer * (NODE.width + NODE.columnGap) + (NODE.width - width) / 2;
+      const x = left[layer] + (NODE.width - width) / 2;
       boxes.set(node.name, { x, y: top + row * (NODE.height + NODE.rowGap), width, height: NODE.height });
     });
   }
-  const layers = Math.max(...columns.keys()) + 1;
-  return { boxes, width: 2 * NODE.pad + layers * NODE.width + (layers - 1) * NODE.columnGap, height };
+  return { boxes, width: left[layers - 1] + NODE.width + NODE.pad, height };
 }
 
 function edgePath(from, to) {
@@ -191,7 +198,7 @@ function edgePath(from, to) {
 }
 
 function graphSvg(graph, ran) {
-  const { boxes, width, height } = layout(graph.nodes);
+  const { boxes, width, height } = layout(graph);
   const hasLoop = graph.edges.some((edge) => !(boxes.get(edge.target).x > boxes.get(edge.source).x));
   const total = height + 2 * NODE.pad + (hasLoop ? NODE.loopDrop : 0);
   const edges = graph.edges.map((edge) => {
