@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fslm.errors import FslmError
+from fslm.runtime.base_identity import base_identity, identity_mismatch, read_identity
 from fslm.runtime.messages import one_line
 
 BASE_ADAPTER_NAME = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
@@ -87,6 +88,7 @@ class LoadedBase:
             if path in self._adapter_names:
                 return self._adapter_names[path]
             _check_adapter_dir(path)
+            self._check_adapter_base(path)
             # peft names become module-dict keys, which cannot contain dots; a counter keeps them valid.
             name = f"adapter_{self._adapters_tried}"
             self._adapters_tried += 1
@@ -105,6 +107,19 @@ class LoadedBase:
                 ) from error
             self._adapter_names[path] = name
             return name
+
+
+    def _check_adapter_base(self, path: Path) -> None:
+        """Refuse an adapter whose recorded base (written by `fslm finetune`) is not this model."""
+        recorded = read_identity(path)
+        if recorded is None:
+            return
+        problem = identity_mismatch(recorded, base_identity(self.model, str(self.key.path)))
+        if problem:
+            raise FslmError(
+                f"The LoRA adapter in {path} was trained on another base model ({recorded.get('source')}) than "
+                f"the one it is attached to here ({self.key.path}): {problem}."
+            )
 
 
 def _check_adapter_dir(path: Path) -> None:

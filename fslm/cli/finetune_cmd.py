@@ -1,0 +1,125 @@
+"""`fslm finetune`: train one stage's LoRA adapter from a recipe, or from a pipeline, a stage and a data file."""
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from fslm.errors import FslmError
+
+# Flags that override recipe keys, named as the keys are: --max-steps sets train.max_steps.
+OVERRIDES: dict[str, tuple[str, type]] = {
+    "epochs": ("train", float),
+    "max_steps": ("train", int),
+    "learning_rate": ("train", float),
+    "scheduler": ("train", str),
+    "warmup_steps": ("train", int),
+    "batch_size": ("train", int),
+    "gradient_accumulation": ("train", int),
+    "max_length": ("train", int),
+    "seed": ("train", int),
+    "dtype": ("train", str),
+    "checkpoint_every": ("train", int),
+    "r": ("lora", int),
+    "alpha": ("lora", float),
+    "dropout": ("lora", float),
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "finetune", help="train a LoRA adapter for one stage, from a recipe or from --stage and --data"
+    )
+    parser.add_argument("source", type=Path, help="a recipe (finetune/*.yaml), or a pipeline with --stage/--data")
+    parser.add_argument("--stage", help="shorthand: the stage of the pipeline to tune")
+    parser.add_argument("--data", type=Path, help="shorthand: JSONL/CSV/Parquet with template variables and target")
+    parser.add_argument("--output", type=Path, help="adapter directory (overrides the recipe's output)")
+    for key, (section, kind) in OVERRIDES.items():
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, help=f"sets {section}.{key}")
+    parser.add_argument("--resume", action="store_true", help="continue from the output's last checkpoint")
+    parser.add_argument("--force", action="store_true", help="replace a different adapter in the output directory")
+    parser.add_argument("--attach", nargs="?", const=True, type=Path, metavar="PIPELINE",
+                        help="write the adapter into the stage of the target pipeline (or of PIPELINE)")
+    parser.set_defaults(handler=run)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {}
+    for key, (section, _) in OVERRIDES.items():
+        if getattr(args, key) is not None:
+            sections.setdefault(section, {})[key] = getattr(args, key)
+    return sections
+
+
+def build_recipe(args: argparse.Namespace):
+    from fslm.finetune import load_recipe, shorthand_recipe
+
+    if args.stage is not None or args.data is not None:
+        if args.stage is None or args.data is None:
+            raise FslmError("the shorthand needs both --stage NAME and --data FILE (with a pipeline file)")
+        return shorthand_recipe(args.source, args.stage, args.data, args.output, overrides(args))
+    recipe = load_recipe(args.source, overrides(args))
+    return recipe.model_copy(update={"output": args.output.resolve()}) if args.output else recipe
+
+
+def run(args: argparse.Namespace) -> int:
+    from fslm.finetune import Callbacks, finetune
+    from fslm.finetune.attach import attach_adapter
+    from fslm.finetune.train import Interrupted
+
+    recipe = build_recipe(args)
+    console = Console(stderr=True, highlight=False)
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"finetune {recipe.target.stage}", total=None, loss="–", speed="–")
+
+        def on_teacher(done: int, total: int) -> None:
+            progress.update(task, description="teacher runs", completed=done, total=total)
+
+        def on_start(steps: int, train: int, held_out: int) -> None:
+            console.print(f"[dim]{train} training examples, {held_out} held out, {steps} steps[/]")
+            progress.update(task, description=f"finetune {recipe.target.stage}", completed=0, total=steps)
+
+        def on_step(log) -> None:
+            progress.update(task, completed=log.step, loss=f"{log.loss:.4f}", speed=f"{log.tokens_per_second:.0f}")
+
+        callbacks = Callbacks(on_teacher=on_teacher, on_start=on_start, on_step=on_step,
+                              on_status=lambda message: console.print(f"[dim]{message}[/]"))
+        try:
+            result = finetune(recipe, resume=args.resume, force=args.force, callbacks=callbacks)
+        except Interrupted as stopped:
+            progress.stop()
+            console.print(f"{stopped}. Continue with the same command plus --resume")
+            # Rich and torch threads may still hold the terminal; the checkpoint is complete, so leave now.
+            os._exit(130)
+    show_summary(console, result.record, result.output)
+    if args.attach:
+        pipeline = recipe.target.pipeline if args.attach is True else args.attach.resolve()
+        attach_adapter(pipeline, recipe.target.stage, result.output)
+        console.print(f"attached to stage '{recipe.target.stage}' of {pipeline}")
+    return 0
+
+
+def show_summary(console: Console, record: dict, output: Path) -> None:
+    eval_losses = record["eval_loss"]
+    if eval_losses:
+        console.print(f"held-out loss {eval_losses[0]['loss']:.4f} → {eval_losses[-1]['loss']:.4f}")
+    metric = record.get("metric")
+    if metric:
+        console.print(f"held-out {metric['name']} {metric['before']:.3f} → {metric['after']:.3f} "
+                      f"({metric['items']} items)")
+    console.print(f"{record['tokens_per_second']:.0f} training tokens/s; adapter written to {output}")

@@ -1,0 +1,63 @@
+"""The model being trained: a base with a fresh LoRA adapter, and the completion-only loss.
+
+The loss runs the decoder over every token but the output layer only at completion positions: for a 49k
+vocabulary the output layer is most of a small model's compute, and prompt positions have no loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+from fslm.errors import FslmError
+from fslm.finetune.batching import Batch
+from fslm.finetune.recipe import LoraSpec
+from fslm.runtime.messages import one_line
+
+TRAIN_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def load_base(base_dir: Path, dtype: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=TRAIN_DTYPES[dtype], attn_implementation="sdpa")
+    except (OSError, ValueError) as error:
+        raise FslmError(f"Could not load the model in {base_dir}: {one_line(error)}") from error
+    return tokenizer, model
+
+
+def with_new_adapter(model: Any, lora: LoraSpec, seed: int) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(seed)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as error:
+        raise FslmError(f"lora.target_modules does not fit this model: {one_line(error)}") from error
+
+
+def completion_loss(peft_model: Any, batch: Batch) -> tuple[torch.Tensor, int]:
+    """The summed cross-entropy of the batch's completion tokens, and how many there are."""
+    causal_lm = peft_model.get_base_model()
+    hidden = causal_lm.get_decoder()(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).last_hidden_state
+    selected = hidden[batch.loss_rows, batch.loss_positions]
+    logits = causal_lm.get_output_embeddings()(selected).float()
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    loss = functional.cross_entropy(logits, batch.labels, reduction="sum")
+    return loss, int(batch.labels.numel())

@@ -1,0 +1,197 @@
+"""`finetune(recipe)`: examples → held-out split → training → adapter directory and training record.
+
+Every check a user's mistake can fail runs before the output directory is touched, and the finished
+adapter replaces the directory's contents in one rename.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fslm.errors import FslmError
+from fslm.finetune.encode import Encoded, StageEncoder
+from fslm.finetune.recipe import DataSpec, Recipe
+from fslm.finetune.sources import (
+    Example,
+    data_hash,
+    examples_from_dataset,
+    examples_from_runs,
+    examples_from_teacher,
+    template_variables,
+)
+from fslm.finetune.train import StepLog, Trainer
+from fslm.runtime.base_identity import IDENTITY_FILE, base_identity
+from fslm.spec import PipelineSpec, load_spec
+
+RECORD_FILE = "training.json"
+CHECKPOINT_DIR = "checkpoint"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+@dataclass
+class Callbacks:
+    on_teacher: Callable[[int, int], None] | None = None  # (done, total) teacher runs
+    on_start: Callable[[int, int, int], None] | None = None  # (total steps, train examples, held-out examples)
+    on_step: Callable[[StepLog], None] | None = None
+    on_status: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    output: Path
+    record: dict[str, Any]
+
+
+def target_spec(recipe: Recipe) -> PipelineSpec:
+    spec = load_spec(recipe.target.pipeline)
+    if recipe.target.stage not in spec.stages:
+        raise FslmError(
+            f"pipeline {recipe.target.pipeline} has no stage '{recipe.target.stage}'; its stages: "
+            f"{', '.join(spec.stages)}"
+        )
+    return spec
+
+
+def collect_examples(
+    data: DataSpec, spec: PipelineSpec, stage: str, on_teacher: Callable[[int, int], None] | None = None
+) -> list[Example]:
+    variables = template_variables(spec, stage)
+    if data.dataset is not None:
+        examples = examples_from_dataset(data.dataset, variables)
+    elif data.from_runs is not None:
+        examples = examples_from_runs(data.from_runs, spec, stage, variables)
+    else:
+        assert data.teacher is not None
+        examples = examples_from_teacher(data.teacher, spec, stage, variables, on_teacher)
+    if not examples:
+        raise FslmError(f"the data for stage '{stage}' holds no examples")
+    return examples
+
+
+def held_out_split(recipe: Recipe, examples: list[Example]) -> tuple[list[Example], list[Example]]:
+    """Training and held-out examples: a seeded random `eval.split` of the data, unless `eval.data` is given."""
+    if recipe.eval.data is not None:
+        return examples, []
+    order = list(range(len(examples)))
+    random.Random(recipe.train.seed).shuffle(order)
+    held = min(round(len(examples) * recipe.eval.split), recipe.eval.max_items)
+    if held and held >= len(examples):
+        raise FslmError(f"eval.split {recipe.eval.split} leaves no training examples out of {len(examples)}")
+    return [examples[i] for i in order[held:]], [examples[i] for i in order[:held]]
+
+
+def fingerprint(recipe: Recipe, train_hash: str) -> str:
+    """What a checkpoint or finished adapter must share with this run to be continued or kept."""
+    settings = recipe.model_dump(mode="json", exclude={"output": True, "train": {"checkpoint_every", "log_every"}})
+    return hashlib.sha256(json.dumps([settings, train_hash], sort_keys=True).encode()).hexdigest()
+
+
+def check_output(output: Path, run_fingerprint: str, force: bool, resume: bool) -> None:
+    """Refuse to overwrite an adapter this recipe and data did not make, unless forced."""
+    if output.exists() and not output.is_dir():
+        raise FslmError(f"the output {output} exists and is not a directory")
+    if resume:
+        if not (output / CHECKPOINT_DIR).is_dir():
+            raise FslmError(f"nothing to resume: {output} holds no checkpoint; run without --resume")
+        return
+    if force or not output.is_dir() or not any(output.iterdir()):
+        return
+    record_path = output / RECORD_FILE
+    made_here = record_path.is_file() and json.loads(record_path.read_text()).get("fingerprint") == run_fingerprint
+    if not made_here:
+        what = "a different adapter" if (output / "adapter_config.json").is_file() else "other files"
+        raise FslmError(
+            f"the output directory {output} holds {what}; training would overwrite it. Choose another "
+            "output, or pass --force to replace it"
+        )
+
+
+def finetune(
+    recipe: Recipe, *, resume: bool = False, force: bool = False, callbacks: Callbacks | None = None
+) -> FinetuneResult:
+    callbacks = callbacks or Callbacks()
+    started = time.time()
+    status = callbacks.on_status or (lambda message: None)
+    spec = target_spec(recipe)
+    stage_name = recipe.target.stage
+    stage = spec.stages[stage_name]
+    train_examples, eval_examples = held_out_split(
+        recipe, collect_examples(recipe.data, spec, stage_name, callbacks.on_teacher)
+    )
+    if recipe.eval.data is not None:
+        eval_examples = collect_examples(recipe.eval.data, spec, stage_name)[: recipe.eval.max_items]
+    train_hash = data_hash(train_examples)
+    run_fingerprint = fingerprint(recipe, train_hash)
+    check_output(recipe.output, run_fingerprint, force, resume)
+
+    from fslm.finetune.model import load_base, with_new_adapter
+    from fslm.runtime import prepare
+
+    model_spec = spec.models[stage.model]
+    status(f"loading {model_spec.source}")
+    base_dir = prepare(model_spec.source, model_spec.revision)
+    tokenizer, base = load_base(base_dir, recipe.train.dtype)
+    identity = base_identity(base, model_spec.source)
+    encoder = StageEncoder(stage_name, stage, tokenizer)
+    train_set, too_long = _fitting(encoder, train_examples, recipe.train.max_length)
+    eval_set, _ = _fitting(encoder, eval_examples, recipe.train.max_length)
+    if not train_set:
+        raise FslmError(
+            f"none of the {len(train_examples)} training examples fits in train.max_length = "
+            f"{recipe.train.max_length} tokens"
+        )
+    model = with_new_adapter(base, recipe.lora, recipe.train.seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eos_id
+    trainer = Trainer(model, train_set, eval_set, recipe.train, pad_id, recipe.eval.every)
+    if callbacks.on_start:
+        callbacks.on_start(trainer.total_steps, len(train_set), len(eval_set))
+    progress = trainer.run(recipe.output / CHECKPOINT_DIR, run_fingerprint, resume, callbacks.on_step)
+    record = {
+        "recipe": recipe.model_dump(mode="json"),
+        "fingerprint": run_fingerprint,
+        "data_hash": train_hash,
+        "examples": {"train": len(train_set), "eval": len(eval_set), "too_long": too_long},
+        "base": identity,
+        "steps": progress.losses,
+        "eval_loss": progress.eval_losses,
+        "resumed_at_steps": progress.resumed_at,
+        "train_seconds": round(progress.seconds, 2),
+        "train_tokens": progress.tokens,
+        "tokens_per_second": round(progress.tokens / max(progress.seconds, 1e-9), 1),
+    }
+    staging = _write_staging(recipe.output, model, identity)
+    if recipe.eval.metric != "loss" and eval_examples:
+        from fslm.finetune.stage_eval import metric_before_after
+
+        status(f"scoring the held-out examples ({recipe.eval.metric}) before and after")
+        record["metric"] = metric_before_after(spec, stage_name, eval_examples, recipe.eval.metric, staging)
+    record["wall_seconds"] = round(time.time() - started, 2)
+    (staging / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    shutil.rmtree(recipe.output, ignore_errors=True)
+    recipe.output.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(recipe.output)
+    return FinetuneResult(recipe.output, record)
+
+
+def _fitting(encoder: StageEncoder, examples: list[Example], max_length: int) -> tuple[list[Encoded], int]:
+    encoded = [encoder.encode(example) for example in examples]
+    kept = [item for item in encoded if len(item) <= max_length]
+    return kept, len(encoded) - len(kept)
+
+
+def _write_staging(output: Path, model: Any, identity: dict[str, Any]) -> Path:
+    staging = output.with_name(f".{output.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging, safe_serialization=True)
+    (staging / "README.md").unlink(missing_ok=True)  # peft's model-card stub; the training record says more
+    (staging / IDENTITY_FILE).write_text(json.dumps(identity, indent=1) + "\n")
+    return staging
