@@ -8,7 +8,17 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
-from fslm.cli import finetune_cmd, graph_cmd, models_cmd, run_cmd, runs_cmd, schema_cmd, ui_cmd, validate_cmd
+from fslm.cli import (
+    eval_cmd,
+    finetune_cmd,
+    graph_cmd,
+    models_cmd,
+    run_cmd,
+    runs_cmd,
+    schema_cmd,
+    ui_cmd,
+    validate_cmd,
+)
 from fslm.errors import FslmError
 from fslm.store import store_problem
 
@@ -20,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fslm", description="Pipelines of stacked small language models, written in YAML."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, runs_cmd, validate_cmd, graph_cmd, models_cmd, schema_cmd, ui_cmd, finetune_cmd):
+    for module in (run_cmd, runs_cmd, validate_cmd, graph_cmd, models_cmd, schema_cmd, ui_cmd, finetune_cmd, eval_cmd):
         module.register(commands)
     return parser
 

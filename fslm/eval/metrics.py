@@ -20,8 +20,8 @@ _CHOICE_PATTERNS = [
     # "answer is (B)", "Answer: B", "answer: b." — an explicit statement wins over any other letter.
     re.compile(r"answer\s*(?:is|:)?\s*:?\s*\(?([A-Ea-e])\b\)?", re.IGNORECASE),
     re.compile(r"^\s*\(?([A-E])[).:\s]"),  # starts with "B)", "(B)", "B." or "B "
-    re.compile(r"^\s*\(?([A-E])\)?\s*$"),  # the whole text is the letter
-    re.compile(r"\(([A-E])\)"),  # "(C)" anywhere
+    re.compile(r"^\s*\(?([A-Ea-e])\)?\s*$"),  # the whole text is the letter
+    re.compile(r"\(([A-Ea-e])\)"),  # "(C)" anywhere
     re.compile(r"\b([A-E])\b"),  # any standalone capital A-E
 ]
 
@@ -43,12 +43,10 @@ def extract_choice(text: str) -> str | None:
 
 
 def extract_number(text: str) -> float | None:
-    """The answer number of a text: after a GSM8K-style `####` if present, else the last number in it."""
-    marked = text.rsplit("####", 1)[1] if "####" in text else text
-    numbers = _NUMBER.findall(marked) or _NUMBER.findall(text)
-    if not numbers:
-        return None
-    return float(numbers[-1].replace(",", ""))
+    """The answer number of a text: the first after a GSM8K-style `####` if there is one, else the last."""
+    marked = _NUMBER.findall(text.rsplit("####", 1)[1]) if "####" in text else []
+    numbers = marked[:1] or _NUMBER.findall(text)[-1:]
+    return float(numbers[0].replace(",", "")) if numbers else None
 
 
 def _choice(output: str, reference: str) -> float:

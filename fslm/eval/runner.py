@@ -31,7 +31,8 @@ class ItemResult:
 
 @dataclass(frozen=True)
 class EvalReport:
-    pipeline: str
+    name: str  # the pipeline's name
+    pipeline: str  # its file
     metric: str
     items: list[ItemResult]
     seconds: float
@@ -87,4 +88,4 @@ def evaluate(
                    score(metric, result.output, item.reference))
         for item, result in zip(items, results, strict=True)
     ]
-    return EvalReport(str(pipeline.spec.path), metric, scored, time.perf_counter() - started)
+    return EvalReport(pipeline.spec.name, str(pipeline.spec.path), metric, scored, time.perf_counter() - started)
