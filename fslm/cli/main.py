@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from fslm.cli import (
+    ensemble_cmd,
     eval_cmd,
     finetune_cmd,
     graph_cmd,
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fslm", description="Pipelines of stacked small language models, written in YAML."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, runs_cmd, validate_cmd, graph_cmd, models_cmd, schema_cmd, ui_cmd, finetune_cmd, eval_cmd):
+    for module in (run_cmd, runs_cmd, validate_cmd, graph_cmd, models_cmd, schema_cmd, ui_cmd, finetune_cmd, eval_cmd,
+                   ensemble_cmd):
         module.register(commands)
     return parser
 
