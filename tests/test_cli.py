@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def fslm(*args: str, store: Path | None = None) -> subprocess.CompletedProcess:
     extra = ["--store", str(store)] if store else []
-    return subprocess.run([sys.executable, "-m", "fslm.cli.main", *args, *extra],
-                          capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "fslm.cli.main", *args, *extra], capture_output=True, text=True, cwd=REPO
+    )
 
 
 @pytest.fixture
@@ -54,8 +55,15 @@ def test_run_input_file_writes_results_in_order(two_stage, tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text("\n".join(json.dumps({"input": t, "id": i}) for i, t in enumerate(["a", "b c", "d"])))
     output = tmp_path / "out" / "results.jsonl"
-    done = fslm("run", str(two_stage), "--input-file", str(inputs), "--output", str(output),
-                store=tmp_path / "runs.sqlite")
+    done = fslm(
+        "run",
+        str(two_stage),
+        "--input-file",
+        str(inputs),
+        "--output",
+        str(output),
+        store=tmp_path / "runs.sqlite",
+    )
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [row["input"] for row in rows] == ["a", "b c", "d"]
@@ -64,9 +72,11 @@ def test_run_input_file_writes_results_in_order(two_stage, tmp_path):
 
 @pytest.mark.parametrize(
     ("lines", "message"),
-    [(['{"question": "x"}'], "no text field 'input'; fields there: question"),
-     (['{"input": "x"}', "{not json"], ":2: not valid JSON"),
-     ([""], "holds no inputs")],
+    [
+        (['{"question": "x"}'], "no text field 'input'; fields there: question"),
+        (['{"input": "x"}', "{not json"], ":2: not valid JSON"),
+        ([""], "holds no inputs"),
+    ],
 )
 def test_bad_input_file_is_exit_2_and_writes_nothing(two_stage, tmp_path, lines, message):
     inputs = tmp_path / "in.jsonl"
@@ -96,7 +106,7 @@ def test_validate_and_graph_on_shipped_pipelines():
         assert fslm("validate", f"pipelines/{name}.yaml").returncode == 0
     graph = fslm("graph", "pipelines/branching.yaml")
     assert graph.returncode == 0
-    assert "triage -.-> solve" in graph.stdout and "triage -.-> explain" in graph.stdout
+    assert "numbers -.-> solve" in graph.stdout and "numbers -.-> explain" in graph.stdout
 
 
 def test_run_with_a_model_that_cannot_be_found_is_exit_2(tmp_path):

@@ -11,8 +11,12 @@ from fslm.pipeline import load_pipeline
 def four_stage_yaml(model: Path, adapters: list[Path | None]) -> str:
     lines = ["models:", f"  m: {{source: {model}, dtype: float32}}", "stages:"]
     for index, adapter in enumerate(adapters):
-        lines += [f"  s{index}:", "    model: m", f"    prompt: 'step {index}: {{{{ input }}}}'",
-                  "    generation: {max_new_tokens: 12}"]
+        lines += [
+            f"  s{index}:",
+            "    model: m",
+            f"    prompt: 'step {index}: {{{{ input }}}}'",
+            "    generation: {max_new_tokens: 12}",
+        ]
         if adapter is not None:
             lines.append(f"    adapter: {adapter}")
     return "\n".join(lines) + "\n"
@@ -52,7 +56,9 @@ def test_batched_pipeline_equals_one_at_a_time(tmp_path, tiny_model, tiny_adapte
     alone = [pipeline.invoke(text) for text in texts]
     batches_before = pipeline.runtime.stats.batches
     together = pipeline.batch(texts)
-    assert [[m["text"] for m in r.messages] for r in together] == [[m["text"] for m in r.messages] for r in alone]
+    assert [[m["text"] for m in r.messages] for r in together] == [
+        [m["text"] for m in r.messages] for r in alone
+    ]
     # Three stages for four inputs: the concurrent runs shared batches instead of taking 12.
     assert pipeline.runtime.stats.batches - batches_before < 3 * len(texts)
 
