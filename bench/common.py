@@ -1,6 +1,7 @@
 """Shared helpers for the benchmark scripts: machine description, inputs, result files."""
 
 import json
+import os
 import platform
 import resource
 import sys
@@ -39,7 +40,9 @@ def record(name: str, rows: list[dict], notes: str) -> Path:
     """Write a result file: a markdown table plus the raw figures as JSON."""
     RESULTS.mkdir(exist_ok=True)
     header = list(rows[0])
-    lines = [f"# {name}", "", f"Machine: {machine()}", "", notes, "",
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines = [f"# {name}", "", f"Machine: {machine()}", f"Load average when recorded (1, 5, 15 min): {load}", "",
+             notes, "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(row[key]) for key in header) + " |" for row in rows]
     path = RESULTS / f"{name}.md"
