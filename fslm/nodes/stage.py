@@ -10,7 +10,7 @@ from langgraph.config import get_stream_writer
 from fslm.errors import FslmError
 from fslm.graph.state import RunState, StageMessage, TokenChunk
 from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
-from fslm.spec import StageSpec
+from fslm.spec import GenerationSpec, StageSpec
 
 Generate = Callable[[GenerationRequest], Generation]
 # A run's configurable key asking stages to stream their text as it is generated.
@@ -33,23 +33,26 @@ def render_prompt(name: str, stage: StageSpec, template: Template, variables: di
     return prompt.strip() if stage.chat_template else prompt
 
 
+def generation_params(generation: GenerationSpec) -> GenerationParams:
+    return GenerationParams(
+        max_new_tokens=generation.max_new_tokens,
+        temperature=generation.temperature,
+        top_p=generation.top_p,
+        stop=tuple(generation.stop),
+        seed=generation.seed,
+    )
+
+
 def stage_request(
     stage: StageSpec, prompt: str, on_text: Callable[[str], None] | None = None
 ) -> GenerationRequest:
-    generation = stage.generation
     return GenerationRequest(
         model=stage.model,
         prompt=prompt,
         adapter=str(stage.adapter) if stage.adapter else None,
         system=stage.system,
         chat_template=stage.chat_template,
-        params=GenerationParams(
-            max_new_tokens=generation.max_new_tokens,
-            temperature=generation.temperature,
-            top_p=generation.top_p,
-            stop=tuple(generation.stop),
-            seed=generation.seed,
-        ),
+        params=generation_params(stage.generation),
         on_text=on_text,
     )
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from fslm.graph.state import EnsembleRecord, RunState, StageMessage
-from fslm.nodes.stage import compile_prompt, render_prompt
+from fslm.nodes.stage import compile_prompt, generation_params, render_prompt
 from fslm.runtime.ensemble_types import EnsembleGeneration, EnsembleMember, EnsembleRequest
-from fslm.runtime.types import GenerationParams
 from fslm.spec import StageSpec
 
 GenerateEnsemble = Callable[[Sequence[EnsembleRequest]], list[EnsembleGeneration]]
@@ -16,7 +15,6 @@ GenerateEnsemble = Callable[[Sequence[EnsembleRequest]], list[EnsembleGeneration
 def ensemble_request(stage: StageSpec, prompt: str) -> EnsembleRequest:
     ensemble = stage.ensemble
     assert ensemble is not None  # only ensemble stages get this node
-    generation = stage.generation
     return EnsembleRequest(
         members=tuple(
             EnsembleMember(member.model, str(member.adapter) if member.adapter else None)
@@ -28,13 +26,7 @@ def ensemble_request(stage: StageSpec, prompt: str) -> EnsembleRequest:
         primary=ensemble.primary_index,
         system=stage.system,
         chat_template=stage.chat_template,
-        params=GenerationParams(
-            max_new_tokens=generation.max_new_tokens,
-            temperature=generation.temperature,
-            top_p=generation.top_p,
-            stop=tuple(generation.stop),
-            seed=generation.seed,
-        ),
+        params=generation_params(stage.generation),
     )
 
 
