@@ -21,8 +21,9 @@ from pathlib import Path
 from common import RESULTS, record
 
 from fslm.eval.runner import evaluate, read_eval_items
-from fslm.finetune import finetune, load_recipe
+from fslm.finetune import Callbacks, finetune, load_recipe
 from fslm.finetune.attach import attach_adapter
+from fslm.finetune.train import StepLog
 from fslm.pipeline import load_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,7 +36,12 @@ def train(name: str, retrain: bool) -> dict:
     if existing.is_file() and not retrain:
         return json.loads(existing.read_text())
     print(f"training {name} …", flush=True)
-    return finetune(recipe, force=True).record
+
+    def report(log: StepLog) -> None:
+        if log.step % 10 == 0 or log.step == log.total_steps:
+            print(f"  step {log.step}/{log.total_steps} loss {log.loss:.3f} {log.tokens_per_second:.0f} tok/s", flush=True)
+
+    return finetune(recipe, force=True, callbacks=Callbacks(on_step=report)).record
 
 
 def tuned_copy(pipeline: str, adapters: dict[str, str], folder: Path) -> Path:
@@ -48,7 +54,7 @@ def tuned_copy(pipeline: str, adapters: dict[str, str], folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=60)
+    parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--retrain", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()[0]

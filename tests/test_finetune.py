@@ -17,6 +17,7 @@ from fslm.finetune.batching import collate, length_batches
 from fslm.finetune.encode import StageEncoder
 from fslm.finetune.model import completion_loss, with_new_adapter
 from fslm.finetune.recipe import LoraSpec
+from fslm.finetune.reference import generated_files as reference_files
 from fslm.finetune.sources import Example
 from fslm.finetune.train import Interrupted
 from fslm.pipeline import load_pipeline
@@ -188,3 +189,14 @@ def test_recipe_paths_are_relative_to_the_recipe_and_flags_override_keys(tmp_pat
     assert recipe.target.pipeline == pipeline_file.resolve()
     assert recipe.output == (tmp_path / "out").resolve()
     assert (recipe.train.max_steps, recipe.train.learning_rate) == (7, 0.001)
+
+
+@pytest.mark.parametrize("path", list(reference_files()), ids=lambda p: p.name)
+def test_recipe_reference_is_current(path):
+    assert path.read_text() == reference_files()[path], "run: python -m fslm.finetune.reference"
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("finetune/*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_validate(path):
+    recipe = load_recipe(path)
+    assert recipe.target.stage in load_spec(recipe.target.pipeline).stages

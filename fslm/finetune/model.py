@@ -31,7 +31,7 @@ def load_base(base_dir: Path, dtype: str) -> tuple[Any, Any]:
     return tokenizer, model
 
 
-def with_new_adapter(model: Any, lora: LoraSpec, seed: int) -> Any:
+def with_new_adapter(model: Any, lora: LoraSpec, seed: int, gradient_checkpointing: bool = False) -> Any:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
@@ -43,9 +43,13 @@ def with_new_adapter(model: Any, lora: LoraSpec, seed: int) -> Any:
     )
     torch.manual_seed(seed)
     try:
-        return get_peft_model(model, config)
+        peft_model = get_peft_model(model, config)
     except ValueError as error:
         raise FslmError(f"lora.target_modules does not fit this model: {one_line(error)}") from error
+    if gradient_checkpointing:
+        # Non-reentrant checkpointing needs no gradient on the inputs, which a frozen embedding would not give.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return peft_model
 
 
 def completion_loss(peft_model: Any, batch: Batch) -> tuple[torch.Tensor, int]:

@@ -159,6 +159,10 @@ class TrainSpec(RecipeModel):
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="Weight dtype during training (the adapter is saved in float32)."
     )
+    gradient_checkpointing: bool = Field(
+        False, description="Recompute activations during the backward pass: much less memory, about a third more "
+        "compute (TRL's SFTTrainer does this by default)."
+    )
     checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints.")
     log_every: int = Field(1, ge=1, description="Steps between recorded training losses.")
 

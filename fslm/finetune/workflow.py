@@ -148,7 +148,7 @@ def finetune(
             f"none of the {len(train_examples)} training examples fits in train.max_length = "
             f"{recipe.train.max_length} tokens"
         )
-    model = with_new_adapter(base, recipe.lora, recipe.train.seed)
+    model = with_new_adapter(base, recipe.lora, recipe.train.seed, recipe.train.gradient_checkpointing)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eos_id
     trainer = Trainer(model, train_set, eval_set, recipe.train, pad_id, recipe.eval.every)
     if callbacks.on_start:
