@@ -106,12 +106,18 @@ def check_output(output: Path, run_fingerprint: str, force: bool, resume: bool) 
         return
     record_path = output / RECORD_FILE
     made_here = record_path.is_file() and json.loads(record_path.read_text()).get("fingerprint") == run_fingerprint
-    if not made_here:
-        what = "a different adapter" if (output / "adapter_config.json").is_file() else "other files"
+    if made_here:
+        return
+    if (output / CHECKPOINT_DIR).is_dir() and not (output / "adapter_config.json").is_file():
         raise FslmError(
-            f"the output directory {output} holds {what}; training would overwrite it. Choose another "
-            "output, or pass --force to replace it"
+            f"the output directory {output} holds the checkpoint of an interrupted run; continue it with "
+            "--resume, or pass --force to start afresh"
         )
+    what = "a different adapter" if (output / "adapter_config.json").is_file() else "other files"
+    raise FslmError(
+        f"the output directory {output} holds {what}; training would overwrite it. Choose another output, "
+        "or pass --force to replace it"
+    )
 
 
 def finetune(
