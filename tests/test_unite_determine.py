@@ -230,3 +230,36 @@ def test_an_unknown_pipeline_handle_exits_2(
     )
     assert code == 2
     assert "no model handle 'gemma'" in capsys.readouterr().err
+
+
+def test_check_with_pipeline_handles_prints_the_ensemble_block(
+    tmp_path: Path, runtime: Runtime, models: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        f"models:\n  first: {{source: {models['bpe']}, dtype: float32}}\n"
+        f"  again: {{source: {models['bpe']}, dtype: float32}}\n"
+        "stages:\n  s: {model: first, prompt: '{{ input }}'}\n"
+    )
+    own = answers_of(runtime, "bpe")
+    data = write_jsonl(tmp_path / "dev.jsonl", [{"input": q, "answer": a} for q, a in zip(QUESTIONS, own)])
+    code = main(
+        [
+            "ensemble",
+            "check",
+            "--pipeline",
+            str(pipeline),
+            "--members",
+            "again,first",
+            "--data",
+            str(data),
+            "--metric",
+            "exact",
+            "--max-new-tokens",
+            "4",
+        ]
+    )
+    shown = " ".join(capsys.readouterr().out.split())
+    assert code == 0
+    assert "first: member, 0.0 points behind again (≤ 10), answers 1.00× as long" in shown
+    assert "YAML: ensemble: {method: unite, members: [again, first]}" in shown

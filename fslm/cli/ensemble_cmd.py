@@ -139,29 +139,22 @@ def run_check(args: argparse.Namespace) -> int:
                 on_candidate=lambda name: status.update(f"{name} answers {len(items)} items"),
             )
     recommendation = recommend(results, args.max_gap, args.max_length_ratio)
-    out = Console(highlight=False)
+    out = Console(highlight=False, markup=False)
     out.print(verdict_table(recommendation, args.metric, len(items)))
+    for verdict in recommendation.verdicts:
+        out.print(f"{verdict.candidate.name}: {'member' if verdict.chosen else 'left out'}, {verdict.reason}")
     out.print(recommendation.summary())
-    if len(recommendation.members) > 1:
+    if args.pipeline is not None and len(recommendation.members) > 1:
         out.print(f"YAML: ensemble: {{method: unite, members: [{', '.join(recommendation.members)}]}}")
     return 0
 
 
 def verdict_table(recommendation: Recommendation, metric: str, count: int) -> Table:
-    best = recommendation.best.name
-    table = Table(title=f"{metric} on {count} items")
-    for header in (
-        "candidate",
-        "score",
-        f"gap to {best}",
-        "length ratio",
-        "answer chars",
-        "vocabulary",
-        f"overlap with {best}",
-        "member",
-        "why",
-    ):
-        table.add_column(header, justify="left" if header in ("candidate", "member", "why") else "right")
+    table = Table(title=f"{metric} on {count} items, compared with the best: {recommendation.best.name}")
+    table.add_column("candidate", no_wrap=True)
+    for header in ("score", "gap", "length ratio", "answer chars", "vocabulary", "overlap"):
+        table.add_column(header, justify="right")
+    table.add_column("member")
     for verdict in recommendation.verdicts:
         candidate = verdict.candidate
         table.add_row(
@@ -173,6 +166,5 @@ def verdict_table(recommendation: Recommendation, metric: str, count: int) -> Ta
             str(len(candidate.vocabulary)),
             f"{100 * verdict.vocabulary_overlap:.0f}%",
             "yes" if verdict.chosen else "no",
-            verdict.reason,
         )
     return table
