@@ -101,8 +101,11 @@ def run_trl(count: int, checkpointing: bool) -> dict:
 
 
 def worker(kind: str, count: int, checkpointing: bool) -> None:
+    import torch
+
     result = (run_fslm if kind == "fslm" else run_trl)(count, checkpointing)
     result["peak_rss_mib"] = round(peak_rss_mib())
+    result["threads"] = torch.get_num_threads()
     print("RESULT " + json.dumps(result))
 
 
@@ -119,7 +122,7 @@ def measure(kind: str, count: int, checkpointing: bool) -> dict:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-def wait_for_quiet_machine(limit: float = 1.3, patience_seconds: int = 600) -> float:
+def wait_for_quiet_machine(limit: float, patience_seconds: int) -> float:
     waited = 0
     while os.getloadavg()[0] > limit and waited < patience_seconds:
         time.sleep(15)
@@ -132,6 +135,8 @@ def main() -> None:
     parser.add_argument("--worker", choices=["fslm", "trl"])
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--max-load", type=float, default=1.3, help="wait for a 1-minute load below this")
+    parser.add_argument("--patience", type=int, default=600, help="seconds to wait for it before running anyway")
     parser.add_argument("--checkpointing", action="store_true",
                         help="gradient checkpointing in both (TRL's default); without it, in neither")
     args = parser.parse_args()
@@ -141,9 +146,10 @@ def main() -> None:
     rows = []
     for repeat in range(args.repeats):
         for kind in ("trl", "fslm"):
-            load = wait_for_quiet_machine()
+            load = wait_for_quiet_machine(args.max_load, args.patience)
             result = measure(kind, args.examples, args.checkpointing)
             rows.append({"trainer": kind, "repeat": repeat + 1, "load_1min": round(load, 2),
+                         "threads": result["threads"],
                          "tokens_per_s": round(result["tokens"] / result["seconds"], 1),
                          "peak_rss_mib": result["peak_rss_mib"], "tokens": result["tokens"],
                          "steps": result["steps"], "seconds": round(result["seconds"], 1),
