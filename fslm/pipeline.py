@@ -92,6 +92,8 @@ class Pipeline:
         for index, (run_id, text) in enumerate(zip(run_ids, texts, strict=True)):
             recorded = self._recorded_state(run_id) if resume else None
             if recorded is not None and not self.graph.get_state(self._config(run_id)).next:
+                # Complete in the store; it may have finished after its process was told to stop.
+                self.store.index.mark(run_id, "done")
                 results[index] = self._result(run_id, text, recorded)
                 if on_done:
                     on_done(index, results[index])

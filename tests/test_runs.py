@@ -241,7 +241,8 @@ def slow_chain(tmp_path, tiny_model) -> Path:
     return path
 
 
-def test_killed_batch_resumes_without_recomputing_or_losing_anything(slow_chain, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_interrupted_batch_resumes_without_recomputing_or_losing_anything(slow_chain, tmp_path, stop):
     inputs, output, store = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "runs.sqlite"
     inputs.write_text("\n".join(json.dumps({"input": f"item {i} " * (i % 5 + 1)}) for i in range(40)))
     process = run_batch(slow_chain, inputs, output, store, "--batch-size", "2")
@@ -251,21 +252,23 @@ def test_killed_batch_resumes_without_recomputing_or_losing_anything(slow_chain,
         time.sleep(0.2)
         try:
             done_before = [r.run_id for r in open_store(store).index.list(status="done", limit=None)]
-        except FslmError:
+        except (FslmError, sqlite3.Error):  # the child may still be creating the store
             continue
         if len(done_before) >= 3:
             break
     assert process.poll() is None, "the batch finished before it could be interrupted; make it longer"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(stop)
+    assert process.wait(timeout=60) == (130 if stop == signal.SIGINT else -signal.SIGKILL)
     assert not output.exists()
 
     from fslm.inspection import run_details
 
     recorded = open_store(store)
     finished = {run_id: run_details(recorded, run_id).messages for run_id in done_before}
+    unfinished = "interrupted" if stop == signal.SIGINT else "running"  # a killed process cannot say
     partial = {r.run_id: run_details(recorded, r.run_id).messages
-               for r in recorded.index.list(status="running", limit=None)}
+               for r in recorded.index.list(status=unfinished, limit=None)}
+    assert partial
 
     resumed = run_batch(slow_chain, inputs, output, store, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()

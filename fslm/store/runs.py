@@ -84,6 +84,10 @@ class RunIndex:
             (status, time.time(), error, run_id),
         )
 
+    def mark(self, run_id: str, status: str) -> None:
+        """Correct a run's status alone, e.g. a run that completed after it was reported interrupted."""
+        self._write("UPDATE fslm_runs SET status = ? WHERE run_id = ?", (status, run_id))
+
     def start_batch(self, batch_id: str, key: str) -> None:
         """Remember a batch under `key` (what it ran: pipeline, inputs, output) so it can be resumed."""
         self._write("INSERT INTO fslm_batches VALUES (?, ?, ?)", (batch_id, key, time.time()))
