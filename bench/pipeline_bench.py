@@ -20,10 +20,10 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BENCH, peak_rss_mib, questions, record  # noqa: E402
+from common import BENCH, questions, record
 
-from fslm.nodes.stage import compile_prompt, render_prompt, stage_request  # noqa: E402
-from fslm.pipeline import load_pipeline  # noqa: E402
+from fslm.nodes.stage import compile_prompt, render_prompt, stage_request
+from fslm.pipeline import load_pipeline
 
 torch.set_num_threads(2)
 THREE_STAGE = BENCH / "pipelines" / "three_stage.yaml"
