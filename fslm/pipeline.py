@@ -90,17 +90,19 @@ class Pipeline:
         results: list[RunResult | None] = [None] * len(texts)
         pending, inputs = [], []
         for index, (run_id, text) in enumerate(zip(run_ids, texts, strict=True)):
-            recorded = self._recorded_state(run_id) if resume else None
-            if recorded is not None and not self.graph.get_state(self._config(run_id)).next:
+            snapshot = self.graph.get_state(self._config(run_id)) if resume else None
+            if snapshot is not None and snapshot.values.get("log") and not snapshot.next:
                 # Complete in the store; it may have finished after its process was told to stop.
                 self.store.index.mark(run_id, "done")
-                results[index] = self._result(run_id, text, recorded)
+                results[index] = self._result(run_id, text, snapshot.values)
                 if on_done:
                     on_done(index, results[index])
                 continue
             self._start(text, run_id, batch_id=batch_id)
             pending.append(index)
-            inputs.append(None if recorded is not None else _initial_state(text))
+            # A process killed while it recorded the input can leave a checkpoint with nothing to run next.
+            part_way = snapshot is not None and bool(snapshot.next)
+            inputs.append(None if part_way else _initial_state(text))
         configs = [{**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending]
         unfinished = {run_ids[i] for i in pending}
         try:
