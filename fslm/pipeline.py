@@ -91,7 +91,9 @@ class Pipeline:
         pending, inputs = [], []
         for index, (run_id, text) in enumerate(zip(run_ids, texts, strict=True)):
             snapshot = self.graph.get_state(self._config(run_id)) if resume else None
-            if snapshot is not None and snapshot.values.get("log") and not snapshot.next:
+            # A stage that finished just before its process died leaves pending writes, not a new checkpoint:
+            # LangGraph then reports it in `tasks` but not in `next`, so only `tasks` tells a run is complete.
+            if snapshot is not None and snapshot.values.get("log") and not snapshot.tasks:
                 # Complete in the store; it may have finished after its process was told to stop.
                 self.store.index.mark(run_id, "done")
                 results[index] = self._result(run_id, text, snapshot.values)
@@ -101,7 +103,7 @@ class Pipeline:
             self._start(text, run_id, batch_id=batch_id)
             pending.append(index)
             # A process killed while it recorded the input can leave a checkpoint with nothing to run next.
-            part_way = snapshot is not None and bool(snapshot.next)
+            part_way = snapshot is not None and bool(snapshot.tasks)
             inputs.append(None if part_way else _initial_state(text))
         configs = [{**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending]
         unfinished = {run_ids[i] for i in pending}
@@ -219,7 +221,7 @@ class Pipeline:
         """The checkpoint at which `stage` was about to run for the first time in run `run_id`."""
         config = {"configurable": {"thread_id": run_id}}
         for snapshot in reversed(list(self.graph.get_state_history(config))):
-            if stage in snapshot.next:
+            if any(task.name == stage for task in snapshot.tasks):
                 return self.store.saver.get_tuple(snapshot.config)
         ran = [message["stage"] for message in self._recorded_state(run_id)["log"]]
         raise FslmError(f"stage '{stage}' did not run in run {run_id}; stages that ran: {', '.join(ran)}")

@@ -72,6 +72,26 @@ def test_replay_reruns_from_a_stage_with_an_edited_upstream_message(tmp_path, mo
     assert pipeline.result(parent.run_id).messages == parent.messages  # the parent is untouched
 
 
+def test_resume_after_a_stage_finished_but_its_checkpoint_was_not_written(tmp_path, model_dir):
+    """A process killed between saving a stage's writes and the next checkpoint: the stage counts as done."""
+    store = open_store(tmp_path / "runs.sqlite")
+    pipeline = scripted(tmp_path, model_dir, CHAIN, {"A ": "a1", "B ": "b1", "C ": "c1"}, store)
+    run_id = pipeline.batch(["x"], batch_id="cut")[0].run_id
+    history = list(pipeline.graph.get_state_history({"configurable": {"thread_id": run_id}}))
+    before_a = next(s for s in history if s.next == ("a",)).config["configurable"]["checkpoint_id"]
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        db.execute("DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id > ?", (run_id, before_a))
+        db.execute("DELETE FROM writes WHERE thread_id = ? AND checkpoint_id > ?", (run_id, before_a))
+    store.index.mark(run_id, "running")
+    requests_before = len(pipeline.runtime.requests)
+
+    resumed = pipeline.batch(["x"], batch_id="cut", resume=True)[0]
+
+    assert [m["stage"] for m in resumed.messages] == ["a", "b", "c"]
+    assert [r.prompt for r in pipeline.runtime.requests[requests_before:]] == ["B a1", "C b1"]
+    assert store.index.get(run_id).status == "done"
+
+
 def test_replay_with_the_from_stage_edited_reroutes_on_the_new_text(tmp_path, model_dir):
     store = open_store(":memory:")
     pipeline = scripted(tmp_path, model_dir, TRIAGE, {"T ": "chat please", "S ": "solved", "H ": "hello"}, store)
