@@ -224,6 +224,8 @@ def main() -> None:
     unknown = [key for key in chosen if key not in SETS]
     if unknown:
         sys.exit(f"unknown sets {unknown}; sets: {', '.join(SETS)}")
+    # A run of some sets gets its own file, so it does not overwrite the figures of the others.
+    name = "unite_quality" if args.sets == parser.get_default("sets") else "unite_quality_" + "_".join(chosen)
     loads = [os.getloadavg()[0]]
     rows: list[dict] = []
     started = time.perf_counter()
@@ -233,7 +235,7 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
             # Recorded after every set, so a long run that is cut short still leaves what it measured.
             path = record(
-                "unite_quality", rows, notes(args, chosen[:done], time.perf_counter() - started, loads)
+                name, rows, notes(args, chosen[:done], time.perf_counter() - started, loads)
             )
             print(f"{key} done after {time.perf_counter() - started:.0f} s", rows[-1], flush=True)
     print(path.read_text())

@@ -45,7 +45,7 @@ class Pipeline:
         self.spec = spec
         self.runtime = runtime
         self.store = store
-        graph = build_graph(spec, runtime.submit, lambda requests: runtime.generate_ensemble(requests))
+        graph = build_graph(spec, runtime.submit, runtime.submit_ensemble)
         self.graph: CompiledStateGraph = graph.compile(checkpointer=store.saver)
 
     def invoke(self, text: str, run_id: str | None = None) -> RunResult:

@@ -73,7 +73,8 @@ def test_typo_inside_the_block(tmp_path: Path) -> None:
     assert "unknown key 'topk'" in text and "did you mean 'top_k'" in text
 
 
-def test_an_ensemble_stage_runs_and_records_its_vote(tmp_path: Path) -> None:
+@pytest.fixture
+def ensemble_pipeline(tmp_path: Path) -> Path:
     bpe = make_tiny_model(tmp_path / "bpe", seed=0)
     sp = make_tiny_model(tmp_path / "sp", seed=2, sentencepiece=True)
     path = tmp_path / "ens.yaml"
@@ -83,7 +84,11 @@ def test_an_ensemble_stage_runs_and_records_its_vote(tmp_path: Path) -> None:
         "  vote:\n    ensemble: {members: [a, b], top_k: 5}\n    chat_template: false\n"
         "    prompt: '{{ first }} and'\n    generation: {max_new_tokens: 10}\n"
     )
-    pipeline = load_pipeline(path, store=":memory:")
+    return path
+
+
+def test_an_ensemble_stage_runs_and_records_its_vote(ensemble_pipeline: Path) -> None:
+    pipeline = load_pipeline(ensemble_pipeline, store=":memory:")
     result = pipeline.invoke("the cat")
     message = result.messages[-1]
     assert message["stage"] == "vote" and message["model"] == "a + b"
@@ -92,3 +97,15 @@ def test_an_ensemble_stage_runs_and_records_its_vote(tmp_path: Path) -> None:
     assert 0 <= record["disagreements"] <= record["steps"] <= 10
     assert result.output == message["text"]
     assert pipeline.runtime.stats.base_loads == 2
+
+
+def test_concurrent_runs_share_ensemble_batches_and_match_one_at_a_time(ensemble_pipeline: Path) -> None:
+    pipeline = load_pipeline(ensemble_pipeline, store=":memory:")
+    texts = ["the cat", "a dog ran", "hello there", "one two three"]
+    alone = [pipeline.invoke(text) for text in texts]
+    assert pipeline.runtime.stats.ensemble_batch_sizes == [1] * len(texts)
+
+    together = pipeline.batch(texts)
+
+    assert [[m["text"] for m in r.messages] for r in together] == [[m["text"] for m in r.messages] for r in alone]
+    assert max(pipeline.runtime.stats.ensemble_batch_sizes[len(texts):]) > 1

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from fslm.cli.show import print_message
 from fslm.errors import FslmError
+from fslm.jsonl import json_lines
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -83,18 +84,8 @@ def run_one(pipeline, text: str, show_prompts: bool, tokens: bool) -> None:
 
 
 def read_inputs(path: Path, field: str) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise FslmError(f"cannot read the input file {path}: {error.strerror}") from error
     texts = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise FslmError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+    for number, record in json_lines(path):
         if isinstance(record, str):
             texts.append(record)
         elif isinstance(record, dict) and isinstance(record.get(field), str):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
+from fslm.jsonl import json_lines
 
 FORMATS = ".jsonl, .json (JSON Lines), .csv, .parquet, or a directory written by datasets' save_to_disk"
 
@@ -36,13 +36,7 @@ def read_records(path: Path, split: str | None = None) -> list[dict[str, Any]]:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise FslmError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+    for number, record in json_lines(path):
         if not isinstance(record, dict):
             raise FslmError(f"{path}:{number}: each line must be a JSON object")
         records.append(record)

@@ -1,4 +1,5 @@
-"""Per-base-model request queue: concurrent callers' requests are collected and served in one batch."""
+"""A request queue: concurrent callers' requests are collected and served in one batch (per base model, and
+one for ensemble requests)."""
 
 from __future__ import annotations
 
@@ -8,27 +9,29 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from fslm.runtime.types import Generation, GenerationRequest
+Request = TypeVar("Request")
+Result = TypeVar("Result")
 
-# Serves a batch; returns, per request, its Generation or the exception that request alone caused.
-ServeFunction = Callable[[Sequence[GenerationRequest]], list[Generation | BaseException]]
+# Serves a batch; returns, per request, its result or the exception that request alone caused.
+ServeFunction = Callable[[Sequence[Request]], list[Result | BaseException]]
 
 
 @dataclass
-class _Pending:
-    request: GenerationRequest
-    future: Future[Generation]
+class _Pending(Generic[Request, Result]):
+    request: Request
+    future: Future[Result]
 
 
-class Batcher:
+class Batcher(Generic[Request, Result]):
     """One worker thread. It blocks for a first request, then keeps collecting while requests keep arriving
     (each within `quiet_seconds` of the last, at most `max_wait_seconds` in all, at most `max_batch_size`),
     and serves what it collected in one call. Requests that arrive while a batch runs form the next batch."""
 
     def __init__(
         self,
-        serve: ServeFunction,
+        serve: ServeFunction[Request, Result],
         *,
         name: str,
         max_batch_size: int,
@@ -39,14 +42,14 @@ class Batcher:
         self._max_batch_size = max_batch_size
         self._quiet_seconds = quiet_seconds
         self._max_wait_seconds = max_wait_seconds
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._queue: queue.Queue[_Pending[Request, Result] | None] = queue.Queue()
         self._closed = False
         self._close_lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name=f"fslm-batcher-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, request: GenerationRequest) -> Future[Generation]:
-        future: Future[Generation] = Future()
+    def submit(self, request: Request) -> Future[Result]:
+        future: Future[Result] = Future()
         with self._close_lock:
             if self._closed:
                 raise RuntimeError("the runtime is closed")

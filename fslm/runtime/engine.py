@@ -24,6 +24,7 @@ class RuntimeStats:
 
     base_loads: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    ensemble_batch_sizes: list[int] = field(default_factory=list)  # requests per call of the ensemble batcher
 
     @property
     def batches(self) -> int:
@@ -34,7 +35,8 @@ class Runtime:
     """Loads each base model once (lazily), attaches LoRA adapters to it by name, and generates.
 
     Safe to use from many threads: `generate` serves its requests at once; `submit` queues a request so that
-    concurrent callers' requests for the same base model are served together in one batch.
+    concurrent callers' requests for the same base model are served together in one batch, and
+    `submit_ensemble` does the same for ensemble requests.
     """
 
     def __init__(
@@ -58,7 +60,8 @@ class Runtime:
         self._load_lock = threading.Lock()  # one resolution or load at a time: each can take seconds and GBs
         self._handle_bases: dict[str, LoadedBase] = {}
         self._bases: dict[BaseKey, LoadedBase] = {}
-        self._batchers: dict[BaseKey, Batcher] = {}
+        self._batchers: dict[BaseKey, Batcher[GenerationRequest, Generation]] = {}
+        self._ensemble_batcher: Batcher[EnsembleRequest, EnsembleGeneration] | None = None
         self._closed = False
 
     def __enter__(self) -> Self:
@@ -108,9 +111,27 @@ class Runtime:
 
     def generate_ensemble(self, requests: Sequence[EnsembleRequest]) -> list[EnsembleGeneration]:
         """Serve UniTE ensemble requests now (see `fslm.runtime.unite`); each member's base loads once."""
-        from fslm.runtime.unite import serve_ensemble
+        results = []
+        for outcome in self._serve_ensemble(requests):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results.append(outcome)
+        return results
 
-        return serve_ensemble(self.base_for, requests, self.max_batch_size)
+    def submit_ensemble(self, request: EnsembleRequest) -> EnsembleGeneration:
+        """Serve one ensemble request, batched with other threads' concurrent ensemble requests; blocks."""
+        with self._state_lock:
+            self._check_open()
+            if self._ensemble_batcher is None:
+                self._ensemble_batcher = Batcher(
+                    self._serve_ensemble,
+                    name="ensemble",
+                    max_batch_size=self.max_batch_size,
+                    quiet_seconds=self._batch_quiet_seconds,
+                    max_wait_seconds=self._batch_max_wait_seconds,
+                )
+            batcher = self._ensemble_batcher
+        return batcher.submit(request).result()
 
     def submit(self, request: GenerationRequest) -> Generation:
         """Serve one request, batched with other threads' concurrent requests for the same base; blocks."""
@@ -133,8 +154,11 @@ class Runtime:
         """Stop the batcher threads and drop the models. Requests already queued are served first."""
         with self._state_lock:
             self._closed = True
-            batchers = list(self._batchers.values())
+            batchers: list[Batcher] = list(self._batchers.values())
             self._batchers.clear()
+            if self._ensemble_batcher is not None:
+                batchers.append(self._ensemble_batcher)
+                self._ensemble_batcher = None
         for batcher in batchers:
             batcher.close()
         with self._state_lock:
@@ -151,6 +175,14 @@ class Runtime:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("the runtime is closed")
+
+    def _serve_ensemble(self, requests: Sequence[EnsembleRequest]) -> list[EnsembleGeneration | BaseException]:
+        from fslm.runtime.unite import serve_ensemble
+
+        outcomes = serve_ensemble(self.base_for, requests, self.max_batch_size)
+        with self._state_lock:
+            self.stats.ensemble_batch_sizes.append(len(requests))
+        return outcomes
 
     def _serve(
         self, base: LoadedBase, requests: Sequence[GenerationRequest]

@@ -371,19 +371,24 @@ def _result(row: EnsembleRow, seconds: float) -> EnsembleGeneration:
 
 def serve_ensemble(
     base_for: Callable[[str], LoadedBase], requests: Sequence[EnsembleRequest], max_batch_size: int
-) -> list[EnsembleGeneration]:
-    """Serve requests now: those with the same members run together, in batches of at most `max_batch_size`."""
+) -> list[EnsembleGeneration | BaseException]:
+    """Serve requests now: those with the same members run together, in batches of at most `max_batch_size`.
+
+    A fault of one member set (a member that cannot load, mismatched templates) fails only its own requests."""
     groups: dict[tuple[EnsembleMember, ...], list[int]] = {}
     for index, request in enumerate(requests):
         groups.setdefault(request.members, []).append(index)
-    results: dict[int, EnsembleGeneration] = {}
+    outcomes: dict[int, EnsembleGeneration | BaseException] = {}
     for refs, indices in groups.items():
-        members = [_load_member(base_for, ref) for ref in refs]
-        for start in range(0, len(indices), max_batch_size):
-            chunk = indices[start : start + max_batch_size]
-            for index, result in zip(chunk, decode_ensemble(members, [requests[i] for i in chunk]), strict=True):
-                results[index] = result
-    return [results[index] for index in range(len(requests))]
+        try:
+            members = [_load_member(base_for, ref) for ref in refs]
+            for start in range(0, len(indices), max_batch_size):
+                chunk = indices[start : start + max_batch_size]
+                for index, result in zip(chunk, decode_ensemble(members, [requests[i] for i in chunk]), strict=True):
+                    outcomes[index] = result
+        except FslmError as error:
+            outcomes.update({index: error for index in indices if index not in outcomes})
+    return [outcomes[index] for index in range(len(requests))]
 
 
 def _load_member(base_for: Callable[[str], LoadedBase], ref: EnsembleMember) -> UniteMember:

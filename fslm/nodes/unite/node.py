@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from fslm.graph.state import EnsembleRecord, RunState, StageMessage
 from fslm.nodes.stage import compile_prompt, generation_params, render_prompt
 from fslm.runtime.ensemble_types import EnsembleGeneration, EnsembleMember, EnsembleRequest
 from fslm.spec import StageSpec
 
-GenerateEnsemble = Callable[[Sequence[EnsembleRequest]], list[EnsembleGeneration]]
+# Serves one request; the runtime batches concurrent runs' requests together.
+GenerateEnsemble = Callable[[EnsembleRequest], EnsembleGeneration]
 
 
 def ensemble_request(stage: StageSpec, prompt: str) -> EnsembleRequest:
@@ -37,7 +38,7 @@ def make_unite_node(name: str, stage: StageSpec, generate: GenerateEnsemble) -> 
 
     def run_unite(state: RunState) -> dict:
         prompt = render_prompt(name, stage, template, {"input": state["input"], **state["outputs"]})
-        (result,) = generate([ensemble_request(stage, prompt)])
+        result = generate(ensemble_request(stage, prompt))
         generation = result.generation
         message = StageMessage(
             stage=name,
