@@ -84,17 +84,16 @@ def next_token_logits(
     runtime: Runtime, member: UniteMember, prompts: list[str], batch: int
 ) -> list[torch.Tensor]:
     """Each prompt's next-token logits from one left-padded forward pass per chunk (no chat template)."""
-    rows: list[torch.Tensor] = []
     tokenizer = member.base.tokenizer
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
-        ids = [
-            render_prompt(tokenizer, GenerationRequest(member.label, p, chat_template=False))[1]
-            for p in chunk
-        ]
+    ids = [render_prompt(tokenizer, GenerationRequest(member.label, p, chat_template=False))[1] for p in prompts]
+    # Chunks of similar length: MMLU's 5-shot prompts run from about 300 to 2,800 tokens.
+    order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
+    rows: dict[int, torch.Tensor] = {}
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
         with torch.inference_mode():
-            rows.extend(MemberBatch(member, ids).logits)
-    return rows
+            rows.update(zip(chunk, MemberBatch(member, [ids[index] for index in chunk]).logits, strict=True))
+    return [rows[index] for index in range(len(ids))]
 
 
 def pick_letter(members: list[UniteMember], logits: list[torch.Tensor], letters: str, weights: tuple) -> str:
