@@ -76,11 +76,15 @@ def test_run_input_file_writes_results_in_order(two_stage, tmp_path):
         (['{"question": "x"}'], "no text field 'input'; fields there: question"),
         (['{"input": "x"}', "{not json"], ":2: not valid JSON"),
         ([""], "holds no inputs"),
+        ([b'{"input": "caf\xe9"}'], "is not UTF-8 text"),
     ],
 )
 def test_bad_input_file_is_exit_2_and_writes_nothing(two_stage, tmp_path, lines, message):
     inputs = tmp_path / "in.jsonl"
-    inputs.write_text("\n".join(lines))
+    if isinstance(lines[0], bytes):
+        inputs.write_bytes(b"\n".join(lines))
+    else:
+        inputs.write_text("\n".join(lines))
     output = tmp_path / "out.jsonl"
     done = fslm("run", str(two_stage), "--input-file", str(inputs), "--output", str(output))
     assert done.returncode == 2
