@@ -108,7 +108,6 @@ class LoadedBase:
             self._adapter_names[path] = name
             return name
 
-
     def _check_adapter_base(self, path: Path) -> None:
         """Refuse an adapter whose recorded base (written by `fslm finetune`) is not this model."""
         recorded = read_identity(path)
