@@ -54,7 +54,7 @@ def tuned_copy(pipeline: str, adapters: dict[str, str], folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--items", type=int, default=30)
+    parser.add_argument("--items", type=int, default=60)
     parser.add_argument("--retrain", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()[0]
