@@ -45,7 +45,8 @@ class Pipeline:
         self.spec = spec
         self.runtime = runtime
         self.store = store
-        graph = build_graph(spec, runtime.submit, runtime.submit_ensemble)
+        # Looked up only when an ensemble stage runs: a runtime that serves single models needs no more.
+        graph = build_graph(spec, runtime.submit, lambda request: runtime.submit_ensemble(request))
         self.graph: CompiledStateGraph = graph.compile(checkpointer=store.saver)
 
     def invoke(self, text: str, run_id: str | None = None) -> RunResult:
