@@ -242,9 +242,17 @@ def test_token_stream_adds_up_to_each_stage_text(recorded):
     assert [m["stage"] for m in messages] == ["first", "second"]
 
 
+# A shell starts background jobs with SIGINT ignored and a child inherits that, so Ctrl-C would not reach it:
+# the child puts Python's own handler back before it runs the CLI.
+CLI_WITH_CTRL_C = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from fslm.cli.main import main; sys.exit(main())"
+)
+
+
 def run_batch(path: Path, inputs: Path, output: Path, store: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "fslm.cli.main", "run", str(path), "--input-file", str(inputs), "--output",
+        [sys.executable, "-c", CLI_WITH_CTRL_C, "run", str(path), "--input-file", str(inputs), "--output",
          str(output), "--store", str(store), *extra],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
