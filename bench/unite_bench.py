@@ -2,7 +2,7 @@
 
 Compares, per generated token:
   * each member alone, decoding with its KV cache (fslm's ordinary decode loop);
-  * the ensemble (fslm.runtime.unite): per-member caches, tail re-tokenization, agreement fast path;
+  * the ensemble (fslm.runtime.ensemble): per-member caches, tail re-tokenization, agreement fast path;
   * a reference loop in the style of the paper's public code: the primary (SmolLM2) keeps a cache, the
     other member re-tokenizes the whole text and runs it without a cache at every step.
 
@@ -17,8 +17,7 @@ import torch
 from common import questions, record
 
 from fslm.runtime import GenerationParams, GenerationRequest, ModelRef, Runtime
-from fslm.runtime.ensemble_types import EnsembleMember, EnsembleRequest
-from fslm.runtime.unite import UniteMember, token_text_for, union_average
+from fslm.runtime.ensemble import EnsembleMember, EnsembleRequest, LoadedMember, token_text_for, union_average
 
 MEMBERS = {"smol": ModelRef("smollm2-135m-instruct", "float32"), "gemma": ModelRef("gemma3-270m", "float32")}
 
@@ -64,8 +63,8 @@ def ensemble(runtime: Runtime, prompts: list[str], tokens: int, batch: int) -> t
 def reference_loop(runtime: Runtime, prompt: str, tokens: int) -> tuple[float, int]:
     """Paper-style: the primary appends its token ids with a cache; the other re-encodes everything each step."""
     smol, gemma = runtime.base_for("smol"), runtime.base_for("gemma")
-    members = [UniteMember(smol, "__base__", token_text_for(smol), "smol"),
-               UniteMember(gemma, "__base__", token_text_for(gemma), "gemma")]
+    members = [LoadedMember(smol, "__base__", token_text_for(smol), "smol"),
+               LoadedMember(gemma, "__base__", token_text_for(gemma), "gemma")]
     started = time.perf_counter()
     primary_ids = smol.tokenizer(prompt)["input_ids"]
     completion = b""

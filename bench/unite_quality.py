@@ -29,9 +29,15 @@ from common import SHARED_DATA, record
 
 from fslm.eval.metrics import score
 from fslm.runtime import BASE_ADAPTER_NAME, GenerationParams, GenerationRequest, ModelRef, Runtime
-from fslm.runtime.ensemble_types import EnsembleMember, EnsembleRequest
-from fslm.runtime.prompt import render_prompt
-from fslm.runtime.unite import MemberBatch, UniteMember, token_text_for, union_average
+from fslm.runtime.ensemble import (
+    EnsembleMember,
+    EnsembleRequest,
+    LoadedMember,
+    MemberBatch,
+    token_text_for,
+    union_average,
+)
+from fslm.runtime.prompt import encode_prompt
 
 MEMBERS = {"smol": ModelRef("smollm2-135m-instruct", "float32"), "gemma": ModelRef("gemma3-270m", "float32")}
 TOP_K = 10
@@ -75,17 +81,17 @@ def mmlu_five_shot(shots: dict[str, list[dict]]) -> Callable[[dict], str]:
     return prompt
 
 
-def unite_member(runtime: Runtime, handle: str) -> UniteMember:
+def unite_member(runtime: Runtime, handle: str) -> LoadedMember:
     base = runtime.base_for(handle)
-    return UniteMember(base, BASE_ADAPTER_NAME, token_text_for(base), handle)
+    return LoadedMember(base, BASE_ADAPTER_NAME, token_text_for(base), handle)
 
 
 def next_token_logits(
-    runtime: Runtime, member: UniteMember, prompts: list[str], batch: int
+    runtime: Runtime, member: LoadedMember, prompts: list[str], batch: int
 ) -> list[torch.Tensor]:
     """Each prompt's next-token logits from one left-padded forward pass per chunk (no chat template)."""
     tokenizer = member.base.tokenizer
-    ids = [render_prompt(tokenizer, GenerationRequest(member.label, p, chat_template=False))[1] for p in prompts]
+    ids = [encode_prompt(tokenizer, GenerationRequest(member.label, p, chat_template=False))[1] for p in prompts]
     # Chunks of similar length: MMLU's 5-shot prompts run from about 300 to 2,800 tokens.
     order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
     rows: dict[int, torch.Tensor] = {}
@@ -96,7 +102,7 @@ def next_token_logits(
     return [rows[index] for index in range(len(ids))]
 
 
-def pick_letter(members: list[UniteMember], logits: list[torch.Tensor], letters: str, weights: tuple) -> str:
+def pick_letter(members: list[LoadedMember], logits: list[torch.Tensor], letters: str, weights: tuple) -> str:
     """The option whose letter token gets the highest UniTE first-step probability (see the module doc)."""
     letter_keys = [f" {letter}".encode() for letter in letters]
     tops = [[m.text.keys[i] for i in row.topk(TOP_K).indices.tolist()] for m, row in zip(members, logits)]
@@ -106,7 +112,7 @@ def pick_letter(members: list[UniteMember], logits: list[torch.Tensor], letters:
     return letters[int(letter_probs.argmax())]
 
 
-def letters_in_union(members: list[UniteMember], logits: list[torch.Tensor], letters: str) -> bool:
+def letters_in_union(members: list[LoadedMember], logits: list[torch.Tensor], letters: str) -> bool:
     tops = {m.text.keys[i] for m, row in zip(members, logits) for i in row.topk(TOP_K).indices.tolist()}
     return all(f" {letter}".encode() in tops for letter in letters)
 

@@ -61,14 +61,14 @@ def test_training_prompt_ids_are_the_ids_the_stage_sees_at_inference(pipeline_fi
     from fslm.runtime import engine
 
     seen: list[list[int]] = []
-    original = engine.render_prompt
+    original = engine.encode_prompt
 
     def spy(tokenizer, request):
         text, ids = original(tokenizer, request)
         seen.append(ids)
         return text, ids
 
-    monkeypatch.setattr(engine, "render_prompt", spy)
+    monkeypatch.setattr(engine, "encode_prompt", spy)
     pipeline = load_pipeline(pipeline_file, store=":memory:")
     result = pipeline.invoke("the cat sat")
     pipeline.close()

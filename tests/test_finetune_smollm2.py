@@ -10,7 +10,7 @@ from fslm.finetune.encode import StageEncoder
 from fslm.finetune.sources import Example
 from fslm.nodes.stage import stage_request
 from fslm.runtime import BUILTIN_MODELS, prepare
-from fslm.runtime.prompt import render_prompt
+from fslm.runtime.prompt import encode_prompt
 from fslm.spec import load_spec
 
 SMOL = BUILTIN_MODELS["smollm2-135m-instruct"]
@@ -44,7 +44,7 @@ def test_a_short_smollm2_finetune_matches_inference_ids_and_loads_with_peft(tmp_
     stage = load_spec(pipeline).stages["answer"]
     tokenizer = AutoTokenizer.from_pretrained(prepare("smollm2-135m-instruct"))
     encoded = StageEncoder("answer", stage, tokenizer).encode(Example({"input": rows[0]["input"]}, "Blue."))
-    text, inference_ids = render_prompt(tokenizer, stage_request(stage, "Question: What colour is the sky?"))
+    text, inference_ids = encode_prompt(tokenizer, stage_request(stage, "Question: What colour is the sky?"))
     assert encoded.prompt_ids == inference_ids
     assert encoded.ids[:-1] == tokenizer(text + "Blue.", add_special_tokens=False)["input_ids"]
 

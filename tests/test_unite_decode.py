@@ -1,4 +1,4 @@
-"""UniTE ensemble decoding on tiny models with different tokenizers (fslm.runtime.unite)."""
+"""UniTE ensemble decoding on tiny models with different tokenizers (fslm.runtime.ensemble)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,11 @@ from tiny import make_tiny_model
 
 from fslm.errors import FslmError
 from fslm.runtime import GenerationParams, GenerationRequest, LoadedBase, ModelRef, Runtime
-from fslm.runtime.ensemble_types import EnsembleMember, EnsembleRequest
-from fslm.runtime.token_text import EOS, split_incomplete_utf8
-from fslm.runtime.unite import (
-    EnsembleRow,
-    MemberBatch,
-    UniteMember,
-    continues_utf8,
-    decode_ensemble,
-    token_text_for,
-    union_average,
-)
+from fslm.runtime.ensemble import EnsembleMember, EnsembleRequest
+from fslm.runtime.ensemble.alignment import EOS, continues_utf8, split_incomplete_utf8
+from fslm.runtime.ensemble.decode import EnsembleRow, decode_ensemble
+from fslm.runtime.ensemble.members import LoadedMember, MemberBatch, token_text_for
+from fslm.runtime.ensemble.vote import Ballot, union_average
 
 PROMPTS = ["The cat sat on the", "Question: what is two plus two? Answer:", "Rivers flow"]
 GREEDY = GenerationParams(max_new_tokens=24)
@@ -62,9 +56,9 @@ def ensemble(*handles: str, prompt: str, params: GenerationParams = GREEDY, **op
     )
 
 
-def members_of(runtime: Runtime, *handles: str) -> list[UniteMember]:
+def members_of(runtime: Runtime, *handles: str) -> list[LoadedMember]:
     bases = [runtime.base_for(handle) for handle in handles]
-    return [UniteMember(base, "__base__", token_text_for(base), handle) for base, handle in zip(bases, handles)]
+    return [LoadedMember(base, "__base__", token_text_for(base), handle) for base, handle in zip(bases, handles)]
 
 
 @pytest.mark.parametrize("handle", ["bpe", "sp"])
@@ -116,6 +110,23 @@ def test_union_average_of_one_member_is_its_softmax(runtime: Runtime) -> None:
     union = [member.text.keys[i] for i in (5, 40, 7)]
     expected = torch.softmax(logits[[5, 40, 7]], dim=0)
     assert torch.allclose(union_average([member], [logits], union, (1.0,), 0.0), expected)
+
+
+def _second_members_top_token(ballot: Ballot) -> torch.Tensor:
+    chosen = torch.zeros(len(ballot.union))
+    chosen[list(ballot.union).index(ballot.tops[1][0])] = 1.0
+    return chosen
+
+
+def test_the_vote_passed_to_the_decoder_picks_the_tokens(runtime: Runtime) -> None:
+    members = members_of(runtime, "bpe", "sp")
+    requests = [ensemble("bpe", "sp", prompt=p) for p in PROMPTS]
+    voted = decode_ensemble(members, requests, vote=_second_members_top_token)
+    alone = runtime.generate([GenerationRequest("sp", p, chat_template=False, params=GREEDY) for p in PROMPTS])
+    assert [r.generation.text for r in voted] == [g.text for g in alone]
+    assert any(r.disagreements > 0 for r in voted)
+    united = decode_ensemble(members, requests)
+    assert [r.generation.text for r in united] != [g.text for g in alone]
 
 
 def test_heterogeneous_output_is_valid_text_in_both_tokenizers(runtime: Runtime) -> None:

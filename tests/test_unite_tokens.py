@@ -1,4 +1,4 @@
-"""Token text across tokenizers and incremental re-tokenization (fslm.runtime.token_text / retokenize)."""
+"""Token text across tokenizers and incremental re-tokenization (fslm.runtime.ensemble.alignment)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from tiny import make_tiny_sentencepiece_tokenizer, make_tiny_tokenizer
 from transformers import AutoTokenizer
 
 from fslm.errors import FslmError
-from fslm.runtime.retokenize import IncrementalTokens
-from fslm.runtime.token_text import EOS, Special, TokenText, split_incomplete_utf8
+from fslm.runtime.ensemble.alignment import EOS, IncrementalTokens, Special, TokenText, split_incomplete_utf8
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

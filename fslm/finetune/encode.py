@@ -7,7 +7,7 @@ from typing import Any
 
 from fslm.finetune.sources import Example
 from fslm.nodes.stage import compile_prompt, render_prompt, stage_request
-from fslm.runtime.prompt import render_prompt as model_input
+from fslm.runtime.prompt import encode_prompt as model_input
 from fslm.spec import StageSpec
 
 

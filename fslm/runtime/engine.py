@@ -11,9 +11,9 @@ from typing import Self
 from fslm.errors import FslmError
 from fslm.runtime.batcher import Batcher
 from fslm.runtime.decode import PreparedRow, decode_batch
-from fslm.runtime.ensemble_types import EnsembleGeneration, EnsembleRequest
+from fslm.runtime.ensemble.types import EnsembleGeneration, EnsembleRequest
 from fslm.runtime.loaded import BaseKey, LoadedBase
-from fslm.runtime.prompt import render_prompt
+from fslm.runtime.prompt import encode_prompt
 from fslm.runtime.resolve import resolve_model
 from fslm.runtime.types import Generation, GenerationRequest, ModelRef
 
@@ -110,7 +110,7 @@ class Runtime:
         return [result for result in results if result is not None]
 
     def generate_ensemble(self, requests: Sequence[EnsembleRequest]) -> list[EnsembleGeneration]:
-        """Serve UniTE ensemble requests now (see `fslm.runtime.unite`); each member's base loads once."""
+        """Serve UniTE ensemble requests now (see `fslm.runtime.ensemble`); each member's base loads once."""
         results = []
         for outcome in self._serve_ensemble(requests):
             if isinstance(outcome, BaseException):
@@ -176,8 +176,10 @@ class Runtime:
         if self._closed:
             raise RuntimeError("the runtime is closed")
 
-    def _serve_ensemble(self, requests: Sequence[EnsembleRequest]) -> list[EnsembleGeneration | BaseException]:
-        from fslm.runtime.unite import serve_ensemble
+    def _serve_ensemble(
+        self, requests: Sequence[EnsembleRequest]
+    ) -> list[EnsembleGeneration | BaseException]:
+        from fslm.runtime.ensemble.serving import serve_ensemble
 
         outcomes = serve_ensemble(self.base_for, requests, self.max_batch_size)
         with self._state_lock:
@@ -194,7 +196,7 @@ class Runtime:
             rows: list[tuple[int, PreparedRow]] = []
             for index, request in enumerate(requests):
                 try:
-                    text, ids = render_prompt(base.tokenizer, request)
+                    text, ids = encode_prompt(base.tokenizer, request)
                     adapter_name = base.adapter_name(request.adapter)
                 except FslmError as error:
                     outcomes[index] = error

@@ -8,7 +8,7 @@ from fslm.errors import FslmError
 from fslm.runtime.types import GenerationRequest
 
 
-def render_prompt(tokenizer: Any, request: GenerationRequest) -> tuple[str, list[int]]:
+def encode_prompt(tokenizer: Any, request: GenerationRequest) -> tuple[str, list[int]]:
     """The text fed to the model and its token ids.
 
     With `chat_template` (and a tokenizer that has one), the prompt becomes a user message after an optional

@@ -29,12 +29,13 @@ def next_tokens(
         if generator is None:
             chosen.append(int(greedy[row]))
         else:
-            chosen.append(_sample(logits[row], row_params.temperature, row_params.top_p, generator))
+            probs = torch.softmax(logits[row] / row_params.temperature, dim=-1)
+            chosen.append(sample_from(probs, row_params.top_p, generator))
     return chosen
 
 
-def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> int:
-    probs = torch.softmax(logits / temperature, dim=-1)
+def sample_from(probs: torch.Tensor, top_p: float, generator: torch.Generator | None) -> int:
+    """An index drawn from the distribution `probs`, limited to its top-p nucleus."""
     if top_p < 1.0:
         sorted_probs, order = probs.sort(descending=True)
         # Keep the smallest prefix whose mass reaches top_p; the most likely token is always kept.

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from fslm.graph.state import EnsembleRecord, RunState, StageMessage
 from fslm.nodes.stage import compile_prompt, generation_params, render_prompt
-from fslm.runtime.ensemble_types import EnsembleGeneration, EnsembleMember, EnsembleRequest
+from fslm.runtime.ensemble import EnsembleGeneration, EnsembleMember, EnsembleRequest
 from fslm.spec import StageSpec
 
 # Serves one request; the runtime batches concurrent runs' requests together.

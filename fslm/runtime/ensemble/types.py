@@ -1,4 +1,4 @@
-"""Request and result types of a UniTE ensemble generation: plain frozen dataclasses, free of torch."""
+"""Request and result types of an ensemble generation: plain frozen dataclasses, free of torch."""
 
 from __future__ import annotations
 
