@@ -82,7 +82,10 @@ def browser(tmp_path_factory):
 
 
 def get_json(server, path: str, headers: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(server.url.rstrip("/") + path, headers=headers or {})
+    """GET an API path with the server's access token (and any other `headers`): the status and the JSON."""
+    host, port = server.server_address[:2]
+    headers = {"Authorization": f"Bearer {server.token}", **(headers or {})}
+    request = urllib.request.Request(f"http://{host}:{port}{path}", headers=headers)
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, json.load(response)
@@ -202,10 +205,11 @@ def test_ui_exits_2_on_a_store_that_is_not_one(tmp_path, capsys):
     bad = tmp_path / "notes.sqlite"
     bad.write_text("these are my notes, not a database")
     assert main(["ui", "--store", str(bad), "--port", "0"]) == 2
-    assert "cannot be used" in capsys.readouterr().err
+    assert "not an fslm run store" in capsys.readouterr().err
 
 
 def test_ui_exits_2_when_the_port_is_taken(tmp_path, capsys):
+    open_store(tmp_path / "runs.sqlite").close()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -4,6 +4,7 @@ import argparse
 import webbrowser
 
 from rich.console import Console
+from rich.markup import escape
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -11,6 +12,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", help="run store file (default: $FSLM_STORE or the per-user store)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765; 0: any free)")
+    parser.add_argument(
+        "--allow-remote", action="store_true",
+        help="allow a --host that other machines can reach (anyone with the printed address can read every run)",
+    )
     parser.add_argument("--open", action="store_true", help="open the viewer in the default web browser")
     parser.set_defaults(handler=ui)
 
@@ -19,9 +24,17 @@ def ui(args: argparse.Namespace) -> int:
     from fslm.store import open_store
     from fslm.ui import make_server
 
-    server = make_server(open_store(args.store), args.host, args.port)
+    store = open_store(args.store, read_only=True)
+    server = make_server(store, args.host, args.port, allow_remote=args.allow_remote)
     console = Console(highlight=False)
-    console.print(f"viewing runs of {server.store.path or 'an in-memory store'} at {server.url}  (Ctrl-C stops)")
+    if not server.is_loopback():
+        console.print(
+            f"[bold yellow]warning:[/] the viewer listens on {escape(args.host)}: other machines can connect. "
+            "Anyone who has the address below, token included, can read every run in the store; "
+            "the connection is plain HTTP, not encrypted.",
+            soft_wrap=True,
+        )
+    console.print(f"viewing runs of {escape(str(store.path))} at {escape(server.url)}  (Ctrl-C stops)", soft_wrap=True)
     if args.open:
         webbrowser.open(server.url)
     try:

@@ -6,9 +6,10 @@
     GET /api/diff?a=RUN_ID&b=RUN_ID                    two runs' stage outputs side by side
 
 Errors are `{"error": message}` with status 400 (bad query), 404 (no such run or path) or 500 (the store
-cannot be read).
+cannot be read, or is damaged).
 """
 
+import re
 import sqlite3
 from collections.abc import Callable
 from http import HTTPStatus
@@ -17,11 +18,15 @@ from urllib.parse import unquote
 
 from fslm.errors import FslmError
 from fslm.inspection import diff_runs, list_runs, run_details
-from fslm.store import RunStore, store_problem
+from fslm.store import DamagedStoreError, RunStore, store_problem
 from fslm.ui.graph import run_graph
 
 Reply = tuple[HTTPStatus, dict]
 T = TypeVar("T")
+MAX_LIMIT = 10_000
+# Longer than any file path or run id; control characters name no pipeline and no run.
+MAX_TEXT = 4096
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ApiError(Exception):
@@ -34,6 +39,8 @@ def answer(store: RunStore, path: str, query: dict[str, str]) -> Reply:
     """Answer GET `path` (starting with /api/) with `query`'s single-valued parameters."""
     parts = [unquote(part) for part in path.removeprefix("/api/").strip("/").split("/")]
     try:
+        for part in parts:
+            _check_text("run id", part, HTTPStatus.NOT_FOUND)
         match parts:
             case ["runs"]:
                 return HTTPStatus.OK, runs(store, query)
@@ -47,26 +54,32 @@ def answer(store: RunStore, path: str, query: dict[str, str]) -> Reply:
                 raise ApiError(HTTPStatus.NOT_FOUND, f"no API endpoint {path}")
     except ApiError as error:
         return error.status, {"error": str(error)}
+    except DamagedStoreError as error:
+        return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)}
     except sqlite3.DatabaseError as error:
         return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": store_problem(store.path, error)}
 
 
 def runs(store: RunStore, query: dict[str, str]) -> dict:
     limit = query.get("limit", "50")
-    if not limit.isdigit():
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"limit must be a whole number, not '{limit}'")
-    try:
-        records = list_runs(
-            store, pipeline=query.get("pipeline") or None, status=query.get("status") or None, limit=int(limit)
-        )
-    except FslmError as error:
-        raise ApiError(HTTPStatus.BAD_REQUEST, str(error)) from error
+    # isdigit() alone lets "²" through; the bound keeps the value inside SQLite's integers.
+    if not re.fullmatch("[0-9]{1,6}", limit) or not 1 <= int(limit) <= MAX_LIMIT:
+        raise ApiError(HTTPStatus.BAD_REQUEST, f"limit must be a whole number from 1 to {MAX_LIMIT}, "
+                                               f"not '{_shown(limit)}'")
+    pipeline, status = query.get("pipeline") or None, query.get("status") or None
+    for name, value in (("pipeline", pipeline), ("status", status)):
+        if value is not None:
+            _check_text(name, value, HTTPStatus.BAD_REQUEST)
+    records = _asked(HTTPStatus.BAD_REQUEST, lambda: list_runs(store, pipeline=pipeline, status=status,
+                                                                limit=int(limit)))
     return {"runs": [record.to_dict() for record in records]}
 
 
 def diff(store: RunStore, query: dict[str, str]) -> dict:
     if not query.get("a") or not query.get("b"):
         raise ApiError(HTTPStatus.BAD_REQUEST, "a diff needs two run ids: /api/diff?a=RUN_ID&b=RUN_ID")
+    for name in ("a", "b"):
+        _check_text("run id", query[name], HTTPStatus.NOT_FOUND)
     a, b, stages = _found(lambda: diff_runs(store, query["a"], query["b"]))
     return {
         "a": a.to_dict(),
@@ -77,7 +90,26 @@ def diff(store: RunStore, query: dict[str, str]) -> dict:
 
 def _found(read: Callable[[], T]) -> T:
     """Run a lookup by run id; the store's "no run" (or ambiguous prefix) error becomes a 404."""
+    return _asked(HTTPStatus.NOT_FOUND, read)
+
+
+def _asked(status: HTTPStatus, read: Callable[[], T]) -> T:
+    """Run a store read; a user's error (no such run, an unknown status) becomes `status`. A damaged store is
+    the server's problem, not the request's: it stays a DamagedStoreError (500)."""
     try:
         return read()
+    except DamagedStoreError:
+        raise
     except FslmError as error:
-        raise ApiError(HTTPStatus.NOT_FOUND, str(error)) from error
+        raise ApiError(status, str(error)) from error
+
+
+def _check_text(name: str, value: str, status: HTTPStatus) -> None:
+    if len(value) > MAX_TEXT or CONTROL_CHARACTERS.search(value):
+        raise ApiError(status, f"no {name} '{_shown(value)}': it is too long or holds control characters")
+
+
+def _shown(value: str) -> str:
+    """A query value as an error message quotes it: printable and short."""
+    text = CONTROL_CHARACTERS.sub("?", value)
+    return text if len(text) <= 40 else f"{text[:40]}…"

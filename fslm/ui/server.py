@@ -1,7 +1,14 @@
-"""The viewer's HTTP server: the static page and the JSON API, read-only, on the standard library's server."""
+"""The viewer's HTTP server: the static page and the JSON API, read-only, on the standard library's server.
 
+Every API request must carry the server's access token (`Authorization: Bearer TOKEN`). The page reads it
+from the `?token=` of the address it was opened at, `server.url`; the static files hold no run data and are
+served without it. Every request, static or not, must name this server in its Host header.
+"""
+
+import hmac
 import ipaddress
 import json
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -23,53 +30,83 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+# A client that connects and then sends nothing (or stops mid-request) is cut off after this many seconds.
+REQUEST_TIMEOUT_SECONDS = 30.0
+WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 
 
 class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], store: RunStore):
+    def __init__(self, address: tuple[str, int], store: RunStore, token: str, request_timeout: float):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, ViewerHandler)
         self.store = store
+        self.token = token
+        self.request_timeout = request_timeout
+        self.host_names = accepted_host_names(address[0])
 
     @property
     def url(self) -> str:
+        """The page's address, with the access token the page passes on to the API."""
         host, port = self.server_address[:2]
-        return f"http://{f'[{host}]' if ':' in str(host) else host}:{port}/"
+        return f"http://{f'[{host}]' if ':' in str(host) else host}:{port}/?token={self.token}"
 
     def is_loopback(self) -> bool:
         return ipaddress.ip_address(self.server_address[0]).is_loopback
+
+    def accepts_host(self, header: str) -> bool:
+        """Whether a request's Host header names this server. A page of another site that points its own DNS
+        name at this machine sends that name, so it is refused (DNS rebinding). An IP address cannot be rebound."""
+        try:
+            host = urlsplit(f"//{header}").hostname or ""
+        except ValueError:
+            return False
+        return host in self.host_names or is_ip_address(host)
+
+    def token_matches(self, authorization: str) -> bool:
+        scheme, _, given = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
 
 
 class ViewerHandler(BaseHTTPRequestHandler):
     server: ViewerServer
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # StreamRequestHandler.setup applies it to the socket
+        super().setup()
+
     def do_GET(self) -> None:
-        if not self._host_allowed():
-            message = {"error": "this viewer answers only requests addressed to localhost or 127.0.0.1"}
-            self._send(HTTPStatus.FORBIDDEN, json.dumps(message).encode(), "application/json")
-            return
+        try:
+            status, body, content_type = self._reply()
+        except Exception:
+            # A bug: the client hears of it, and the traceback still reaches the terminal running the viewer.
+            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the viewer failed on this request; "
+                                                                        "the terminal running it shows why"})
+            raise
+        self._send(status, body, content_type)
+
+    def _reply(self) -> tuple[HTTPStatus, bytes, str]:
+        if not self.server.accepts_host(self.headers.get("Host", "")):
+            names = " or ".join(sorted(self.server.host_names))
+            return json_reply(HTTPStatus.FORBIDDEN, f"this viewer answers only requests addressed to {names} "
+                                                    "or to an IP address of this machine")
         url = urlsplit(self.path)
         if url.path.startswith("/api/"):
+            if not self.server.token_matches(self.headers.get("Authorization", "")):
+                return json_reply(HTTPStatus.FORBIDDEN, "this viewer needs its access token: open the address "
+                                  "`fslm ui` printed (it ends in ?token=…); API clients send the header "
+                                  "'Authorization: Bearer TOKEN'")
             query = {key: values[-1] for key, values in parse_qs(url.query).items()}
             status, payload = answer(self.server.store, url.path, query)
-            self._send(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json")
-            return
+            return status, json.dumps(payload, ensure_ascii=False).encode(), "application/json"
         file = static_file(url.path)
         if file is None:
-            self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
-            return
-        self._send(HTTPStatus.OK, file.read_bytes(), CONTENT_TYPES[file.suffix])
+            return HTTPStatus.NOT_FOUND, b"not found", "text/plain"
+        return HTTPStatus.OK, file.read_bytes(), CONTENT_TYPES[file.suffix]
 
-    def _host_allowed(self) -> bool:
-        """On loopback, answer only requests addressed to a loopback name: another site's page that rebinds its
-        own DNS name to 127.0.0.1 must not read the runs."""
-        if not self.server.is_loopback():
-            return True
-        host = urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
-        return host in LOOPBACK_NAMES
+    def _send_json(self, status: HTTPStatus, payload: dict) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json")
 
     def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -85,6 +122,28 @@ class ViewerHandler(BaseHTTPRequestHandler):
         """Requests are not logged: the terminal shows the URL and stays quiet."""
 
 
+def json_reply(status: HTTPStatus, error: str) -> tuple[HTTPStatus, bytes, str]:
+    return status, json.dumps({"error": error}).encode(), "application/json"
+
+
+def is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def accepted_host_names(bound_host: str) -> set[str]:
+    """The names a request may address this server by, besides its IP addresses."""
+    names = {"localhost"}
+    if bound_host in WILDCARD_HOSTS:
+        names.add(socket.gethostname().lower())
+    elif not is_ip_address(bound_host):
+        names.add(bound_host.lower())
+    return names
+
+
 def static_file(path: str) -> Path | None:
     """The shipped file a page path names: `/` is the page itself; only files in `static/` are served."""
     name = "index.html" if path in ("/", "/index.html") else path.removeprefix("/static/")
@@ -93,15 +152,30 @@ def static_file(path: str) -> Path | None:
     return file if name in known and file.suffix in CONTENT_TYPES else None
 
 
-def make_server(store: RunStore, host: str = "127.0.0.1", port: int = 8765) -> ViewerServer:
-    """A viewer bound to host:port (port 0: any free port), not yet serving."""
+def make_server(
+    store: RunStore, host: str = "127.0.0.1", port: int = 8765, *, allow_remote: bool = False,
+    token: str | None = None, request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+) -> ViewerServer:
+    """A viewer bound to host:port (port 0: any free port), not yet serving.
+
+    An address other machines can reach is refused unless `allow_remote`. `token` (default: a new random one)
+    is what API requests must carry; `server.url` includes it.
+    """
     try:
-        return ViewerServer((host, port), store)
+        server = ViewerServer((host, port), store, token or secrets.token_urlsafe(32), request_timeout)
     except OSError as error:
         raise FslmError(
             f"cannot serve the viewer on {host}:{port}: {error.strerror or error}. "
             "Another program may be using that port; pick another with --port"
         ) from error
+    if not server.is_loopback() and not allow_remote:
+        server.server_close()
+        raise FslmError(
+            f"--host {host} would let other machines connect to the viewer and read every recorded run. "
+            "Add --allow-remote if that is what you want (requests then need the access token printed at start), "
+            "or leave out --host to serve this machine only"
+        )
+    return server
 
 
 @contextmanager

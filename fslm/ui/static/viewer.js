@@ -30,10 +30,13 @@ function build(node, attributes, children) {
   return node;
 }
 
+// `fslm ui` prints the page's address with the server's access token (`/?token=…`); every API call sends it.
+const TOKEN = new URLSearchParams(location.search).get("token") ?? "";
+
 async function api(path) {
   let response;
   try {
-    response = await fetch(path);
+    response = await fetch(path, { headers: { Authorization: `Bearer ${TOKEN}` } });
   } catch {
     throw new Error("cannot reach the viewer's server: is `fslm ui` still running?");
   }
