@@ -80,6 +80,7 @@ def test_allow_remote_warns_and_prints_the_token_once(store_path, capsys, monkey
     out = capsys.readouterr().out
     assert "warning" in out and "other machines can connect" in out
     assert out.count("?token=") == 1
+    assert f"at http://{socket.gethostname().lower()}:" in out  # an address other machines can open
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])

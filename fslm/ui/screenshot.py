@@ -34,7 +34,7 @@ def photograph_run(store_path: Path, run_id: str, out: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="fslm-chromium-") as profile:
         driver = headless_chromium(Path(profile))
         try:
-            with serving(make_server(open_store(store_path), port=0)) as server:
+            with serving(make_server(open_store(store_path, read_only=True), port=0)) as server:
                 return save_screenshot(driver, f"{server.url}#/run/{run_id}", out)
         finally:
             driver.quit()

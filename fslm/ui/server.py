@@ -48,8 +48,10 @@ class ViewerServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        """The page's address, with the access token the page passes on to the API."""
+        """The page's address, with the access token the page passes on to the API. On every interface
+        (0.0.0.0, ::) it names this machine by its host name, which other machines can use too."""
         host, port = self.server_address[:2]
+        host = socket.gethostname().lower() if host in WILDCARD_HOSTS else host
         return f"http://{f'[{host}]' if ':' in str(host) else host}:{port}/?token={self.token}"
 
     def is_loopback(self) -> bool:
