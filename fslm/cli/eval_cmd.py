@@ -27,14 +27,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fslm.cli.run_cmd import write_jsonl_atomically
     from fslm.eval.runner import read_eval_items
+    from fslm.files import check_output_file, write_jsonl_atomically
     from fslm.pipeline import load_pipeline
 
     if args.limit is not None and args.limit < 1:
         raise FslmError("--limit must be at least 1")
     items = read_eval_items(args.data, args.field, args.answer_field, args.limit)
     paths = [args.pipeline] + ([args.compare] if args.compare else [])
+    output = args.output or Path(f"{args.pipeline.stem}.eval.jsonl")
+    check_output_file(output, "output", inputs=[args.data, *paths])
     pipelines = [load_pipeline(path, store=args.store, max_batch_size=args.batch_size) for path in paths]
     console = Console(stderr=True, highlight=False)
     reports = []
@@ -44,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for pipeline in pipelines:
             pipeline.close()
-    output = args.output or Path(f"{args.pipeline.stem}.eval.jsonl")
     write_jsonl_atomically(output, [row for report in reports for row in report.rows()])
     Console(highlight=False).print(summary_table(reports))
     console.print(f"wrote {sum(len(report.items) for report in reports)} per-item results to {output}")

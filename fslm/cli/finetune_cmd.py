@@ -62,6 +62,7 @@ def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 
 def build_recipe(args: argparse.Namespace):
+    from fslm.files import check_path_name, resolved
     from fslm.finetune import load_recipe, shorthand_recipe
 
     if args.stage is not None or args.data is not None:
@@ -69,7 +70,10 @@ def build_recipe(args: argparse.Namespace):
             raise FslmError("the shorthand needs both --stage NAME and --data FILE (with a pipeline file)")
         return shorthand_recipe(args.source, args.stage, args.data, args.output, overrides(args))
     recipe = load_recipe(args.source, overrides(args))
-    return recipe.model_copy(update={"output": args.output.resolve()}) if args.output else recipe
+    if args.output is None:
+        return recipe
+    check_path_name(args.output, "output")
+    return recipe.model_copy(update={"output": resolved(args.output)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from fslm.finetune.train import Interrupted
 
     recipe = build_recipe(args)
+    attach_to = attach_target(args, recipe)
     console = Console(stderr=True, highlight=False)
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -100,18 +105,32 @@ def run(args: argparse.Namespace) -> int:
         callbacks = Callbacks(on_teacher=on_teacher, on_start=on_start, on_step=on_step,
                               on_status=lambda message: console.print(f"[dim]{message}[/]"))
         try:
-            result = finetune(recipe, resume=args.resume, force=args.force, callbacks=callbacks)
+            result = finetune(recipe, resume=args.resume, force=args.force, callbacks=callbacks,
+                              recipe_file=args.source.absolute())
         except Interrupted as stopped:
             progress.stop()
             console.print(f"{stopped}. Continue with the same command plus --resume")
             # Rich and torch threads may still hold the terminal; the checkpoint is complete, so leave now.
             os._exit(130)
     show_summary(console, result.record, result.output)
-    if args.attach:
-        pipeline = recipe.target.pipeline if args.attach is True else args.attach.resolve()
-        attach_adapter(pipeline, recipe.target.stage, result.output)
-        console.print(f"attached to stage '{recipe.target.stage}' of {pipeline}")
+    if attach_to is not None:
+        attach_adapter(attach_to, recipe.target.stage, result.output)
+        console.print(f"attached to stage '{recipe.target.stage}' of {attach_to}")
     return 0
+
+
+def attach_target(args: argparse.Namespace, recipe) -> Path | None:
+    """The pipeline `--attach` writes the adapter into, checked before training so that a mistake costs nothing."""
+    if not args.attach:
+        return None
+    from fslm.files import check_path_name, resolved
+    from fslm.finetune.attach import check_attachable
+
+    if args.attach is not True:
+        check_path_name(args.attach, "pipeline")
+    pipeline = recipe.target.pipeline if args.attach is True else resolved(args.attach)
+    check_attachable(pipeline, recipe.target.stage)
+    return pipeline
 
 
 def show_summary(console: Console, record: dict, output: Path) -> None:

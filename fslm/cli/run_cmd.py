@@ -4,7 +4,6 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -14,6 +13,7 @@ from rich.text import Text
 
 from fslm.cli.show import print_message
 from fslm.errors import FslmError
+from fslm.files import check_output_file, resolved, write_jsonl_atomically
 from fslm.jsonl import json_lines
 
 
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise FslmError("--batch-size must be at least 1")
     texts = read_inputs(args.input_file, args.field) if args.input_file else None
+    if args.input_file is not None:
+        check_output_file(args.output, "output", inputs=[args.input_file])
 
     from fslm.pipeline import load_pipeline
 
@@ -85,7 +87,7 @@ def run_one(pipeline, text: str, show_prompts: bool, tokens: bool) -> None:
 
 def read_inputs(path: Path, field: str) -> list[str]:
     texts = []
-    for number, record in json_lines(path):
+    for number, record in json_lines(path, "input file"):
         if isinstance(record, str):
             texts.append(record)
         elif isinstance(record, dict) and isinstance(record.get(field), str):
@@ -103,7 +105,7 @@ def read_inputs(path: Path, field: str) -> list[str]:
 
 def batch_key(pipeline, input_file: Path, output: Path) -> str:
     """What makes two batch runs the same batch: the pipeline as it is, the inputs, and the output file."""
-    parts = [pipeline.spec.source_hash, hashlib.sha256(input_file.read_bytes()).hexdigest(), str(output.resolve())]
+    parts = [pipeline.spec.source_hash, hashlib.sha256(input_file.read_bytes()).hexdigest(), str(resolved(output))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -134,14 +136,12 @@ def run_file(pipeline, texts: list[str], input_file: Path, output: Path, resume:
         console.print("interrupted; finished items are recorded. Continue with the same command plus --resume")
         # Worker threads may be mid-generation; the store is consistent, so leave without waiting for them.
         os._exit(130)
-    write_jsonl_atomically(output, [result.to_dict() for result in results])
+    try:
+        write_jsonl_atomically(output, [result.to_dict() for result in results])
+    except FslmError as error:
+        raise FslmError(
+            f"{error}. Every item's run is recorded: the same command plus --resume writes the file "
+            "without running them again"
+        ) from None
     console.print(f"wrote {len(results)} results to {output}")
 
-
-def write_jsonl_atomically(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        for record in records:
-            file.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(temporary, path)

@@ -2,39 +2,46 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 from fslm.errors import FslmError
+from fslm.files import check_output_file, read_text_file, write_text_atomically
+from fslm.finetune.target import tunable_stage
 from fslm.runtime.base_identity import base_identity, identity_mismatch, read_identity
-from fslm.spec import load_spec
+from fslm.spec import ModelSpec, load_spec
+
+
+def check_attachable(pipeline: Path, stage: str) -> ModelSpec:
+    """The model of the pipeline's `stage`, once it is known that an adapter can be written into the stage."""
+    spec = load_spec(pipeline)
+    try:
+        model_handle = tunable_stage(spec, stage).model
+    except FslmError as error:
+        raise FslmError(f"cannot attach the adapter: {error}") from None
+    assert model_handle is not None
+    check_output_file(pipeline, "pipeline")
+    return spec.models[model_handle]
 
 
 def attach_adapter(pipeline: Path, stage: str, adapter: Path) -> None:
     """Set `stages.<stage>.adapter` in the pipeline file to `adapter`, after checking it fits the stage's base."""
     from ruamel.yaml import YAML
 
-    spec = load_spec(pipeline)
-    if stage not in spec.stages:
-        raise FslmError(f"cannot attach to {pipeline}: it has no stage '{stage}'; its stages: {', '.join(spec.stages)}")
-    _check_base(spec.models[spec.stages[stage].model].source, spec.models[spec.stages[stage].model].revision,
-                adapter, pipeline, stage)
+    model = check_attachable(pipeline, stage)
+    _check_base(model.source, model.revision, adapter, pipeline, stage)
     yaml = YAML()  # round-trip mode: comments, key order, quoting and flow style survive
     yaml.preserve_quotes = True
     yaml.width = 4096
-    data = yaml.load(pipeline.read_text(encoding="utf-8"))
+    data = yaml.load(read_text_file(pipeline, "pipeline"))
     entry = data["stages"][stage]
     relative = os.path.relpath(adapter.resolve(), pipeline.resolve().parent)
     entry["adapter"] = relative
-    handle, temporary = tempfile.mkstemp(dir=pipeline.parent, prefix=f".{pipeline.name}.", suffix=".yaml")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            yaml.dump(data, file)
-        load_spec(temporary)  # the edited file must still be a valid pipeline before it replaces the old one
-        os.replace(temporary, pipeline)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    text = io.StringIO()
+    yaml.dump(data, text)
+    # The edited file must still be a valid pipeline before it replaces the old one.
+    write_text_atomically(pipeline, text.getvalue(), check=load_spec)
 
 
 def _check_base(source: str, revision: str | None, adapter: Path, pipeline: Path, stage: str) -> None:

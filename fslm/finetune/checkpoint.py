@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fslm.errors import FslmError
+from fslm.files import replace_directory, staging_directory
+from fslm.runtime.messages import one_line
 
 STATE_FILE = "trainer_state.pt"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+STATE_KEYS = ("optimizer", "scheduler", "rng", "progress")
 
 
 def save_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler: Any, progress: dict) -> None:
-    """Write the checkpoint beside `directory`, then swap it in, so a crash never leaves half of one."""
-    staging = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    """Write the checkpoint beside `directory`, then swap it in, so a crash leaves the old one or the new one."""
+    staging = staging_directory(directory)
     peft_model.save_pretrained(staging, safe_serialization=True)
     torch.save(
         {
@@ -28,27 +30,35 @@ def save_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler:
         },
         staging / STATE_FILE,
     )
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
+    replace_directory(directory)
 
 
 def load_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler: Any, fingerprint: str) -> dict:
     """Restore a checkpoint into the (freshly built) model, optimizer and scheduler; returns its progress."""
     from peft import set_peft_model_state_dict
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     state_path = directory / STATE_FILE
     if not state_path.is_file():
         raise FslmError(f"nothing to resume: no checkpoint in {directory}")
-    state = torch.load(state_path, weights_only=True)
-    progress = state["progress"]
-    if progress["fingerprint"] != fingerprint:
+    try:
+        state = torch.load(state_path, weights_only=True)
+        if not isinstance(state, dict) or any(key not in state for key in STATE_KEYS):
+            raise ValueError(f"{STATE_FILE} is not a trainer state")
+        progress = state["progress"]
+        if not isinstance(progress, dict) or progress.get("fingerprint") != fingerprint:
+            raise FslmError(
+                f"the checkpoint in {directory} was made with another recipe or other data; "
+                "resume with the same recipe and data, or start afresh with --force"
+            )
+        set_peft_model_state_dict(peft_model, load_file(directory / ADAPTER_WEIGHTS))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError,
+            SafetensorError) as error:
         raise FslmError(
-            f"the checkpoint in {directory} was made with another recipe or other data; "
-            "resume with the same recipe and data, or start afresh with --force"
-        )
-    set_peft_model_state_dict(peft_model, load_file(directory / "adapter_model.safetensors"))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
+            f"the checkpoint in {directory} is damaged ({one_line(error)}); start afresh with --force"
+        ) from error
     return progress

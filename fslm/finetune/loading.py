@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fslm.errors import FslmError
+from fslm.files import check_path_name, read_text_file, resolved
 from fslm.finetune.recipe import Recipe
 from fslm.spec.problems import SpecError
 from fslm.spec.reporting import ProblemSink
@@ -16,11 +17,9 @@ from fslm.spec.yaml_source import parse_yaml
 
 def load_recipe(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
     """Validate the recipe file; `overrides` (section → key → value, e.g. from CLI flags) win over it."""
-    file = Path(path).resolve()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as error:
-        raise FslmError(f"cannot read the recipe {path}: {error.strerror}") from error
+    check_path_name(Path(path), "recipe")
+    file = resolved(Path(path))
+    text = read_text_file(file, "recipe")
     parsed = parse_yaml(file, text)
     if parsed.problems:
         raise SpecError(parsed.problems)
@@ -45,12 +44,15 @@ def shorthand_recipe(
 ) -> Recipe:
     """The recipe `fslm finetune PIPELINE --stage NAME --data FILE` stands for: records hold the stage's
     template variables by name and `target`; the adapter goes to adapters/PIPELINE-STAGE beside the pipeline."""
-    pipeline_path = Path(pipeline).resolve()
+    for what, given in (("pipeline", pipeline), ("data file", data), ("output", output)):
+        if given is not None:
+            check_path_name(Path(given), what)
+    pipeline_path = resolved(Path(pipeline))
     default_output = pipeline_path.parent / "adapters" / f"{pipeline_path.stem}-{stage}"
     raw = {
         "target": {"pipeline": str(pipeline_path), "stage": stage},
-        "data": {"dataset": {"path": str(Path(data).resolve())}},
-        "output": str(Path(output).resolve() if output else default_output),
+        "data": {"dataset": {"path": str(resolved(Path(data)))}},
+        "output": str(resolved(Path(output)) if output else default_output),
     }
     merged = _with_overrides(raw, overrides or {})
     try:

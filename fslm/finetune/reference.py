@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fslm.files import write_text_atomically
 from fslm.finetune.recipe import Recipe
 from fslm.spec.reference import DOCS, _table
 
@@ -55,5 +56,5 @@ def generated_files() -> dict[Path, str]:
 
 if __name__ == "__main__":
     for path, text in generated_files().items():
-        path.write_text(text)
+        write_text_atomically(path, text)
         print(f"wrote {path}")

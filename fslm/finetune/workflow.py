@@ -1,7 +1,7 @@
 """`finetune(recipe)`: examples → held-out split → training → adapter directory and training record.
 
 Every check a user's mistake can fail runs before the output directory is touched, and the finished
-adapter replaces the directory's contents in one rename.
+adapter replaces the directory without a moment when neither the old nor the new one is on disk.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
+from fslm.files import replace_directory, staging_directory
 from fslm.finetune.encode import Encoded, StageEncoder
+from fslm.finetune.output import CHECKPOINT_DIR, RECORD_FILE, check_output, check_output_place
 from fslm.finetune.recipe import DataSpec, Recipe
 from fslm.finetune.sources import (
     Example,
@@ -27,12 +28,11 @@ from fslm.finetune.sources import (
     examples_from_teacher,
     template_variables,
 )
+from fslm.finetune.target import tunable_stage
 from fslm.finetune.train import StepLog, Trainer
 from fslm.runtime.base_identity import IDENTITY_FILE, base_identity
 from fslm.spec import PipelineSpec, load_spec
 
-RECORD_FILE = "training.json"
-CHECKPOINT_DIR = "checkpoint"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
@@ -52,12 +52,23 @@ class FinetuneResult:
 
 def target_spec(recipe: Recipe) -> PipelineSpec:
     spec = load_spec(recipe.target.pipeline)
-    if recipe.target.stage not in spec.stages:
-        raise FslmError(
-            f"pipeline {recipe.target.pipeline} has no stage '{recipe.target.stage}'; its stages: "
-            f"{', '.join(spec.stages)}"
-        )
+    tunable_stage(spec, recipe.target.stage)
     return spec
+
+
+def files_read(recipe: Recipe) -> list[Path]:
+    """Every file the recipe names apart from its output: the output must never be a directory holding one."""
+    found: list[Path] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, Path):
+            found.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+
+    collect(recipe.model_dump(exclude={"output"}))
+    return found
 
 
 def collect_examples(
@@ -94,39 +105,20 @@ def fingerprint(recipe: Recipe, train_hash: str) -> str:
     return hashlib.sha256(json.dumps([settings, train_hash], sort_keys=True).encode()).hexdigest()
 
 
-def check_output(output: Path, run_fingerprint: str, force: bool, resume: bool) -> None:
-    """Refuse to overwrite an adapter this recipe and data did not make, unless forced."""
-    if output.exists() and not output.is_dir():
-        raise FslmError(f"the output {output} exists and is not a directory")
-    if resume:
-        if not (output / CHECKPOINT_DIR).is_dir():
-            raise FslmError(f"nothing to resume: {output} holds no checkpoint; run without --resume")
-        return
-    if force or not output.is_dir() or not any(output.iterdir()):
-        return
-    record_path = output / RECORD_FILE
-    made_here = record_path.is_file() and json.loads(record_path.read_text()).get("fingerprint") == run_fingerprint
-    if made_here:
-        return
-    if (output / CHECKPOINT_DIR).is_dir() and not (output / "adapter_config.json").is_file():
-        raise FslmError(
-            f"the output directory {output} holds the checkpoint of an interrupted run; continue it with "
-            "--resume, or pass --force to start afresh"
-        )
-    what = "a different adapter" if (output / "adapter_config.json").is_file() else "other files"
-    raise FslmError(
-        f"the output directory {output} holds {what}; training would overwrite it. Choose another output, "
-        "or pass --force to replace it"
-    )
-
-
 def finetune(
-    recipe: Recipe, *, resume: bool = False, force: bool = False, callbacks: Callbacks | None = None
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    callbacks: Callbacks | None = None,
+    recipe_file: Path | None = None,
 ) -> FinetuneResult:
+    """Train the recipe's adapter. `recipe_file`, the file the recipe came from, is never in the output."""
     callbacks = callbacks or Callbacks()
     started = time.time()
     status = callbacks.on_status or (lambda message: None)
     spec = target_spec(recipe)
+    check_output_place(recipe.output, [*files_read(recipe), *([recipe_file] if recipe_file else [])])
     stage_name = recipe.target.stage
     stage = spec.stages[stage_name]
     train_examples, eval_examples = held_out_split(
@@ -181,9 +173,7 @@ def finetune(
         record["metric"] = metric_before_after(spec, stage_name, eval_examples, recipe.eval.metric, staging)
     record["wall_seconds"] = round(time.time() - started, 2)
     (staging / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    shutil.rmtree(recipe.output, ignore_errors=True)
-    recipe.output.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(recipe.output)
+    replace_directory(recipe.output)
     return FinetuneResult(recipe.output, record)
 
 
@@ -194,9 +184,7 @@ def _fitting(encoder: StageEncoder, examples: list[Example], max_length: int) ->
 
 
 def _write_staging(output: Path, model: Any, identity: dict[str, Any]) -> Path:
-    staging = output.with_name(f".{output.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = staging_directory(output)
     model.save_pretrained(staging, safe_serialization=True)
     (staging / "README.md").unlink(missing_ok=True)  # peft's model-card stub; the training record says more
     (staging / IDENTITY_FILE).write_text(json.dumps(identity, indent=1) + "\n")
