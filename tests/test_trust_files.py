@@ -157,6 +157,37 @@ def test_finetuning_an_ensemble_stage_is_exit_2_naming_the_stages_that_can_be(pr
     assert "stage 'vote'" in err and "is an ensemble stage" in err and "single-model stages: first, second" in err
 
 
+def test_attaching_to_an_ensemble_stage_is_refused_before_training(project, capsys, monkeypatch):
+    import fslm.finetune
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(fslm.finetune, "finetune", no_training)
+    other = project / "ens.yaml"
+    other.write_text(PIPELINE.replace("second: {model: m,", "second: {ensemble: {members: [m, m]},"))
+    before = other.read_bytes()
+    assert main(["finetune", str(project / "two.yaml"), "--stage", "second", "--data", str(project / "data.jsonl"),
+                 "--attach", str(other)]) == 2
+    err = error_of(capsys)
+    assert "cannot attach the adapter" in err and "is an ensemble stage" in err
+    assert other.read_bytes() == before
+
+
+def test_a_damaged_checkpoint_is_exit_2_on_resume(tmp_path, tiny_model, capsys):
+    (tmp_path / "two.yaml").write_text(PIPELINE.replace("./model", str(tiny_model)))
+    rows = [{"input": f"cat {i}", "first": f"dog {i}", "target": f"water {i}"} for i in range(8)]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    checkpoint = tmp_path / "adapter" / "checkpoint"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.pt").write_bytes(b"not a torch file")
+    (checkpoint / "adapter_model.safetensors").write_bytes(b"")
+    assert main(["finetune", str(tmp_path / "two.yaml"), "--stage", "second", "--data", str(tmp_path / "data.jsonl"),
+                 "--output", str(tmp_path / "adapter"), "--max-steps", "2", "--r", "4", "--resume"]) == 2
+    err = error_of(capsys)
+    assert "the checkpoint in" in err and "is damaged" in err and "--force" in err
+
+
 @pytest.mark.parametrize("record", ["{not json", '"a string"', '{"fingerprint": 7}', "\udcff"])
 def test_damaged_training_record_in_the_output_is_exit_2_naming_it(project, capsys, record):
     output = project / "adapter"
