@@ -368,3 +368,12 @@ def test_force_refuses_outputs_that_hold_other_things_and_deletes_nothing(
     err = error_of(capsys)
     assert "refusing the output directory" in err and message in err
     assert [listing(directory) for directory in (project, work, home)] == before
+
+
+def test_training_from_runs_reads_the_store_without_creating_it(project, capsys):
+    recipe = project / "recipe.yaml"
+    recipe.write_text("target: {pipeline: two.yaml, stage: second}\n"
+                      "data:\n  from_runs: {store: mistyped.sqlite}\noutput: adapter\n")
+    assert main(["finetune", str(recipe)]) == 2
+    assert "mistyped.sqlite" in error_of(capsys)
+    assert not (project / "mistyped.sqlite").exists() and not (project / "adapter").exists()

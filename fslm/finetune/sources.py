@@ -90,7 +90,7 @@ def examples_from_runs(source: RunsSource, target: PipelineSpec, stage: str, var
     from fslm.inspection import list_runs, run_details
     from fslm.store import open_store
 
-    store = open_store(source.store)
+    store = open_store(source.store, read_only=True)
     recorded_stage = source.stage or stage
     pipeline = load_spec(source.pipeline) if source.pipeline else target
     runs = list_runs(store, pipeline=str(pipeline.path), status="done", limit=source.limit)
