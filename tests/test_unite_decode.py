@@ -112,6 +112,14 @@ def test_union_average_of_one_member_is_its_softmax(runtime: Runtime) -> None:
     assert torch.allclose(union_average([member], [logits], union, (1.0,), 0.0), expected)
 
 
+def test_a_member_that_cannot_produce_any_candidate_sits_the_step_out(runtime: Runtime) -> None:
+    bpe, sp = members_of(runtime, "bpe", "sp")
+    pad = bpe.text.keys[bpe.base.tokenizer.pad_token_id]  # a special token only bpe's tokenizer has
+    assert sp.text.score_id(pad) is None
+    logits = [torch.randn(len(bpe.text.keys)), torch.randn(len(sp.text.keys))]
+    assert union_average([bpe, sp], logits, [pad], (0.5, 0.5), 0.8).tolist() == [1.0]
+
+
 def _second_members_top_token(ballot: Ballot) -> torch.Tensor:
     chosen = torch.zeros(len(ballot.union))
     chosen[list(ballot.union).index(ballot.tops[1][0])] = 1.0

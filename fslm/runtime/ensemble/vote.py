@@ -70,13 +70,20 @@ def union_average(
     weights: tuple[float, ...],
     temperature: float,
 ) -> torch.Tensor:
-    """The weighted average of each member's softmax over `union` (at `temperature`; 0 counts as 1)."""
+    """The weighted average of each member's softmax over `union` (at `temperature`; 0 counts as 1).
+
+    A member that can produce none of the union (it lacks the one special token left) has no softmax over
+    it and sits this step out; the others' weights are renormalised."""
     scale = temperature if temperature > 0 else 1.0
     average = torch.zeros(len(union))
+    abstained = 0.0
     for member, member_logits, weight in zip(members, logits, weights, strict=True):
         ids = [member.text.score_id(key) for key in union]
-        scores = torch.full((len(union),), float("-inf"))
         known = [index for index, token_id in enumerate(ids) if token_id is not None]
+        if not known:
+            abstained += weight
+            continue
+        scores = torch.full((len(union),), float("-inf"))
         scores[known] = member_logits[[ids[index] for index in known]]
         average += weight * torch.softmax(scores / scale, dim=0)
-    return average
+    return average / (1.0 - abstained) if abstained else average
