@@ -79,14 +79,15 @@ def unescape(text: str) -> str:
 
 
 def prompt_template(args: argparse.Namespace) -> str:
+    from fslm.files import read_text_file
     from fslm.nodes.unite.check import DEFAULT_PROMPT
 
     if args.prompt is not None and args.prompt_file is not None:
         raise FslmError("Give the prompt either with --prompt or with --prompt-file, not both.")
     if args.prompt_file is not None:
-        if not args.prompt_file.is_file():
+        if not args.prompt_file.exists():
             raise FslmError(f"prompt file {args.prompt_file} does not exist")
-        return args.prompt_file.read_text(encoding="utf-8")
+        return read_text_file(args.prompt_file, "prompt file")
     return DEFAULT_PROMPT if args.prompt is None else unescape(args.prompt)
 
 
