@@ -377,3 +377,15 @@ def test_training_from_runs_reads_the_store_without_creating_it(project, capsys)
     assert main(["finetune", str(recipe)]) == 2
     assert "mistyped.sqlite" in error_of(capsys)
     assert not (project / "mistyped.sqlite").exists() and not (project / "adapter").exists()
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"caf\xe9 {{ input }}", "is not UTF-8 text"), (None, "is a directory")])
+def test_unusable_prompt_file_is_exit_2(project, capsys, content, message):
+    prompt = project / "prompt.txt"
+    if content is None:
+        prompt.mkdir()
+    else:
+        prompt.write_bytes(content)
+    assert main(["ensemble", "check", "--members", "a,b", "--data", str(project / "data.jsonl"), "--metric", "exact",
+                 "--prompt-file", str(prompt)]) == 2
+    assert message in error_of(capsys)
