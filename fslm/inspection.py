@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 from fslm.errors import FslmError
 from fslm.graph import StageMessage
-from fslm.store import STATUSES, RunRecord, RunStore
+from fslm.store import STATUSES, DamagedStoreError, RunRecord, RunStore
+
+# What each stage message must hold for the commands and the viewer to show it.
+MESSAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "stage": str, "text": str, "model": str, "adapter": (str, type(None)), "prompt": str,
+    "prompt_tokens": int, "completion_tokens": int, "seconds": (int, float), "edited": bool,
+}
 
 
 @dataclass(frozen=True)
@@ -36,15 +42,48 @@ def list_runs(
 ) -> list[RunRecord]:
     if status is not None and status not in STATUSES:
         raise FslmError(f"unknown status '{status}'; statuses: {', '.join(STATUSES)}")
+    if limit is not None and limit < 1:
+        raise FslmError(f"the limit must be at least 1 run, not {limit}")
     return store.index.list(pipeline=pipeline, status=status, limit=limit)
 
 
 def run_details(store: RunStore, run_id: str) -> RunDetails:
     """A run's record and its stage messages in order. `run_id` may be a unique prefix."""
     record = store.index.find(run_id)
-    saved = store.saver.get_tuple({"configurable": {"thread_id": record.run_id, "checkpoint_ns": ""}})
-    values = saved.checkpoint["channel_values"] if saved else {}
-    return RunDetails(record=record, messages=list(values.get("log", [])), outputs=dict(values.get("outputs", {})))
+    try:
+        saved = store.saver.get_tuple({"configurable": {"thread_id": record.run_id, "checkpoint_ns": ""}})
+    except Exception as error:  # LangGraph's decoders raise many kinds of error on bytes they did not write
+        raise _damaged(store, record, f"{type(error).__name__}: {error}") from error
+    checkpoint = saved.checkpoint if saved else {"channel_values": {}}
+    values = checkpoint.get("channel_values") if isinstance(checkpoint, dict) else None
+    if not isinstance(values, dict):
+        raise _damaged(store, record, "it holds no stage values")
+    log, outputs = values.get("log", []), values.get("outputs", {})
+    problem = _state_problem(log, outputs)
+    if problem is not None:
+        raise _damaged(store, record, problem)
+    return RunDetails(record=record, messages=list(log), outputs=dict(outputs))
+
+
+def _state_problem(log: object, outputs: object) -> str | None:
+    if not isinstance(log, list) or not isinstance(outputs, dict):
+        return "its stage log or outputs are not what fslm records"
+    if not all(isinstance(key, str) and isinstance(value, str) for key, value in outputs.items()):
+        return "a stage output is not text"
+    for number, message in enumerate(log, 1):
+        if not isinstance(message, dict):
+            return f"stage message {number} is not a record"
+        for field, kind in MESSAGE_FIELDS.items():
+            if (field in message or field != "edited") and not isinstance(message.get(field), kind):
+                return f"stage message {number} has {field} {message.get(field)!r}"
+    return None
+
+
+def _damaged(store: RunStore, record: RunRecord, problem: str) -> DamagedStoreError:
+    return DamagedStoreError(
+        f"the run store {store.path or '(in memory)'} is damaged: the saved state of run {record.run_id} cannot "
+        f"be read ({problem[:300]}). fslm did not change it"
+    )
 
 
 def diff_runs(store: RunStore, first: str, second: str) -> tuple[RunDetails, RunDetails, list[StageDiff]]:

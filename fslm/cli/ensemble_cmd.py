@@ -6,6 +6,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS
 from fslm.nodes.unite.determine import DEFAULT_MAX_GAP, DEFAULT_MAX_LENGTH_RATIO, Recommendation
@@ -124,11 +125,11 @@ def run_check(args: argparse.Namespace) -> int:
     prompts = render_prompts(prompt_template(args), items)
     stops = tuple(unescape(stop) for stop in (args.stop if args.stop is not None else ["\\n"]) if stop)
     params = GenerationParams(max_new_tokens=args.max_new_tokens, stop=stops)
-    console = Console(stderr=True, highlight=False)
+    err = console(stderr=True)
     with Runtime(models, max_batch_size=args.batch_size) as runtime:
-        with console.status("loading the candidates"):
+        with err.status("loading the candidates"):
             load_candidates(runtime, names)
-        with console.status("") as status:
+        with err.status("") as status:
             results = measure_candidates(
                 runtime,
                 names,
@@ -137,10 +138,10 @@ def run_check(args: argparse.Namespace) -> int:
                 prompts,
                 params,
                 args.chat_template,
-                on_candidate=lambda name: status.update(f"{name} answers {len(items)} items"),
+                on_candidate=lambda name: status.update(f"{escaped(name)} answers {len(items)} items"),
             )
     recommendation = recommend(results, args.max_gap, args.max_length_ratio)
-    out = Console(highlight=False, markup=False)
+    out = Console(highlight=False, markup=False, emoji=False)
     out.print(verdict_table(recommendation, args.metric, len(items)))
     for verdict in recommendation.verdicts:
         out.print(f"{verdict.candidate.name}: {'member' if verdict.chosen else 'left out'}, {verdict.reason}")

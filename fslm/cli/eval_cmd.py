@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fslm.cli.show import console, escaped, literal, visible
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS
 
@@ -38,29 +39,29 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or Path(f"{args.pipeline.stem}.eval.jsonl")
     check_output_file(output, "output", inputs=[args.data, *paths])
     pipelines = [load_pipeline(path, store=args.store, max_batch_size=args.batch_size) for path in paths]
-    console = Console(stderr=True, highlight=False)
+    err = console(stderr=True)
     reports = []
     try:
         for pipeline in pipelines:
-            reports.append(evaluate_with_progress(pipeline, items, args.metric, console))
+            reports.append(evaluate_with_progress(pipeline, items, args.metric, err))
     finally:
         for pipeline in pipelines:
             pipeline.close()
     write_jsonl_atomically(output, [row for report in reports for row in report.rows()])
-    Console(highlight=False).print(summary_table(reports))
-    console.print(f"wrote {sum(len(report.items) for report in reports)} per-item results to {output}")
+    console().print(summary_table(reports))
+    err.print(f"wrote {sum(len(report.items) for report in reports)} per-item results to {escaped(output)}")
     return 0
 
 
-def evaluate_with_progress(pipeline, items: list, metric: str, console: Console):
+def evaluate_with_progress(pipeline, items: list, metric: str, err: Console):
     from fslm.eval.runner import evaluate
     from fslm.pipeline import new_run_id
 
     batch_id = new_run_id()
-    console.print(f"[dim]{pipeline.spec.name}: batch {batch_id} (`fslm runs list` shows each item's run)[/]")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(pipeline.spec.name, total=len(items))
+    err.print(f"[dim]{escaped(pipeline.spec.name)}: batch {batch_id} (`fslm runs list` shows each item's run)[/]")
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task(visible(pipeline.spec.name), total=len(items))
         return evaluate(pipeline, items, metric, batch_id=batch_id, on_done=lambda index: progress.advance(task))
 
 
@@ -72,7 +73,7 @@ def summary_table(reports: list) -> Table:
     table.add_column("seconds", justify="right")
     for report in reports:
         full = sum(1 for item in report.items if item.score >= 1.0)
-        table.add_row(report.name, f"{report.mean:.3f}", f"{full}/{len(report.items)}", f"{report.seconds:.1f}")
+        table.add_row(literal(report.name), f"{report.mean:.3f}", f"{full}/{len(report.items)}", f"{report.seconds:.1f}")
     if len(reports) == 2:
         pairs = list(zip(reports[0].items, reports[1].items, strict=True))
         wins = sum(a.score > b.score for a, b in pairs)

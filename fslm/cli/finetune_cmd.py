@@ -15,6 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from fslm.cli.show import console, escaped, visible
 from fslm.errors import FslmError
 
 # Flags that override recipe keys, named as the keys are: --max-steps sets train.max_steps.
@@ -83,39 +84,40 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = build_recipe(args)
     attach_to = attach_target(args, recipe)
-    console = Console(stderr=True, highlight=False)
+    err = console(stderr=True)
+    stage = visible(recipe.target.stage)
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
         TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
         TimeElapsedColumn(), TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task(f"finetune {recipe.target.stage}", total=None, loss="–", speed="–")
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task(f"finetune {stage}", total=None, loss="–", speed="–")
 
         def on_teacher(done: int, total: int) -> None:
             progress.update(task, description="teacher runs", completed=done, total=total)
 
         def on_start(steps: int, train: int, held_out: int) -> None:
-            console.print(f"[dim]{train} training examples, {held_out} held out, {steps} steps[/]")
-            progress.update(task, description=f"finetune {recipe.target.stage}", completed=0, total=steps)
+            err.print(f"[dim]{train} training examples, {held_out} held out, {steps} steps[/]")
+            progress.update(task, description=f"finetune {stage}", completed=0, total=steps)
 
         def on_step(log) -> None:
             progress.update(task, completed=log.step, loss=f"{log.loss:.4f}", speed=f"{log.tokens_per_second:.0f}")
 
         callbacks = Callbacks(on_teacher=on_teacher, on_start=on_start, on_step=on_step,
-                              on_status=lambda message: console.print(f"[dim]{message}[/]"))
+                              on_status=lambda message: err.print(f"[dim]{escaped(message)}[/]"))
         try:
             result = finetune(recipe, resume=args.resume, force=args.force, callbacks=callbacks,
                               recipe_file=args.source.absolute())
         except Interrupted as stopped:
             progress.stop()
-            console.print(f"{stopped}. Continue with the same command plus --resume")
+            err.print(f"{escaped(stopped)}. Continue with the same command plus --resume")
             # Rich and torch threads may still hold the terminal; the checkpoint is complete, so leave now.
             os._exit(130)
-    show_summary(console, result.record, result.output)
+    show_summary(err, result.record, result.output)
     if attach_to is not None:
         attach_adapter(attach_to, recipe.target.stage, result.output)
-        console.print(f"attached to stage '{recipe.target.stage}' of {attach_to}")
+        err.print(f"attached to stage '{escaped(recipe.target.stage)}' of {escaped(attach_to)}")
     return 0
 
 
@@ -133,12 +135,12 @@ def attach_target(args: argparse.Namespace, recipe) -> Path | None:
     return pipeline
 
 
-def show_summary(console: Console, record: dict, output: Path) -> None:
+def show_summary(err: Console, record: dict, output: Path) -> None:
     eval_losses = record["eval_loss"]
     if eval_losses:
-        console.print(f"held-out loss {eval_losses[0]['loss']:.4f} → {eval_losses[-1]['loss']:.4f}")
+        err.print(f"held-out loss {eval_losses[0]['loss']:.4f} → {eval_losses[-1]['loss']:.4f}")
     metric = record.get("metric")
     if metric:
-        console.print(f"held-out {metric['name']} {metric['before']:.3f} → {metric['after']:.3f} "
-                      f"({metric['items']} items)")
-    console.print(f"{record['tokens_per_second']:.0f} training tokens/s; adapter written to {output}")
+        err.print(f"held-out {escaped(metric['name'])} {metric['before']:.3f} → {metric['after']:.3f} "
+                  f"({metric['items']} items)")
+    err.print(f"{record['tokens_per_second']:.0f} training tokens/s; adapter written to {escaped(output)}")

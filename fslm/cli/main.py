@@ -6,7 +6,6 @@ import sqlite3
 import sys
 
 from rich.console import Console
-from rich.markup import escape
 
 from fslm.cli import (
     ensemble_cmd,
@@ -20,6 +19,7 @@ from fslm.cli import (
     ui_cmd,
     validate_cmd,
 )
+from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
 from fslm.store import store_problem
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def report(message: str) -> int:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+    console(stderr=True).print(f"[bold red]error:[/] {escaped(message)}", soft_wrap=True)
     return USER_ERROR
 
 

@@ -2,9 +2,9 @@
 
 import argparse
 
-from rich.console import Console
 from rich.table import Table
 
+from fslm.cli.show import console, escaped, literal
 from fslm.errors import FslmError
 from fslm.runtime import BUILTIN_MODELS, cache_root, list_cached
 
@@ -19,7 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def list_models(args: argparse.Namespace) -> int:
-    console = Console(highlight=False)
+    out = console()
     cached = list_cached()
     builtins = Table(title="builtin models")
     builtins.add_column("alias", no_wrap=True)
@@ -33,14 +33,14 @@ def list_models(args: argparse.Namespace) -> int:
         else:
             ready = f"not installed: {model.install_command}"
         builtins.add_row(model.name, model.description, model.licence, ready)
-    console.print(builtins)
-    table = Table(title=f"cached checkpoints in {cache_root()}")
+    out.print(builtins)
+    table = Table(title=literal(f"cached checkpoints in {cache_root()}"))
     table.add_column("checkpoint", no_wrap=True)
     table.add_column("converted from")
     table.add_column("MiB", justify="right")
     for entry in cached:
-        table.add_row(entry.name, entry.source, f"{entry.size_bytes / 2**20:.0f}")
-    console.print(table)
+        table.add_row(literal(entry.name), literal(entry.source), f"{entry.size_bytes / 2**20:.0f}")
+    out.print(table)
     return 0
 
 
@@ -49,8 +49,7 @@ def pull_model(args: argparse.Namespace) -> int:
         raise FslmError(f"'{args.name}' is not a builtin model; builtins: {', '.join(BUILTIN_MODELS)}")
     from fslm.runtime import prepare
 
-    console = Console(stderr=True, highlight=False)
-    with console.status(f"preparing {args.name} (the first conversion takes about 20 s)"):
+    with console(stderr=True).status(f"preparing {args.name} (the first conversion takes about 20 s)"):
         path = prepare(args.name)
-    Console(highlight=False).print(f"{args.name} ready at {path}")
+    console().print(f"{args.name} ready at {escaped(path)}")
     return 0

@@ -6,12 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
 
-from fslm.cli.show import print_message
+from fslm.cli.show import console, escaped, literal, print_message, visible
 from fslm.errors import FslmError
 from fslm.files import check_output_file, resolved, write_jsonl_atomically
 from fslm.jsonl import json_lines
@@ -66,23 +64,23 @@ def run(args: argparse.Namespace) -> int:
 def run_one(pipeline, text: str, show_prompts: bool, tokens: bool) -> None:
     from fslm.pipeline import new_run_id
 
-    console = Console(highlight=False)
+    out = console()
     run_id = new_run_id()
-    console.print(f"[dim]run {run_id} · {pipeline.spec.name}[/]")
+    out.print(f"[dim]run {run_id} · {escaped(pipeline.spec.name)}[/]")
     streaming = None
     for event in pipeline.stream(text, run_id=run_id, tokens=tokens):
         if "token" in event:
             if streaming != event["stage"]:
-                console.print(f"[dim]{event['stage']} …[/]")
+                out.print(f"[dim]{escaped(event['stage'])} …[/]")
                 streaming = event["stage"]
-            console.out(event["token"], end="", highlight=False)
+            out.out(visible(event["token"]), end="", highlight=False)
             continue
         if streaming:
-            console.out("")
+            out.out("")
             streaming = None
-        print_message(console, event, show_prompts)
+        print_message(out, event, show_prompts)
     result = pipeline.result(run_id)
-    console.print(Panel(Text(result.output), title="[bold green]output[/]", title_align="left"))
+    out.print(Panel(literal(result.output), title="[bold green]output[/]", title_align="left"))
 
 
 def read_inputs(path: Path, field: str) -> list[str]:
@@ -123,17 +121,17 @@ def run_file(pipeline, texts: list[str], input_file: Path, output: Path, resume:
     if batch_id is None:
         batch_id = new_run_id()
         index.start_batch(batch_id, key)
-    console = Console(stderr=True, highlight=False)
-    console.print(f"[dim]batch {batch_id}" + (" (resumed)" if resume else "") + "[/]")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    err = console(stderr=True)
+    err.print(f"[dim]batch {escaped(batch_id)}" + (" (resumed)" if resume else "") + "[/]")
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task(pipeline.spec.name, total=len(texts))
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task(visible(pipeline.spec.name), total=len(texts))
             results = pipeline.batch(
                 texts, batch_id=batch_id, resume=resume, on_done=lambda index, result: progress.advance(task)
             )
     except KeyboardInterrupt:
-        console.print("interrupted; finished items are recorded. Continue with the same command plus --resume")
+        err.print("interrupted; finished items are recorded. Continue with the same command plus --resume")
         # Worker threads may be mid-generation; the store is consistent, so leave without waiting for them.
         os._exit(130)
     try:
@@ -143,5 +141,5 @@ def run_file(pipeline, texts: list[str], input_file: Path, output: Path, resume:
             f"{error}. Every item's run is recorded: the same command plus --resume writes the file "
             "without running them again"
         ) from None
-    console.print(f"wrote {len(results)} results to {output}")
+    err.print(f"wrote {len(results)} results to {escaped(output)}")
 

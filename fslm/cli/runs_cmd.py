@@ -6,13 +6,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
-from fslm.cli.run_cmd import write_jsonl_atomically
-from fslm.cli.show import print_message
+from fslm.cli.show import console, escaped, literal, print_message
 from fslm.errors import FslmError
+from fslm.files import check_output_file, write_jsonl_atomically
 from fslm.inspection import diff_runs, list_runs, run_details, stage_pairs
 from fslm.store import STATUSES, open_store
 
@@ -66,7 +64,7 @@ def _preview(text: str, width: int = 48) -> str:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    runs = list_runs(open_store(args.store), args.pipeline, args.status, args.limit)
+    runs = list_runs(open_store(args.store, read_only=True), args.pipeline, args.status, args.limit)
     if args.json:
         print(json.dumps([run.to_dict() for run in runs], ensure_ascii=False))
         return 0
@@ -77,47 +75,47 @@ def list_command(args: argparse.Namespace) -> int:
     for run in runs:
         seconds = f"{run.seconds:.1f}" if run.seconds is not None else ""
         status = run.status + (" ↺" if run.parent_id else "")  # ↺: a replay; `runs show` names its parent
-        table.add_row(run.run_id, run.pipeline_name, _when(run.started, short=True), status, seconds,
-                      _preview(run.input))
-    Console(highlight=False).print(table)
+        table.add_row(literal(run.run_id), literal(run.pipeline_name), _when(run.started, short=True),
+                      literal(status), seconds, literal(_preview(run.input)))
+    console().print(table)
     return 0
 
 
 def show_command(args: argparse.Namespace) -> int:
-    details = run_details(open_store(args.store), args.run_id)
+    details = run_details(open_store(args.store, read_only=True), args.run_id)
     if args.json:
         print(json.dumps(details.to_dict(), ensure_ascii=False))
         return 0
     record = details.record
-    console = Console(highlight=False)
-    console.print(f"[bold]run {record.run_id}[/] · {record.pipeline_name} ({record.pipeline}) · {record.status} · "
-                  f"started {_when(record.started)}")
+    out = console()
+    out.print(f"[bold]run {escaped(record.run_id)}[/] · {escaped(record.pipeline_name)} ({escaped(record.pipeline)})"
+              f" · {escaped(record.status)} · started {_when(record.started)}")
     if record.parent_id:
-        console.print(f"replay of run {record.parent_id} from stage '{record.replay_from}'")
+        out.print(f"replay of run {escaped(record.parent_id)} from stage '{escaped(record.replay_from)}'")
     if record.error:
-        console.print(f"[red]error:[/] {record.error}")
-    console.print(Text(f"input: {record.input}"))
+        out.print(f"[red]error:[/] {escaped(record.error)}")
+    out.print(literal(f"input: {record.input}"))
     for message in details.messages:
-        print_message(console, message, args.prompts)
+        print_message(out, message, args.prompts)
     return 0
 
 
 def diff_command(args: argparse.Namespace) -> int:
-    a, b, stages = diff_runs(open_store(args.store), args.first, args.second)
+    a, b, stages = diff_runs(open_store(args.store, read_only=True), args.first, args.second)
     if args.json:
         rows = [{"stage": s.stage, "a": s.a, "b": s.b, "same": s.same} for s in stages]
         print(json.dumps({"a": a.record.run_id, "b": b.record.run_id, "stages": rows}, ensure_ascii=False))
         return 0
-    table = Table(title=f"{a.record.run_id} vs {b.record.run_id}", show_lines=True)
+    table = Table(title=literal(f"{a.record.run_id} vs {b.record.run_id}"), show_lines=True)
     table.add_column("stage", no_wrap=True)
-    table.add_column(a.record.run_id, ratio=1)
-    table.add_column(b.record.run_id, ratio=1)
+    table.add_column(literal(a.record.run_id), ratio=1)
+    table.add_column(literal(b.record.run_id), ratio=1)
     for stage in stages:
         style = "" if stage.same else "yellow"
-        table.add_row(Text(stage.stage + ("" if stage.same else " ≠"), style=style),
-                      Text(stage.a if stage.a is not None else "(did not run)"),
-                      Text(stage.b if stage.b is not None else "(did not run)"))
-    Console(highlight=False).print(table)
+        table.add_row(literal(stage.stage + ("" if stage.same else " ≠"), style=style),
+                      literal(stage.a if stage.a is not None else "(did not run)"),
+                      literal(stage.b if stage.b is not None else "(did not run)"))
+    console().print(table)
     return 0
 
 
@@ -135,11 +133,15 @@ def replay_command(args: argparse.Namespace) -> int:
     from fslm.pipeline import load_pipeline
 
     edits = _parse_edits(args.edits)
-    store = open_store(args.store)
-    parent = store.index.find(args.run_id)
+    # Find the parent without creating a store: a mistyped --store must not leave a new file behind.
+    recorded = open_store(args.store, read_only=True)
+    try:
+        parent = run_details(recorded, args.run_id).record
+    finally:
+        recorded.close()
     if not Path(parent.pipeline).exists():
         raise FslmError(f"run {parent.run_id} was recorded from {parent.pipeline}, which no longer exists")
-    pipeline = load_pipeline(parent.pipeline, store=store)
+    pipeline = load_pipeline(parent.pipeline, store=open_store(args.store))
     if args.from_stage not in pipeline.spec.stages:
         raise FslmError(f"no stage '{args.from_stage}' in {parent.pipeline}; stages: {', '.join(pipeline.spec.stages)}")
     try:
@@ -149,17 +151,20 @@ def replay_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.to_dict(), "parent_id": parent.run_id}, ensure_ascii=False))
         return 0
-    console = Console(highlight=False)
-    console.print(f"[bold]run {result.run_id}[/]: replay of {parent.run_id} from '{args.from_stage}'")
+    out = console()
+    out.print(f"[bold]run {escaped(result.run_id)}[/]: replay of {escaped(parent.run_id)} "
+              f"from '{escaped(args.from_stage)}'")
     for message in result.messages:
-        print_message(console, message)
+        print_message(out, message)
     return 0
 
 
 def export_command(args: argparse.Namespace) -> int:
-    store = open_store(args.store)
     if (args.run_id is None) == (args.pipeline is None):
         raise FslmError("give either a run id or --pipeline (not both)")
+    if args.output is not None:
+        check_output_file(args.output)
+    store = open_store(args.store, read_only=True)
     runs = [store.index.find(args.run_id)] if args.run_id else list_runs(store, args.pipeline, "done", None)
     pairs = stage_pairs(store, runs, args.stage)
     if not pairs:
@@ -167,7 +172,7 @@ def export_command(args: argparse.Namespace) -> int:
         raise FslmError(f"stage '{args.stage}' has no messages in {where}")
     if args.output:
         write_jsonl_atomically(args.output, pairs)
-        Console(stderr=True, highlight=False).print(f"wrote {len(pairs)} pairs to {args.output}")
+        console(stderr=True).print(f"wrote {len(pairs)} pairs to {escaped(args.output)}")
     else:
         for pair in pairs:
             sys.stdout.write(json.dumps(pair, ensure_ascii=False) + "\n")

@@ -2,8 +2,7 @@
 
 import argparse
 
-from rich.console import Console
-
+from fslm.cli.show import console, escaped
 from fslm.spec import load_spec
 
 
@@ -15,7 +14,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def validate(args: argparse.Namespace) -> int:
     spec = load_spec(args.pipeline)
-    Console(highlight=False).print(
-        f"[green]ok[/] {spec.path}: {len(spec.stages)} stages, {len(spec.models)} models"
+    console().print(
+        f"[green]ok[/] {escaped(spec.path)}: {len(spec.stages)} stages, {len(spec.models)} models"
     )
     return 0

@@ -1,6 +1,8 @@
 """Run store: LangGraph's SQLite checkpointer (each run's state) plus a run index, in one SQLite file.
 
 A run id is a LangGraph thread id, so replay and time travel are LangGraph's own.
+Commands that record runs open the store with `open_store(path)`, which creates it; commands that only read open
+it with `open_store(path, read_only=True)`, which never creates, changes or adds a file.
 """
 
 import os
@@ -12,7 +14,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from fslm.errors import FslmError
-from fslm.store.runs import STATUSES, RunIndex, RunRecord
+from fslm.store.runs import STATUSES, DamagedStoreError, RunIndex, RunRecord, create_tables
+from fslm.store.schema import check_fslm_tables, is_sqlite, is_wal_mode, read_header, table_columns
 
 STORE_ENV = "FSLM_STORE"
 LOCK_WAIT_SECONDS = 30
@@ -31,35 +34,105 @@ class RunStore:
     saver: SqliteSaver
     index: RunIndex
 
+    def close(self) -> None:
+        self.saver.conn.close()
+        self.index.connection.close()
+
+
+def open_store(path: str | Path | None = None, *, read_only: bool = False) -> RunStore:
+    """Open the run store at `path` (default: $FSLM_STORE or the per-user store; ":memory:" for none).
+
+    Read-only, the file must exist and be an fslm run store; it stays byte for byte as it was. Otherwise a missing
+    file is created, readable by its owner only, and an existing file is used only if it is an fslm run store (or
+    an empty file). Either way, any other file is refused before anything is written to it.
+    Checkpoints are read back with LangGraph's strict msgpack settings: they hold plain data, and nothing else
+    may be revived from the file.
+    """
+    if str(path) == ":memory:":
+        return _writable_store(None)
+    file = Path(path).expanduser() if path else default_store_path()
+    try:
+        return _read_only_store(file) if read_only else _writable_store(file)
+    except sqlite3.DatabaseError as error:
+        raise FslmError(store_problem(file, error)) from error
+    except OSError as error:
+        raise FslmError(f"cannot open the run store {file}: {error.strerror or error}") from error
+
+
+def _serializer() -> JsonPlusSerializer:
+    return JsonPlusSerializer(allowed_msgpack_modules=None)
+
+
+def _writable_store(file: Path | None) -> RunStore:
+    if file is not None:
+        _prepare_to_write(file)
+    target = ":memory:" if file is None else file
+    saver = SqliteSaver(_connect(target), serde=_serializer())
+    saver.setup()
+    index_connection = _connect(target)
+    create_tables(index_connection)
+    return RunStore(path=file, saver=saver, index=RunIndex(index_connection, file))
+
+
+def _prepare_to_write(file: Path) -> None:
+    """Create a new store file, or make sure an existing one is a store (or empty) before anything writes to it."""
+    if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.touch(mode=0o600)
+        return
+    checked = _checked_connection(file, allow_empty=True)
+    if checked is not None:
+        checked.close()
+
+
+def _read_only_store(file: Path) -> RunStore:
+    if not file.exists():
+        raise FslmError(
+            f"no run store at {file}; runs are recorded by `fslm run` (and `fslm eval`), which create it. "
+            "Check the --store path (or $FSLM_STORE)"
+        )
+    index_connection = _checked_connection(file, allow_empty=False)
+    assert index_connection is not None
+    saver_connection = _read_only_connection(file, read_header(file))
+    saver = SqliteSaver(saver_connection, serde=_serializer())
+    # setup() would switch the file to WAL and create tables; a store has them already.
+    saver.is_setup = True
+    saver._has_task_path = "task_path" in table_columns(saver_connection)["writes"]
+    return RunStore(path=file, saver=saver, index=RunIndex(index_connection, file))
+
+
+def _checked_connection(file: Path, allow_empty: bool) -> sqlite3.Connection | None:
+    """A read-only connection to `file` once it is known to be an fslm run store; None for an empty file."""
+    if file.is_dir():
+        raise FslmError(f"the run store {file} is a directory; --store (or $FSLM_STORE) names a file")
+    header = read_header(file)
+    if not header and allow_empty:
+        return None
+    if not is_sqlite(header):
+        state = "is empty" if not header else "is not an SQLite file: it is damaged or"
+        raise FslmError(f"{file} {state} not an fslm run store. fslm left it as it is; "
+                        "point --store (or $FSLM_STORE) at an fslm run store")
+    connection = _read_only_connection(file, header)
+    tables = table_columns(connection)
+    if tables or not allow_empty:
+        check_fslm_tables(file, tables)
+    return connection
+
+
+def _read_only_connection(file: Path, header: bytes) -> sqlite3.Connection:
+    # SQLite opens a WAL-mode file read-only by creating -wal and -shm files beside it, and leaves them there.
+    # Without a -wal file no process is writing and every commit is in the file itself, which immutable=1 reads
+    # as it is. With one, mode=ro also sees the latest commits, through the files their writer made.
+    untouched = is_wal_mode(header) and not Path(f"{file}-wal").exists()
+    uri = file.resolve().as_uri() + ("?mode=ro&immutable=1" if untouched else "?mode=ro")
+    return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=LOCK_WAIT_SECONDS)
+
 
 def _connect(target: str | Path) -> sqlite3.Connection:
     connection = sqlite3.connect(target, check_same_thread=False, timeout=LOCK_WAIT_SECONDS)
     if target != ":memory:":
         connection.execute("PRAGMA journal_mode=WAL")
     return connection
-
-
-def open_store(path: str | Path | None = None) -> RunStore:
-    """Open the run store at `path` (default: $FSLM_STORE or the per-user store; ":memory:" for none).
-
-    A new file is created readable by its owner only. Checkpoints are read back with LangGraph's strict
-    msgpack settings: they hold plain data, and nothing else may be revived from the file.
-    """
-    file = None if str(path) == ":memory:" else Path(path).expanduser() if path else default_store_path()
-    try:
-        if file is not None:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            if not file.exists():
-                file.touch(mode=0o600)
-        target = ":memory:" if file is None else file
-        saver = SqliteSaver(_connect(target), serde=JsonPlusSerializer(allowed_msgpack_modules=None))
-        saver.setup()
-        index = RunIndex(_connect(target))
-    except sqlite3.DatabaseError as error:
-        raise FslmError(store_problem(file, error)) from error
-    except OSError as error:
-        raise FslmError(f"cannot open the run store {file}: {error.strerror}") from error
-    return RunStore(path=file, saver=saver, index=index)
 
 
 def store_problem(file: Path | None, error: sqlite3.DatabaseError) -> str:
@@ -70,4 +143,5 @@ def store_problem(file: Path | None, error: sqlite3.DatabaseError) -> str:
             "Point --store (or $FSLM_STORE) at another file; this one was left as it is")
 
 
-__all__ = ["STATUSES", "RunIndex", "RunRecord", "RunStore", "default_store_path", "open_store", "store_problem"]
+__all__ = ["STATUSES", "DamagedStoreError", "RunIndex", "RunRecord", "RunStore", "default_store_path", "open_store",
+           "store_problem"]

@@ -4,13 +4,16 @@ Checkpoints hold each run's state (input, outputs, the log of stage messages); t
 listing and filtering runs needs without reading every checkpoint.
 """
 
+import math
 import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 from fslm.errors import FslmError
+from fslm.store.schema import RUN_COLUMNS
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fslm_runs (
@@ -37,6 +40,20 @@ CREATE TABLE IF NOT EXISTS fslm_batches (
 """
 
 STATUSES = ("running", "done", "failed", "interrupted")
+SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM fslm_runs"
+TEXT_FIELDS = ("run_id", "pipeline", "pipeline_name", "pipeline_hash", "input", "status")
+OPTIONAL_TEXT_FIELDS = ("error", "parent_id", "replay_from", "batch_id")
+# SQLite takes at most a signed 64-bit LIMIT; anything near it means "all runs".
+MOST_RUNS = 2**62
+
+
+class DamagedStoreError(FslmError):
+    """A run store whose contents cannot be read back: a record or a checkpoint is not what fslm wrote."""
+
+
+def create_tables(connection: sqlite3.Connection) -> None:
+    with connection:
+        connection.executescript(SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -58,14 +75,38 @@ class RunRecord:
         return asdict(self)
 
 
+def _field_problem(values: dict[str, object]) -> str | None:
+    for name in TEXT_FIELDS:
+        if not isinstance(values[name], str):
+            return f"its {name} is {values[name]!r}, not text"
+    for name in OPTIONAL_TEXT_FIELDS:
+        if values[name] is not None and not isinstance(values[name], str):
+            return f"its {name} is {values[name]!r}, not text"
+    if values["status"] not in STATUSES:
+        return f"its status is {values['status']!r}, not one of {', '.join(STATUSES)}"
+    started, seconds = values["started"], values["seconds"]
+    if not isinstance(started, int | float) or not _is_time(started):
+        return f"its start time is {started!r}, not a time"
+    if seconds is not None and (not isinstance(seconds, int | float) or not math.isfinite(seconds)):
+        return f"its duration is {seconds!r}, not a number of seconds"
+    return None
+
+
+def _is_time(value: float) -> bool:
+    try:
+        datetime.fromtimestamp(value)
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
 class RunIndex:
     """Thread-safe: the threads of a batch share one connection, which sqlite3 lets one use at a time."""
 
-    def __init__(self, connection: sqlite3.Connection):
+    def __init__(self, connection: sqlite3.Connection, path: Path | None = None):
         self.connection = connection
+        self.path = path  # for messages; None for an in-memory store
         self.lock = threading.Lock()
-        with connection:
-            connection.executescript(SCHEMA)
 
     def _write(self, sql: str, values: tuple) -> None:
         with self.lock, self.connection:
@@ -75,8 +116,20 @@ class RunIndex:
         with self.lock:
             return self.connection.execute(sql, values).fetchall()
 
+    def _record(self, row: tuple) -> RunRecord:
+        values = dict(zip(RUN_COLUMNS, row, strict=True))
+        problem = _field_problem(values)
+        if problem is not None:
+            raise DamagedStoreError(
+                f"the run store {self.path or '(in memory)'} is damaged: the record of run {values['run_id']!r} "
+                f"cannot be read ({problem}). fslm did not change it"
+            )
+        return RunRecord(**values)  # type: ignore[arg-type]
+
     def start(self, record: RunRecord) -> None:
-        self._write("INSERT OR REPLACE INTO fslm_runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", tuple(asdict(record).values()))
+        columns = asdict(record)
+        self._write(f"INSERT OR REPLACE INTO fslm_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    tuple(columns.values()))
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         self._write(
@@ -97,23 +150,23 @@ class RunIndex:
         return rows[0][0] if rows else None
 
     def get(self, run_id: str) -> RunRecord:
-        rows = self._read("SELECT * FROM fslm_runs WHERE run_id = ?", (run_id,))
+        rows = self._read(f"{SELECT_RUNS} WHERE run_id = ?", (run_id,))
         if not rows:
             raise FslmError(f"no run '{run_id}' in this store; `fslm runs list` shows the recorded runs")
-        return RunRecord(*rows[0])
+        return self._record(rows[0])
 
     def find(self, prefix: str) -> RunRecord:
         """The run whose id is `prefix` or, if unique, starts with it."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._read(
-            "SELECT * FROM fslm_runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' LIMIT 3", (prefix, pattern)
+            f"{SELECT_RUNS} WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\' LIMIT 3", (prefix, pattern)
         )
         exact = [row for row in rows if row[0] == prefix]
         if exact or len(rows) == 1:
-            return RunRecord(*(exact or rows)[0])
+            return self._record((exact or rows)[0])
         if not rows:
             raise FslmError(f"no run '{prefix}' in this store; `fslm runs list` shows the recorded runs")
-        raise FslmError(f"'{prefix}' matches several runs ({', '.join(r[0] for r in rows)}, …); give more of the id")
+        raise FslmError(f"'{prefix}' matches several runs ({', '.join(str(r[0]) for r in rows)}, …); give more of the id")
 
     def list(
         self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50,
@@ -130,7 +183,8 @@ class RunIndex:
             clauses.append("batch_id = ?")
             values.append(batch_id)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        query = f"SELECT * FROM fslm_runs {where} ORDER BY started DESC, run_id"
+        query = f"{SELECT_RUNS} {where} ORDER BY started DESC, run_id"
         if limit is not None:
-            query += f" LIMIT {int(limit)}"
-        return [RunRecord(*row) for row in self._read(query, values)]
+            query += " LIMIT ?"
+            values.append(min(limit, MOST_RUNS))
+        return [self._record(row) for row in self._read(query, values)]
