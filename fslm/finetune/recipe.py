@@ -11,12 +11,20 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from fslm.errors import FslmError
 from fslm.eval.metrics import MetricName
+from fslm.spec.models import MAX_SEED
+from fslm.spec.paths import resolve_path
 
 
 def _from_recipe_dir(path: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
-    return (Path(base) / path).resolve() if base is not None else path
+    if base is None:
+        return path
+    try:
+        return resolve_path(path, Path(base))
+    except FslmError as error:
+        raise ValueError(str(error)) from None
 
 
 # A path written relative to the recipe file; `load_recipe` makes it absolute.
@@ -24,7 +32,8 @@ RecipePath = Annotated[Path, AfterValidator(_from_recipe_dir)]
 
 
 class RecipeModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: `.inf` or `.nan` is never a sensible rate, rank or fraction
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TargetSpec(RecipeModel):
@@ -155,7 +164,9 @@ class TrainSpec(RecipeModel):
     gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     max_length: int = Field(1024, ge=8, description="Longest prompt + completion in tokens; longer examples "
                             "are dropped (and counted in the training record).")
-    seed: int = Field(0, ge=0, description="Seed of the adapter's initialisation and the data order.")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="Seed of the adapter's initialisation and the data order (64 bits)."
+    )
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="Weight dtype during training (the adapter is saved in float32)."
     )

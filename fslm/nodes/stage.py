@@ -3,32 +3,27 @@
 import contextvars
 from collections.abc import Callable
 
-from jinja2 import Environment, StrictUndefined, Template, TemplateError
+from jinja2 import Template
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
-from fslm.errors import FslmError
 from fslm.graph.state import RunState, StageMessage, TokenChunk
 from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
 from fslm.spec import GenerationSpec, StageSpec
+from fslm.spec.templates import compile_template, render_template
 
 Generate = Callable[[GenerationRequest], Generation]
 # A run's configurable key asking stages to stream their text as it is generated.
 STREAM_TOKENS = "fslm_stream_tokens"
 
-_templates = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-
 
 def compile_prompt(stage: StageSpec) -> Template:
-    return _templates.from_string(stage.prompt)
+    return compile_template(stage.prompt)
 
 
 def render_prompt(name: str, stage: StageSpec, template: Template, variables: dict[str, str]) -> str:
     """The prompt text `stage` sends its model, given `input` and upstream outputs by stage name."""
-    try:
-        prompt = template.render(**variables)
-    except TemplateError as error:
-        raise FslmError(f"stage '{name}': its prompt template could not be rendered: {error}") from error
+    prompt = render_template(template, variables, f"stage '{name}': its prompt template")
     # Block scalars end with a newline; it matters in a raw completion prompt, not in a chat message.
     return prompt.strip() if stage.chat_template else prompt
 

@@ -61,6 +61,7 @@ class PipelineFileSpec(StrictModel):
     description: str = Field("", description="What the pipeline does.")
     models: dict[str, ModelSpec] = Field(default_factory=dict, description="Named model handles.")
     stages: dict[str, StageEntrySpec] = Field(
+        min_length=1,
         description=(
             "Stages by name, in run order when there are no edges. Names are Python identifiers (prompt "
             "templates use them), other than `input` and `END`."

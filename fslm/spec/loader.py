@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
+from fslm.errors import FslmError
 from fslm.spec import graph
 from fslm.spec.file_format import PipelineFileSpec, StageEntrySpec
 from fslm.spec.models import (
@@ -23,6 +24,7 @@ from fslm.spec.models import (
     StageSpec,
     StrictModel,
 )
+from fslm.spec.paths import is_dir, is_file, resolve_path
 from fslm.spec.problems import Problem, SpecError
 from fslm.spec.reporting import ProblemSink, did_you_mean, without_unknown_keys
 from fslm.spec.sources import check_source
@@ -34,7 +36,7 @@ from fslm.spec.stage_files import (
     read_stage_file,
 )
 from fslm.spec.templates import TemplateVariable, check_template
-from fslm.spec.yaml_source import KeyPath, parse_yaml
+from fslm.spec.yaml_source import KeyPath, read_yaml_file
 
 # Names a prompt template could not refer to as a plain variable, or that mean something else there.
 _RESERVED_STAGE_NAMES = {INPUT_VARIABLE, END, "true", "false", "none", "loop", "self"}
@@ -56,15 +58,8 @@ class _TopLevel(StrictModel):
 
 def load_spec(path: str | Path) -> PipelineSpec:
     """Load and fully validate the pipeline file at `path`; raises SpecError listing every problem found."""
-    file = Path(path).expanduser().resolve()
-    if not file.is_file():
-        raise SpecError([Problem(file, None, "pipeline file not found")])
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SpecError([Problem(file, None, f"not UTF-8 text: {error}")]) from None
-    parsed = parse_yaml(file, text)
+    file = resolve_path(path, what="pipeline file")
+    raw, parsed = read_yaml_file(file, "pipeline file")
     if parsed.data is None:
         raise SpecError(
             parsed.problems or [Problem(file, None, "file is empty; expected a mapping with 'stages'")]
@@ -119,14 +114,14 @@ class _PipelineLoader:
     def _top_level(self) -> _TopLevel:
         data = dict(self.data)
         try:
-            return _TopLevel.model_validate(data)
+            top = _TopLevel.model_validate(data)
         except ValidationError as error:
             self.sink.add_validation_error(error, data)
             for detail in error.errors():
                 data.pop(str(detail["loc"][0]), None)
-        data.setdefault("stages", {})
-        top = _TopLevel.model_validate(data)
-        if not top.stages and "stages" in self.data and isinstance(self.data["stages"], dict):
+            data.setdefault("stages", {})
+            top = _TopLevel.model_validate(data)
+        if not top.stages and isinstance(self.data.get("stages"), dict):
             self.sink.add(("stages",), "the pipeline has no stages")
         return top
 
@@ -196,7 +191,11 @@ class _PipelineLoader:
         if not isinstance(use, str):
             self.sink.add(use_path, f"stage {name!r}: 'use' must be the name of a stage file (got {use!r})")
             return None
-        found = find_stage_file(use, self.file.parent)
+        try:
+            found = find_stage_file(use, self.file.parent)
+        except FslmError as error:
+            self.sink.add(use_path, f"stage {name!r}: {error}")
+            return None
         if found is None:
             choices = available_stage_files(self.file.parent)
             self.sink.add(
@@ -242,13 +241,17 @@ class _PipelineLoader:
             return False
         location = self.sink.locate(adapter_path)
         base_dir = location.file.parent if location is not None else self.file.parent
-        directory = (base_dir / Path(adapter).expanduser()).resolve()
+        try:
+            directory = resolve_path(adapter, base_dir, "adapter")
+        except FslmError as error:
+            self.sink.add(adapter_path, f"stage {name!r}: {error}")
+            return False
         merged["adapter"] = directory
-        if not directory.is_dir():
+        if not is_dir(directory):
             self.sink.add(
                 adapter_path, f"stage {name!r}: adapter directory {adapter!r} does not exist ({directory})"
             )
-        elif not (directory / "adapter_config.json").is_file():
+        elif not is_file(directory / "adapter_config.json"):
             self.sink.add(
                 adapter_path,
                 f"stage {name!r}: adapter directory {adapter!r} has no adapter_config.json, so it is not a peft "
@@ -259,13 +262,9 @@ class _PipelineLoader:
     def _check_template_syntax(self, name: str, prompt: str) -> None:
         prompt_path: KeyPath = ("stages", name, "prompt")
         checked = check_template(prompt)
-        if checked.syntax_problem is not None:
-            self._add_template_problem(
-                prompt_path,
-                checked.syntax_problem.line,
-                f"stage {name!r} prompt: template syntax error: {checked.syntax_problem.message}",
-            )
-        else:
+        for problem in checked.problems:
+            self._add_template_problem(prompt_path, problem.line, f"stage {name!r} prompt: {problem.message}")
+        if not checked.problems:
             self.templates[name] = (prompt_path, checked.free_variables)
 
     def _add_template_problem(self, prompt_path: KeyPath, template_line: int, message: str) -> None:
@@ -352,8 +351,8 @@ class _PipelineLoader:
             self._report_endless_loop(loop)
         before = graph.guaranteed_before(stage_names, entry, edges)
         for name, (prompt_path, variables) in self.templates.items():
-            if name in before:
-                self._check_template_variables(name, prompt_path, variables, before[name], stage_names)
+            if before.is_reachable(name):
+                self._check_template_variables(name, prompt_path, variables, before, stage_names)
 
     def _report_endless_loop(self, loop: list[str]) -> None:
         members = set(loop)
@@ -380,19 +379,25 @@ class _PipelineLoader:
         name: str,
         prompt_path: KeyPath,
         variables: tuple[TemplateVariable, ...],
-        before: set[str],
+        before: graph.StagesBefore,
         stage_names: list[str],
     ) -> None:
-        available = [INPUT_VARIABLE, *(stage for stage in stage_names if stage in before)]
+        missing = [
+            variable
+            for variable in variables
+            if variable.name != INPUT_VARIABLE and not before.has_run(name, variable.name)
+        ]
+        if not missing:
+            return
+        earlier = before.of(name)
+        available = [INPUT_VARIABLE, *(stage for stage in stage_names if stage in earlier)]
         listed = ", ".join(available)
-        for variable in variables:
-            if variable.name in available:
-                continue
+        for variable in missing:
             if variable.name == name:
                 message = (
                     f"stage {name!r} prompt uses its own output {variable.name!r} (available here: {listed})"
                 )
-            elif variable.name in stage_names:
+            elif before.is_stage(variable.name):
                 message = (
                     f"stage {name!r} prompt uses {variable.name!r}, but stage {variable.name!r} is not sure to have "
                     f"run before {name!r} on every path (available here: {listed})"

@@ -24,13 +24,15 @@ from fslm.nodes.unite.spec import EnsembleSpec
 
 END = "END"  # the one reserved target name: the run (or this branch of it) finishes
 INPUT_VARIABLE = "input"  # the run's input text, available to every prompt template
+MAX_SEED = 2**64 - 1  # torch seeds its generators with 64 bits
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class StrictModel(BaseModel):
-    # strict: YAML `max_new_tokens: true` or `prompt: 12` is a mistake, not something to coerce
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # strict: YAML `max_new_tokens: true` or `prompt: 12` is a mistake, not something to coerce;
+    # allow_inf_nan: nor is `.nan` or `.inf` for a number
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(StrictModel):
@@ -66,7 +68,9 @@ class GenerationSpec(StrictModel):
         default_factory=list,
         description="Strings that end generation when produced; the text is cut before the stop string.",
     )
-    seed: int | None = Field(None, ge=0, description="Random seed for sampling (an integer >= 0).")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Random seed for sampling (an integer from 0 to 2^64 - 1)."
+    )
 
 
 class StageSpec(StrictModel):

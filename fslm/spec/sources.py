@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fslm.errors import FslmError
+from fslm.spec.paths import is_dir, is_file, resolve_path
 from fslm.spec.reporting import did_you_mean
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -35,7 +37,10 @@ def check_source(source: str, base_dir: Path) -> CheckedSource:
     if source in aliases:
         return CheckedSource(source, "builtin")
     if looks_like_local_path(source):
-        path = (base_dir / Path(source).expanduser()).resolve()
+        try:
+            path = resolve_path(source, base_dir, "model")
+        except FslmError as error:
+            return CheckedSource(source, "local", str(error))
         return CheckedSource(str(path), "local", _local_path_problem(source, path))
     if _HUB_ID.match(source):
         return CheckedSource(source, "hub")
@@ -48,13 +53,13 @@ def check_source(source: str, base_dir: Path) -> CheckedSource:
 
 
 def _local_path_problem(source: str, path: Path) -> str | None:
-    if path.is_dir():
-        if (path / "config.json").is_file():
+    if is_dir(path):
+        if is_file(path / "config.json"):
             return None
         return (
             f"local model directory {source!r} ({path}) has no config.json, so it is not a Hugging Face model"
         )
-    if path.is_file():
+    if is_file(path):
         if path.suffix == ".gguf":
             return None
         return f"local model file {source!r} ({path}) is not a .gguf file; point at a model directory or a .gguf file"

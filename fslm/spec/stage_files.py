@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fslm.errors import FslmError
 from fslm.spec.file_format import StageFileSpec
+from fslm.spec.paths import is_file, resolve_path
 from fslm.spec.problems import Problem, display_path
 from fslm.spec.reporting import ProblemSink, without_unknown_keys
-from fslm.spec.yaml_source import KeyPath, Location, ParsedYaml, parse_yaml
+from fslm.spec.yaml_source import KeyPath, Location, ParsedYaml, read_yaml_file
+
+# `use: NAME` names a file in a stages directory: no separators, no `..`, no hidden files.
+_STAGE_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 def stage_dirs(pipeline_dir: Path) -> list[Path]:
@@ -18,12 +24,23 @@ def stage_dirs(pipeline_dir: Path) -> list[Path]:
 
 
 def find_stage_file(name: str, pipeline_dir: Path) -> Path | None:
-    if not name or Path(name).is_absolute():
-        return None
+    """The stage file `use: name` means, None when there is none; FslmError when `name` is not a plain name
+    or the file is a symlink to somewhere outside its stages directory."""
+    if not _STAGE_FILE_NAME.fullmatch(name):
+        raise FslmError(
+            f"'use' takes the plain name of a stage file, such as 'plan' for stages/plan.yaml (at most 100 "
+            f"letters, digits, '_', '-' and '.', not starting with '.'); {name!r} is not one"
+        )
     for directory in stage_dirs(pipeline_dir):
         candidate = directory / f"{name}.yaml"
-        if candidate.is_file():
-            return candidate.resolve()
+        if is_file(candidate):
+            found = resolve_path(candidate)
+            if not found.is_relative_to(resolve_path(directory)):
+                raise FslmError(
+                    f"stage file {display_path(candidate)} is a link to {found}, outside {display_path(directory)}; "
+                    "stage files are read from the stages directories only"
+                )
+            return found
     return None
 
 
@@ -44,12 +61,7 @@ class StageFile:
 
 def read_stage_file(path: Path) -> tuple[StageFile, list[Problem]]:
     """Parse a stage file and check its own keys; problems point at lines in that file."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return StageFile(path, raw, ParsedYaml(path)), [Problem(path, None, f"not UTF-8 text: {error}")]
-    parsed = parse_yaml(path, text)
+    raw, parsed = read_yaml_file(path, "stage file")
     problems = list(parsed.problems)
     if parsed.data is None and not parsed.problems:
         problems.append(Problem(path, None, "stage file is empty; expected a mapping of stage keys"))

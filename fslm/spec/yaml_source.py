@@ -13,6 +13,13 @@ from fslm.spec.problems import Problem
 
 KeyPath = tuple[str | int, ...]
 
+_NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
+_CONTROL_NAMES = {0x00: "NUL", 0x1B: "ESC", 0x7F: "DEL", 0xFFFE: "a noncharacter", 0xFFFF: "a noncharacter"}
+_MOST_CONTROL_PROBLEMS = 10
+
+MAX_DEPTH = 64  # levels of nested mappings and lists
+MAX_ALIAS_NODES = 10_000  # values that aliases (`*name`) may repeat, in all
+
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
@@ -35,14 +42,48 @@ class ParsedYaml:
         return self.locations[path].line if path in self.locations else None
 
 
-def parse_yaml(file: Path, text: str) -> ParsedYaml:
-    """Parse `text` (the contents of `file`); syntax errors and duplicate keys become problems, not exceptions."""
+def read_yaml_file(file: Path, what: str) -> tuple[bytes, ParsedYaml]:
+    """The bytes of `file` and its parsed YAML; a file that cannot be read, or is not UTF-8 text, is a problem
+    of the result (as are syntax errors), never an exception."""
     parsed = ParsedYaml(file)
-    loader = yaml.SafeLoader(text)
+    try:
+        raw = file.read_bytes()
+    except OSError as error:
+        parsed.problems.append(Problem(file, None, _unreadable(what, error)))
+        return b"", parsed
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        message = f"not UTF-8 text: byte 0x{raw[error.start]:02x} cannot be decoded; save the {what} as UTF-8"
+        parsed.problems.append(Problem(file, line, message))
+        return raw, parsed
+    return raw, parse_yaml(file, text)
+
+
+def _unreadable(what: str, error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return f"{what} not found"
+    if isinstance(error, IsADirectoryError):
+        return f"this is a directory; expected a {what}"
+    return f"cannot read this {what}: {error.strerror or error}"
+
+
+def parse_yaml(file: Path, text: str) -> ParsedYaml:
+    """Parse `text` (the contents of `file`); syntax errors, duplicate keys, control characters, and nesting or
+    alias expansion past the bounds become problems, not exceptions."""
+    parsed = ParsedYaml(file)
+    parsed.problems += _control_characters(file, text)
+    if parsed.problems:
+        return parsed
+    loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
         if root is not None:
             parsed.data = _Builder(loader, parsed).build(root, (), root.start_mark.line + 1)
+    except _Refused as refused:
+        parsed.data = None
+        parsed.problems.append(Problem(file, refused.node.start_mark.line + 1, refused.message))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -55,12 +96,75 @@ def parse_yaml(file: Path, text: str) -> ParsedYaml:
     return parsed
 
 
+def _control_characters(file: Path, text: str) -> list[Problem]:
+    """A problem for each line (the first ten) holding a character YAML does not allow (NUL, ESC, DEL…)."""
+    problems: list[Problem] = []
+    line, counted_to = 1, 0
+    match = _NON_PRINTABLE.search(text)
+    while match is not None and len(problems) < _MOST_CONTROL_PROBLEMS:
+        line += text.count("\n", counted_to, match.start())
+        counted_to = match.start()
+        character = ord(match.group())
+        message = f"U+{character:04X} ({_CONTROL_NAMES.get(character, 'a control character')}) is not allowed in YAML"
+        if character < 0x100:
+            message += f'; inside a double-quoted string, write it as the escape "\\x{character:02x}"'
+        problems.append(Problem(file, line, message))
+        next_line = text.find("\n", match.start())
+        match = None if next_line < 0 else _NON_PRINTABLE.search(text, next_line)
+    return problems
+
+
+class _Refused(Exception):
+    def __init__(self, node: Node, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing nesting deeper than MAX_DEPTH before its recursive composer gets there."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 class _Builder:
     def __init__(self, loader: yaml.SafeLoader, parsed: ParsedYaml) -> None:
         self.loader = loader
         self.parsed = parsed
+        self.built: set[int] = set()  # ids of the nodes built so far: meeting one again means an alias
+        self.inside_alias = 0
+        self.alias_nodes = 0  # nodes built again because an alias repeats them
 
     def build(self, node: Node, path: KeyPath, line: int) -> Any:
+        if len(path) > MAX_DEPTH:
+            raise _Refused(node, f"nested more than {MAX_DEPTH} levels deep (through aliases)")
+        repeated = id(node) in self.built
+        self.built.add(id(node))
+        if repeated or self.inside_alias:
+            self.alias_nodes += 1
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                raise _Refused(
+                    node, f"aliases here expand to more than {MAX_ALIAS_NODES:,} values; write the values out"
+                )
+        self.inside_alias += repeated
+        try:
+            return self._build(node, path, line)
+        finally:
+            self.inside_alias -= repeated
+
+    def _build(self, node: Node, path: KeyPath, line: int) -> Any:
         value_line = node.start_mark.line + 1
         if isinstance(node, ScalarNode) and node.style in ("|", ">"):
             value_line += 1

@@ -10,21 +10,18 @@ import difflib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from jinja2 import Environment, StrictUndefined, TemplateError
-
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS, score
 from fslm.eval.runner import EvalItem
 from fslm.nodes.unite.determine import CandidateResult
 from fslm.runtime.types import GenerationParams, GenerationRequest, ModelRef
+from fslm.spec.templates import compile_template, render_template
 
 if TYPE_CHECKING:
     from fslm.runtime import Runtime
     from fslm.spec import PipelineSpec
 
 DEFAULT_PROMPT = "Question: {{ input }}\nAnswer:"
-
-_templates = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
 def parse_candidates(members: str) -> list[str]:
@@ -66,14 +63,9 @@ def candidate_models(names: Sequence[str], pipeline: PipelineSpec | None, dtype:
 
 
 def render_prompts(template: str, items: Sequence[EvalItem]) -> list[str]:
-    try:
-        compiled = _templates.from_string(template)
-        return [compiled.render(input=item.input) for item in items]
-    except TemplateError as error:
-        raise FslmError(
-            f"The prompt template could not be rendered ({error}); it may use {{{{ input }}}}, "
-            "the item's input."
-        ) from error
+    what = "The prompt template (it may use {{ input }}, the item's input)"
+    compiled = compile_template(template, what)
+    return [render_template(compiled, {"input": item.input}, what) for item in items]
 
 
 def load_candidates(runtime: Runtime, names: Sequence[str]) -> None:
