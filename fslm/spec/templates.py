@@ -46,7 +46,7 @@ def check_template(source: str) -> CheckedTemplate:
     if refused:
         return CheckedTemplate(tuple(refused), ())
     try:
-        environment.compile(source)  # compiling finds unknown filters and tests, which parsing does not
+        environment.compile(source, raw=True)  # generating code finds unknown filters and tests; parsing does not
     except jinja2.TemplateSyntaxError as error:
         return CheckedTemplate((_syntax_problem(error),), ())
     return CheckedTemplate((), _free_variables(tree, set(environment.globals)))

@@ -83,7 +83,7 @@ def parse_yaml(file: Path, text: str) -> ParsedYaml:
             parsed.data = _Builder(loader, parsed).build(root, (), root.start_mark.line + 1)
     except _Refused as refused:
         parsed.data = None
-        parsed.problems.append(Problem(file, refused.node.start_mark.line + 1, refused.message))
+        parsed.problems.append(Problem(file, refused.line, refused.message))
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -115,9 +115,9 @@ def _control_characters(file: Path, text: str) -> list[Problem]:
 
 
 class _Refused(Exception):
-    def __init__(self, node: Node, message: str) -> None:
+    def __init__(self, line: int, message: str) -> None:
         super().__init__(message)
-        self.node = node
+        self.line = line
         self.message = message
 
 
@@ -146,17 +146,21 @@ class _Builder:
         self.built: set[int] = set()  # ids of the nodes built so far: meeting one again means an alias
         self.inside_alias = 0
         self.alias_nodes = 0  # nodes built again because an alias repeats them
+        self.alias_line = 1
 
     def build(self, node: Node, path: KeyPath, line: int) -> Any:
-        if len(path) > MAX_DEPTH:
-            raise _Refused(node, f"nested more than {MAX_DEPTH} levels deep (through aliases)")
         repeated = id(node) in self.built
         self.built.add(id(node))
+        if repeated and not self.inside_alias:
+            self.alias_line = line  # where the outermost alias being expanded is used
+        if len(path) > MAX_DEPTH:
+            raise _Refused(self.alias_line, f"nested more than {MAX_DEPTH} levels deep (through aliases)")
         if repeated or self.inside_alias:
             self.alias_nodes += 1
             if self.alias_nodes > MAX_ALIAS_NODES:
                 raise _Refused(
-                    node, f"aliases here expand to more than {MAX_ALIAS_NODES:,} values; write the values out"
+                    self.alias_line,
+                    f"aliases here expand to more than {MAX_ALIAS_NODES:,} values; write the values out",
                 )
         self.inside_alias += repeated
         try:
