@@ -12,6 +12,7 @@ from test_graph import HEADER, ScriptedRuntime
 
 from fslm.cli.main import main
 from fslm.errors import FslmError
+from fslm.inspection import run_details
 from fslm.pipeline import Pipeline
 from fslm.spec import load_spec
 from fslm.store import open_store
@@ -82,6 +83,24 @@ def test_a_read_sees_runs_a_writer_has_not_checkpointed_yet(tmp_path, capsys):
     assert main(["runs", "list", "--store", str(store_file), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 2
     writer.close()
+
+
+def test_a_long_lived_reader_sees_runs_recorded_after_it_opened(tmp_path):
+    """The web viewer keeps its store open: new runs show, and the reader still adds no file."""
+    store_file = tmp_path / "store" / "runs.sqlite"
+    record_runs(tmp_path, store_file)
+    reader = open_store(store_file, read_only=True)
+    assert len(reader.index.list()) == 2
+    writer = open_store(store_file)
+    (tmp_path / "more").mkdir()
+    record_runs(tmp_path / "more", store_file)
+    assert len(reader.index.list()) == 4  # read through the writer's -wal file while it is open
+    writer.close()
+    assert not Path(f"{store_file}-wal").exists()
+    newest = reader.index.list()
+    assert len(newest) == 4 and run_details(reader, newest[0].run_id).messages[-1]["text"] == "b says"
+    reader.close()
+    assert sorted(p.name for p in store_file.parent.iterdir()) == ["runs.sqlite"]
 
 
 def another_programs_database(path: Path) -> Path:

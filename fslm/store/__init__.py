@@ -14,11 +14,16 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from fslm.errors import FslmError
+from fslm.store.read_only import (
+    LOCK_WAIT_SECONDS,
+    ReadOnlyRunIndex,
+    ReadOnlySaver,
+    StoreFile,
+    checked_connection,
+)
 from fslm.store.runs import STATUSES, DamagedStoreError, RunIndex, RunRecord, create_tables
-from fslm.store.schema import check_fslm_tables, is_sqlite, is_wal_mode, read_header, table_columns
 
 STORE_ENV = "FSLM_STORE"
-LOCK_WAIT_SECONDS = 30
 
 
 def default_store_path() -> Path:
@@ -35,8 +40,12 @@ class RunStore:
     index: RunIndex
 
     def close(self) -> None:
-        self.saver.conn.close()
-        self.index.connection.close()
+        if isinstance(self.saver, ReadOnlySaver) and isinstance(self.index, ReadOnlyRunIndex):
+            self.saver.source.close()
+            self.index.source.close()
+        else:
+            self.saver.conn.close()
+            self.index.connection.close()
 
 
 def open_store(path: str | Path | None = None, *, read_only: bool = False) -> RunStore:
@@ -80,7 +89,7 @@ def _prepare_to_write(file: Path) -> None:
         file.parent.mkdir(parents=True, exist_ok=True)
         file.touch(mode=0o600)
         return
-    checked = _checked_connection(file, allow_empty=True)
+    checked = checked_connection(file, allow_empty=True)
     if checked is not None:
         checked.close()
 
@@ -91,41 +100,9 @@ def _read_only_store(file: Path) -> RunStore:
             f"no run store at {file}; runs are recorded by `fslm run` (and `fslm eval`), which create it. "
             "Check the --store path (or $FSLM_STORE)"
         )
-    index_connection = _checked_connection(file, allow_empty=False)
-    assert index_connection is not None
-    saver_connection = _read_only_connection(file, read_header(file))
-    saver = SqliteSaver(saver_connection, serde=_serializer())
-    # setup() would switch the file to WAL and create tables; a store has them already.
-    saver.is_setup = True
-    saver._has_task_path = "task_path" in table_columns(saver_connection)["writes"]
-    return RunStore(path=file, saver=saver, index=RunIndex(index_connection, file))
-
-
-def _checked_connection(file: Path, allow_empty: bool) -> sqlite3.Connection | None:
-    """A read-only connection to `file` once it is known to be an fslm run store; None for an empty file."""
-    if file.is_dir():
-        raise FslmError(f"the run store {file} is a directory; --store (or $FSLM_STORE) names a file")
-    header = read_header(file)
-    if not header and allow_empty:
-        return None
-    if not is_sqlite(header):
-        state = "is empty" if not header else "is not an SQLite file: it is damaged or"
-        raise FslmError(f"{file} {state} not an fslm run store. fslm left it as it is; "
-                        "point --store (or $FSLM_STORE) at an fslm run store")
-    connection = _read_only_connection(file, header)
-    tables = table_columns(connection)
-    if tables or not allow_empty:
-        check_fslm_tables(file, tables)
-    return connection
-
-
-def _read_only_connection(file: Path, header: bytes) -> sqlite3.Connection:
-    # SQLite opens a WAL-mode file read-only by creating -wal and -shm files beside it, and leaves them there.
-    # Without a -wal file no process is writing and every commit is in the file itself, which immutable=1 reads
-    # as it is. With one, mode=ro also sees the latest commits, through the files their writer made.
-    untouched = is_wal_mode(header) and not Path(f"{file}-wal").exists()
-    uri = file.resolve().as_uri() + ("?mode=ro&immutable=1" if untouched else "?mode=ro")
-    return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=LOCK_WAIT_SECONDS)
+    # One StoreFile each, as the viewer's threads may read the index and the checkpoints at once.
+    saver = ReadOnlySaver(StoreFile(file), _serializer())
+    return RunStore(path=file, saver=saver, index=ReadOnlyRunIndex(StoreFile(file)))
 
 
 def _connect(target: str | Path) -> sqlite3.Connection:
