@@ -317,3 +317,15 @@ def test_a_5000_stage_chain_validates(tmp_path, capsys):
     pipeline.write_text(MODELS + "stages:\n" + "\n".join(stages) + "\n")
     code, _ = validate(pipeline, capsys)
     assert code == 0
+
+
+def test_a_file_with_thousands_of_problems_reports_the_first_hundred(tmp_path, capsys):
+    stages = [f"  s{i}: {{model: smol, prompt: '{{{{ input }}}}'}}" for i in range(300)]
+    edges = [f"  - {{from: s{i}, to: nope{i}}}" for i in range(300)]
+    pipeline = tmp_path / "many.yaml"
+    pipeline.write_text(MODELS + "stages:\n" + "\n".join(stages) + "\nedges:\n" + "\n".join(edges) + "\n")
+    code, err = validate(pipeline, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 101 and lines[-1].startswith("… the first 100 problems are shown")
+    assert "edge 1 'to' names unknown stage 'nope0'" in lines[0] and "… (281 more))" in lines[0]

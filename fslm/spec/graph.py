@@ -79,10 +79,15 @@ class StagesBefore:
         """Whether `before` is sure to have run before `stage` (False for an unreachable `stage`)."""
         return before in self.index and bool(self.masks.get(stage, 0) >> self.index[before] & 1)
 
-    def of(self, stage: str) -> set[str]:
-        """The stages sure to have run before `stage`; empty for an unreachable stage."""
+    def of(self, stage: str) -> list[str]:
+        """The stages sure to have run before `stage`, in file order; empty for an unreachable stage."""
         mask = self.masks.get(stage, 0)
-        return {name for position, name in enumerate(self.stages) if mask >> position & 1}
+        found = []
+        while mask:
+            lowest = mask & -mask
+            found.append(self.stages[lowest.bit_length() - 1])
+            mask ^= lowest
+        return found
 
 
 def guaranteed_before(stages: Sequence[str], entry: str, edges: Sequence[EdgeSpec]) -> StagesBefore:
@@ -210,7 +215,7 @@ def stages_after(stages: Sequence[str], edges: Sequence[EdgeSpec], stage: str) -
 def upstream(spec: PipelineSpec, stage: str) -> set[str]:
     """The stages sure to have run before `stage` on every path from the entry (their outputs are available)."""
     _require_stage(spec, stage)
-    return guaranteed_before(list(spec.stages), spec.entry, spec.edges).of(stage)
+    return set(guaranteed_before(list(spec.stages), spec.entry, spec.edges).of(stage))
 
 
 def downstream(spec: PipelineSpec, stage: str) -> list[str]:

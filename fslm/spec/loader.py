@@ -26,7 +26,7 @@ from fslm.spec.models import (
 )
 from fslm.spec.paths import is_dir, is_file, resolve_path
 from fslm.spec.problems import Problem, SpecError
-from fslm.spec.reporting import ProblemSink, did_you_mean, without_unknown_keys
+from fslm.spec.reporting import ProblemSink, did_you_mean, listing, without_unknown_keys
 from fslm.spec.sources import check_source
 from fslm.spec.stage_files import (
     StageFile,
@@ -92,10 +92,12 @@ class _PipelineLoader:
         top = self._top_level()
         self._load_models(top.models)
         for name, raw_stage in top.stages.items():
+            if self.sink.is_full:
+                break
             self._load_stage(name, raw_stage, set(top.models))
         stage_names = list(top.stages)
         edges, entry = self._wiring(top, stage_names)
-        if entry in top.stages:
+        if entry in top.stages and not self.sink.is_full:  # a full sink may have skipped edges
             self._check_graph(stage_names, entry, edges)
         if self.sink.problems:
             raise SpecError(self.sink.problems)
@@ -290,7 +292,7 @@ class _PipelineLoader:
             edges = [
                 edge
                 for index, raw in enumerate(top.edges)
-                if (edge := self._load_edge(index, raw, stage_names))
+                if not self.sink.is_full and (edge := self._load_edge(index, raw, stage_names))
             ]
             entry = top.entry if top.entry is not None else first
             if top.entry is not None:
@@ -351,6 +353,8 @@ class _PipelineLoader:
             self._report_endless_loop(loop)
         before = graph.guaranteed_before(stage_names, entry, edges)
         for name, (prompt_path, variables) in self.templates.items():
+            if self.sink.is_full:
+                break
             if before.is_reachable(name):
                 self._check_template_variables(name, prompt_path, variables, before, stage_names)
 
@@ -389,9 +393,8 @@ class _PipelineLoader:
         ]
         if not missing:
             return
-        earlier = before.of(name)
-        available = [INPUT_VARIABLE, *(stage for stage in stage_names if stage in earlier)]
-        listed = ", ".join(available)
+        available = [INPUT_VARIABLE, *before.of(name)]
+        listed = listing(available)
         for variable in missing:
             if variable.name == name:
                 message = (

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from fslm.errors import FslmError
 
+# Past this many problems a file is checked no further (its checks can cost a comparison per name), and
+# only this many are shown.
+MOST_PROBLEMS = 100
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -29,7 +33,10 @@ class SpecError(FslmError):
 
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: list[Problem] = _in_reading_order(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
+        shown = [str(problem) for problem in self.problems[:MOST_PROBLEMS]]
+        if len(self.problems) >= MOST_PROBLEMS:
+            shown.append(f"… the first {MOST_PROBLEMS} problems are shown (checking stops there); fix these first")
+        super().__init__("\n".join(shown))
 
 
 def display_path(path: Path) -> str:

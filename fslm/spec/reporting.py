@@ -11,17 +11,27 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fslm.spec.problems import Problem
+from fslm.spec.problems import MOST_PROBLEMS, Problem
 from fslm.spec.yaml_source import KeyPath, Location
+
+_MOST_LISTED = 20  # choices named in one message; a file with thousands of stages must not print them all
+_MOST_COMPARED = 1000  # choices searched for a close match: each search costs a comparison per choice
 
 
 def did_you_mean(name: str, choices: Iterable[str], *, what: str = "valid") -> str:
     """'; did you mean 'x'? (valid: a, b, c)' — or just the list when nothing is close."""
     options = sorted(set(choices))
-    close = difflib.get_close_matches(name, options, n=1)
+    close = difflib.get_close_matches(name, options, n=1) if len(options) <= _MOST_COMPARED else []
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    listed = ", ".join(options) if options else "none"
-    return f"{hint} ({what}: {listed})"
+    return f"{hint} ({what}: {listing(options)})"
+
+
+def listing(names: list[str]) -> str:
+    """`names` joined with commas, the first few only when there are many."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:_MOST_LISTED])
+    return f"{shown}, … ({len(names) - _MOST_LISTED} more)" if len(names) > _MOST_LISTED else shown
 
 
 def describe_path(path: KeyPath, root: str | None = None) -> str:
@@ -55,6 +65,11 @@ class ProblemSink:
         self.locations = locations
         self.root = root  # e.g. "stage file 'plan.yaml'" when paths are relative to a stage file
         self.problems: list[Problem] = []
+
+    @property
+    def is_full(self) -> bool:
+        """Enough problems found: further checks would only make the report longer (and take time)."""
+        return len(self.problems) >= MOST_PROBLEMS
 
     def locate(self, path: KeyPath) -> Location | None:
         """The location of `path`, or of its nearest ancestor that has one."""
