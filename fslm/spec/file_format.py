@@ -49,7 +49,8 @@ class StageEntrySpec(StageFileSpec):
         None,
         description=(
             "Name of a reusable stage file: `stages/NAME.yaml` next to the pipeline file, else in `../stages`. "
-            "Other keys given here override the file's."
+            "A plain name (letters, digits, `_`, `-`, `.`), not a path; a stage file that links outside its "
+            "stages directory is refused. Other keys given here override the file's."
         ),
     )
 

@@ -96,7 +96,8 @@ class StageSpec(StrictModel):
     prompt: str = Field(
         description=(
             "Jinja2 template of the prompt. It may use `{{ input }}` and the output of any stage that is sure to "
-            "have run before this one, by the stage's name. Undefined variables are errors."
+            "have run before this one, by the stage's name. Undefined variables are errors. Templates run in a "
+            "sandbox: no includes, imports, macros or `_` names (see docs/concepts.md, Prompt templates)."
         ),
     )
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding settings.")
