@@ -44,6 +44,9 @@ ESCAPES = {
     "str-format": "{{ '{0.__class__}'.format(input) }}",
     "percent-format": "{{ '%s' % input }}",
     "recursive-loop": "{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}",
+    "block": "{% block a %}{{ self.a() }}{% endblock %}",
+    "set-block": "{% set x %}{{ input }}{% endset %}",
+    "filter-block": "{% filter upper %}{{ input }}{% endfilter %}",
 }
 
 # Escapes whose names are computed, so no static check can see them: the sandbox refuses them as it renders.
@@ -59,6 +62,11 @@ RUNTIME_ESCAPES = {
     "doubling-replace": "{{ (input * 99999).replace('', input * 99999) }}",
     "joined-copies": "{{ range(10000)|map('string')|join(input * 99999) }}",
     "repeated-output": "{% for i in range(10000) %}{{ input * 99999 }}{% endfor %}",
+    "long-joins": "{% set a = input * 99999 %}{% set b = a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a %}"
+                  "{% set c = b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b %}{{ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c }}",
+    "shared-lists": "{{ [[input] * 99999] * 99999 }}",
+    "quadratic-sum": "{{ ([[1] * 1000] * 10000)|sum(start=[]) }}",
+    "bytes-format": "{{ input.encode() % 1 }}",
 }
 
 
@@ -329,3 +337,17 @@ def test_a_file_with_thousands_of_problems_reports_the_first_hundred(tmp_path, c
     lines = err.strip().splitlines()
     assert len(lines) == 101 and lines[-1].startswith("… the first 100 problems are shown")
     assert "edge 1 'to' names unknown stage 'nope0'" in lines[0] and "… (281 more))" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["{{ " + "(" * 400 + "input" + ")" * 400 + " }}", "{% if input %}" * 400 + "{% endif %}" * 400,
+     "{{ input" + " + input" * 3000 + " }}", "{{ input" + "|trim" * 3000 + " }}"],
+    ids=["brackets", "blocks", "operators", "filters"],
+)
+def test_a_template_nested_thousands_deep_is_a_problem(tmp_path, capsys, source):
+    pipeline = tmp_path / "deep.yaml"
+    pipeline.write_text(MODELS + "stages:\n  a:\n    model: smol\n    prompt: |\n      " + source + "\n")
+    code, err = validate(pipeline, capsys)
+    assert code == 2
+    assert f"{pipeline}:7: stage 'a' prompt: the template is nested too deeply" in err

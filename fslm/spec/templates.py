@@ -14,7 +14,8 @@ import jinja2
 from jinja2 import meta, nodes
 
 from fslm.errors import FslmError
-from fslm.spec.template_sandbox import FslmSandbox, TemplateProblem, forbidden_constructs
+from fslm.spec.template_rules import TemplateProblem, forbidden_constructs
+from fslm.spec.template_sandbox import FslmSandbox
 
 
 @cache
@@ -37,6 +38,14 @@ class CheckedTemplate:
 
 
 def check_template(source: str) -> CheckedTemplate:
+    try:
+        return _checked(source)
+    except RecursionError:  # Jinja parses and compiles recursively: `((((…` or `1+1+…` thousands deep
+        message = "the template is nested too deeply (brackets, operators or blocks inside each other)"
+        return CheckedTemplate((TemplateProblem(1, message),), ())
+
+
+def _checked(source: str) -> CheckedTemplate:
     environment = template_environment()
     try:
         tree = environment.parse_unchecked(source)
