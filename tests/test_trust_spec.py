@@ -233,6 +233,11 @@ def test_impossible_paths_in_a_file_name_the_line(tmp_path, capsys, entry, messa
 # --- bad values that used to pass --------------------------------------------------------------------
 
 
+DEEP_REGEX = "stages:\n  a: {model: smol, prompt: x}\nedges:\n  - {from: a, when: [{regex: '%s', to: END}]}" % (
+    "(" * 5000 + ")" * 5000
+)
+
+
 @pytest.mark.parametrize(
     ("stages", "message"),
     [
@@ -241,8 +246,9 @@ def test_impossible_paths_in_a_file_name_the_line(tmp_path, capsys, entry, messa
         ("stages:\n  a: {ensemble: {members: [smol, smol2], weights: [1, .inf]}, prompt: x}", "finite number"),
         ("stages:\n  a: {model: smol, prompt: x, generation: {seed: 18446744073709551616}}", "less than or equal"),
         ("stages:\n  a: {model: smol, prompt: x, generation: {temperature: .nan}}", "finite number"),
+        (DEEP_REGEX, "nested too deeply or too large"),
     ],
-    ids=["no-stages", "nan-weight", "inf-weight", "seed-past-64-bits", "nan-temperature"],
+    ids=["no-stages", "nan-weight", "inf-weight", "seed-past-64-bits", "nan-temperature", "deep-regex"],
 )
 def test_values_that_used_to_pass_are_refused(tmp_path, capsys, stages, message):
     pipeline = tmp_path / "p.yaml"
