@@ -170,14 +170,20 @@ def test_control_characters_in_a_stage_file_name_its_line(tmp_path, capsys):
 # --- files and paths -----------------------------------------------------------------------------------
 
 
-def test_a_directory_a_symlink_loop_and_a_missing_file_are_exit_2(tmp_path, capsys):
+def test_what_is_not_a_readable_file_is_exit_2(tmp_path, capsys):
     (tmp_path / "dir.yaml").mkdir()
     (tmp_path / "loop1.yaml").symlink_to(tmp_path / "loop2.yaml")
     (tmp_path / "loop2.yaml").symlink_to(tmp_path / "loop1.yaml")
+    os.mkfifo(tmp_path / "pipe.yaml")  # reading it would wait for a writer forever
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")  # reading it would never end
+    (tmp_path / "big.yaml").write_text("# a comment\n" * 400_000)
     expected = {
         "dir.yaml": "this is a directory; expected a pipeline file",
         "loop1.yaml": "cannot read this pipeline file: Too many levels of symbolic links",
         "missing.yaml": "pipeline file not found",
+        "pipe.yaml": "this is not a regular file",
+        "zero.yaml": "this is not a regular file",
+        "big.yaml": "this pipeline file is larger than 4 MiB",
     }
     for name, message in expected.items():
         code, err = validate(tmp_path / name, capsys)
@@ -187,11 +193,14 @@ def test_a_directory_a_symlink_loop_and_a_missing_file_are_exit_2(tmp_path, caps
 def test_an_unreadable_file_is_exit_2(tmp_path, capsys, monkeypatch):
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(MODELS + "stages: {a: {model: smol, prompt: x}}\n")
+    real_open = os.open
 
-    def refuse(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(path: str | Path, *args: object, **kwargs: object) -> int:
+        if Path(path) == pipeline:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)  # chmod 000 does not stop root, who may run the tests
+    monkeypatch.setattr(os, "open", refuse)  # chmod 000 does not stop root, who may run the tests
     code, err = validate(pipeline, capsys)
     assert code == 2
     assert "cannot read this pipeline file: Permission denied" in err

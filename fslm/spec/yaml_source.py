@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ _NON_PRINTABLE = yaml.reader.Reader.NON_PRINTABLE
 _CONTROL_NAMES = {0x00: "NUL", 0x1B: "ESC", 0x7F: "DEL", 0xFFFE: "a noncharacter", 0xFFFF: "a noncharacter"}
 _MOST_CONTROL_PROBLEMS = 10
 
+MAX_FILE_BYTES = 4 * 2**20  # a 5,000-stage pipeline is about 300 kB
 MAX_DEPTH = 64  # levels of nested mappings and lists
 MAX_ALIAS_NODES = 10_000  # values that aliases (`*name`) may repeat, in all
 
@@ -47,9 +51,12 @@ def read_yaml_file(file: Path, what: str) -> tuple[bytes, ParsedYaml]:
     of the result (as are syntax errors), never an exception."""
     parsed = ParsedYaml(file)
     try:
-        raw = file.read_bytes()
+        raw = _read_regular_file(file, what)
     except OSError as error:
         parsed.problems.append(Problem(file, None, _unreadable(what, error)))
+        return b"", parsed
+    except ValueError as error:
+        parsed.problems.append(Problem(file, None, str(error)))
         return b"", parsed
     try:
         text = raw.decode("utf-8")
@@ -59,6 +66,22 @@ def read_yaml_file(file: Path, what: str) -> tuple[bytes, ParsedYaml]:
         parsed.problems.append(Problem(file, line, message))
         return raw, parsed
     return raw, parse_yaml(file, text)
+
+
+def _read_regular_file(file: Path, what: str) -> bytes:
+    """The bytes of `file`; ValueError for a device, a pipe or the like (reading /dev/zero never ends) and for a
+    file larger than MAX_FILE_BYTES."""
+    # O_NONBLOCK: opening a named pipe would otherwise wait for a writer
+    with os.fdopen(os.open(file, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if stat.S_ISDIR(status.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(file))
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError(f"this is not a regular file (a device or a pipe?); expected a {what}")
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValueError(f"this {what} is larger than {MAX_FILE_BYTES // 2**20} MiB; such files are far smaller")
+    return raw
 
 
 def _unreadable(what: str, error: OSError) -> str:
