@@ -8,19 +8,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from fslm.errors import FslmError
-from fslm.files import check_path_name, read_text_file, resolved
+from fslm.files import check_path_name, resolved
 from fslm.finetune.recipe import Recipe
 from fslm.spec.problems import SpecError
 from fslm.spec.reporting import ProblemSink
-from fslm.spec.yaml_source import parse_yaml
+from fslm.spec.yaml_source import read_yaml_file
 
 
 def load_recipe(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
     """Validate the recipe file; `overrides` (section → key → value, e.g. from CLI flags) win over it."""
     check_path_name(Path(path), "recipe")
     file = resolved(Path(path))
-    text = read_text_file(file, "recipe")
-    parsed = parse_yaml(file, text)
+    _, parsed = read_yaml_file(file, "recipe")  # the pipeline's reader: same bounds, problems with lines
     if parsed.problems:
         raise SpecError(parsed.problems)
     if not isinstance(parsed.data, dict):
