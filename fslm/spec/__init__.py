@@ -1,6 +1,6 @@
 """The spec layer: pydantic models of pipeline YAML and their validation (no torch, no LangGraph)."""
 
-from fslm.spec.graph import downstream, upstream
+from fslm.spec.topology import downstream, upstream
 from fslm.spec.loader import load_spec
 from fslm.spec.models import (
     END,

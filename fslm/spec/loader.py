@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from fslm.errors import FslmError
-from fslm.spec import graph
+from fslm.spec import topology
 from fslm.spec.file_format import PipelineFileSpec, StageEntrySpec
 from fslm.spec.models import (
     END,
@@ -286,7 +286,7 @@ class _PipelineLoader:
                     f"entry {top.entry!r} needs 'edges': without them the stages run in file order from the "
                     f"first stage {first!r}",
                 )
-            edges = graph.sequential_edges(stage_names)
+            edges = topology.sequential_edges(stage_names)
             entry = first
         else:
             edges = [
@@ -299,7 +299,7 @@ class _PipelineLoader:
                 self._check_stage_reference(("entry",), "entry", top.entry, stage_names)
         if top.output is not None:
             self._check_stage_reference(("output",), "output", top.output, stage_names)
-        return graph.with_end_edges(stage_names, edges), entry
+        return topology.with_end_edges(stage_names, edges), entry
 
     def _load_edge(self, index: int, raw_edge: Any, stage_names: list[str]) -> EdgeSpec | None:
         path: KeyPath = ("edges", index)
@@ -342,16 +342,16 @@ class _PipelineLoader:
         )
 
     def _check_graph(self, stage_names: list[str], entry: str, edges: list[EdgeSpec]) -> None:
-        reached = graph.reachable_stages(stage_names, entry, edges)
+        reached = topology.reachable_stages(stage_names, entry, edges)
         for name in stage_names:
             if name not in reached:
                 self.sink.add(
                     ("stages", name),
                     f"stage {name!r} can never run: no path of edges leads to it from the entry {entry!r}",
                 )
-        for loop in graph.cycles_without_exit(stage_names, edges):
+        for loop in topology.cycles_without_exit(stage_names, edges):
             self._report_endless_loop(loop)
-        before = graph.guaranteed_before(stage_names, entry, edges)
+        before = topology.guaranteed_before(stage_names, entry, edges)
         for name, (prompt_path, variables) in self.templates.items():
             if self.sink.is_full:
                 break
@@ -383,7 +383,7 @@ class _PipelineLoader:
         name: str,
         prompt_path: KeyPath,
         variables: tuple[TemplateVariable, ...],
-        before: graph.StagesBefore,
+        before: topology.StagesBefore,
         stage_names: list[str],
     ) -> None:
         missing = [
