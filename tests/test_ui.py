@@ -18,7 +18,7 @@ from fslm.spec import END, load_spec
 from fslm.store import RunRecord, open_store
 from fslm.ui import make_server, serving
 from fslm.ui.browser import headless_chromium, missing_browser, open_view, save_screenshot
-from fslm.ui.graph import layered_graph, run_graph
+from fslm.ui.pipeline_layout import layered_graph, run_graph
 
 # The replayed run's first stage is edited to this: its label routes to `third`, and it is markup to escape.
 EDITED_FIRST = "hello <b id='injected'>bold</b> & more"

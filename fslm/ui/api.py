@@ -19,7 +19,7 @@ from urllib.parse import unquote
 from fslm.errors import FslmError
 from fslm.inspection import diff_runs, list_runs, run_details
 from fslm.store import DamagedStoreError, RunStore, store_problem
-from fslm.ui.graph import run_graph
+from fslm.ui.pipeline_layout import run_graph
 
 Reply = tuple[HTTPStatus, dict]
 T = TypeVar("T")
