@@ -8,8 +8,8 @@ from rich.table import Table
 
 from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
+from fslm.eval.ensemble_determine import DEFAULT_MAX_GAP, DEFAULT_MAX_LENGTH_RATIO, Recommendation
 from fslm.eval.metrics import METRICS
-from fslm.nodes.unite.determine import DEFAULT_MAX_GAP, DEFAULT_MAX_LENGTH_RATIO, Recommendation
 from fslm.runtime.types import DTYPES
 
 
@@ -80,8 +80,8 @@ def unescape(text: str) -> str:
 
 
 def prompt_template(args: argparse.Namespace) -> str:
+    from fslm.eval.ensemble_check import DEFAULT_PROMPT
     from fslm.files import read_text_file
-    from fslm.nodes.unite.check import DEFAULT_PROMPT
 
     if args.prompt is not None and args.prompt_file is not None:
         raise FslmError("Give the prompt either with --prompt or with --prompt-file, not both.")
@@ -102,16 +102,16 @@ def checked_numbers(args: argparse.Namespace) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from fslm.eval.runner import read_eval_items
-    from fslm.finetune.records import read_records
-    from fslm.nodes.unite.check import (
+    from fslm.eval.ensemble_check import (
         candidate_models,
         load_candidates,
         measure_candidates,
         parse_candidates,
         render_prompts,
     )
-    from fslm.nodes.unite.determine import recommend
+    from fslm.eval.ensemble_determine import recommend
+    from fslm.eval.runner import read_eval_items
+    from fslm.finetune.records import read_records
     from fslm.runtime import Runtime
     from fslm.runtime.types import GenerationParams
     from fslm.spec import load_spec

@@ -1,1 +1,2 @@
-"""Evaluating pipelines on labelled data: metrics and the batched evaluation behind `fslm eval`."""
+"""Evaluating on labelled data: metrics, the batched pipeline evaluation behind `fslm eval`, and the
+measuring and choosing of ensemble members behind `fslm ensemble check`."""

@@ -11,9 +11,9 @@ from tiny import make_tiny_model
 
 from fslm.cli.main import main
 from fslm.errors import FslmError
+from fslm.eval.ensemble_check import candidate_models, measure_candidates, parse_candidates, render_prompts
+from fslm.eval.ensemble_determine import CandidateResult, recommend
 from fslm.eval.runner import EvalItem
-from fslm.nodes.unite.check import candidate_models, measure_candidates, parse_candidates, render_prompts
-from fslm.nodes.unite.determine import CandidateResult, recommend
 from fslm.runtime import GenerationParams, GenerationRequest, ModelRef, Runtime
 from fslm.spec import load_spec
 

@@ -6,7 +6,7 @@ style (much longer or much shorter). Vocabulary mattered little once top-k union
 here but does not decide. The selection starts from the best candidate and adds every other candidate that
 is within the score gap and the length ratio of that best one, best first.
 
-This module is pure: it judges measured results; `fslm.nodes.unite.check` measures them.
+This module is pure: it judges measured results; `fslm.eval.ensemble_check` measures them.
 """
 
 from __future__ import annotations
