@@ -1,0 +1,84 @@
+"""The `stage` node: one small LM, one prompt template, one task."""
+
+import contextvars
+from collections.abc import Callable
+
+from jinja2 import Template
+from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_stream_writer
+
+from fslm.graph.state import RunState, StageMessage, TokenChunk
+from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
+from fslm.spec import GenerationSpec, StageSpec
+from fslm.spec.templates import compile_template, render_template
+
+Generate = Callable[[GenerationRequest], Generation]
+# A run's configurable key asking stages to stream their text as it is generated.
+STREAM_TOKENS = "fslm_stream_tokens"
+
+
+def compile_prompt(stage: StageSpec) -> Template:
+    return compile_template(stage.prompt)
+
+
+def render_prompt(name: str, stage: StageSpec, template: Template, variables: dict[str, str]) -> str:
+    """The prompt text `stage` sends its model, given `input` and upstream outputs by stage name."""
+    prompt = render_template(template, variables, f"stage '{name}': its prompt template")
+    # Block scalars end with a newline; it matters in a raw completion prompt, not in a chat message.
+    return prompt.strip() if stage.chat_template else prompt
+
+
+def generation_params(generation: GenerationSpec) -> GenerationParams:
+    return GenerationParams(
+        max_new_tokens=generation.max_new_tokens,
+        temperature=generation.temperature,
+        top_p=generation.top_p,
+        stop=tuple(generation.stop),
+        seed=generation.seed,
+    )
+
+
+def stage_request(
+    stage: StageSpec, prompt: str, on_text: Callable[[str], None] | None = None
+) -> GenerationRequest:
+    return GenerationRequest(
+        model=stage.model,
+        prompt=prompt,
+        adapter=str(stage.adapter) if stage.adapter else None,
+        system=stage.system,
+        chat_template=stage.chat_template,
+        params=generation_params(stage.generation),
+        on_text=on_text,
+    )
+
+
+def make_stage_node(name: str, stage: StageSpec, generate: Generate) -> Callable[[RunState], dict]:
+    template = compile_prompt(stage)
+
+    def run_stage(state: RunState, config: RunnableConfig) -> dict:
+        prompt = render_prompt(name, stage, template, {"input": state["input"], **state["outputs"]})
+        on_text = None
+        if config["configurable"].get(STREAM_TOKENS):
+            writer = get_stream_writer()
+            # The runtime calls back from its own thread; LangGraph's writer needs this run's context.
+            context = contextvars.copy_context()
+
+            def on_text(text: str) -> None:
+                context.run(writer, TokenChunk(stage=name, token=text))
+
+        request = stage_request(stage, prompt, on_text)
+        result = generate(request)
+        message = StageMessage(
+            stage=name,
+            text=result.text,
+            model=stage.model,
+            adapter=request.adapter,
+            prompt=request.prompt,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            seconds=round(result.seconds, 4),
+        )
+        return {"outputs": {name: result.text}, "log": [message]}
+
+    run_stage.__name__ = f"stage_{name}"
+    return run_stage
