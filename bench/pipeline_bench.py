@@ -22,7 +22,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import BENCH, questions, record
 
-from fslm.nodes.stage import compile_prompt, render_prompt, stage_request
+from fslm.nodes.prompt import compile_prompt, render_prompt
+from fslm.nodes.stage.node import stage_request
 from fslm.pipeline import load_pipeline
 
 torch.set_num_threads(2)

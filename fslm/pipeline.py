@@ -14,7 +14,7 @@ from langgraph.graph.state import CompiledStateGraph
 from fslm.errors import FslmError
 from fslm.graph import RunState, StageMessage, TokenChunk
 from fslm.graph.build import build_graph
-from fslm.nodes.stage import STREAM_TOKENS
+from fslm.nodes.stage.node import STREAM_TOKENS
 from fslm.runtime import ModelRef, Runtime
 from fslm.spec import PipelineSpec, load_spec
 from fslm.store import RunRecord, RunStore, open_store
@@ -45,8 +45,7 @@ class Pipeline:
         self.spec = spec
         self.runtime = runtime
         self.store = store
-        # Looked up only when an ensemble stage runs: a runtime that serves single models needs no more.
-        graph = build_graph(spec, runtime.submit, lambda request: runtime.submit_ensemble(request))
+        graph = build_graph(spec, runtime.submit)
         self.graph: CompiledStateGraph = graph.compile(checkpointer=store.saver)
 
     def invoke(self, text: str, run_id: str | None = None) -> RunResult:

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from fslm.cli.main import main
 from fslm.finetune.encode import StageEncoder
 from fslm.finetune.sources import Example
-from fslm.nodes.stage import stage_request
+from fslm.nodes.stage.node import stage_request
 from fslm.runtime import BUILTIN_MODELS, prepare
 from fslm.runtime.prompt import encode_prompt
 from fslm.spec import load_spec

@@ -19,5 +19,5 @@ def graph(args: argparse.Namespace) -> int:
     def never_called(request):
         raise AssertionError("drawing a graph generates nothing")
 
-    print(build_graph(spec, never_called, never_called).compile().get_graph().draw_mermaid(with_styles=False))
+    print(build_graph(spec, never_called).compile().get_graph().draw_mermaid(with_styles=False))
     return 0

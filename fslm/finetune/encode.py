@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fslm.finetune.sources import Example
-from fslm.nodes.stage import compile_prompt, render_prompt, stage_request
+from fslm.nodes.prompt import compile_prompt, render_prompt
+from fslm.nodes.stage.node import stage_request
+from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime.prompt import encode_prompt as model_input
-from fslm.spec import StageSpec
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from typing import Any
 
 from fslm.eval.metrics import score
 from fslm.finetune.sources import Example
-from fslm.nodes.stage import compile_prompt, render_prompt, stage_request
+from fslm.nodes.prompt import compile_prompt, render_prompt
+from fslm.nodes.stage.node import stage_request
 from fslm.runtime import ModelRef, Runtime
 from fslm.spec import PipelineSpec
 

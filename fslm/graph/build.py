@@ -1,14 +1,18 @@
 """Compile a PipelineSpec into a LangGraph StateGraph."""
 
+import importlib
 from collections.abc import Callable
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
 from fslm.graph.state import RunState
-from fslm.nodes.stage import Generate, make_stage_node
-from fslm.nodes.unite.node import GenerateEnsemble, make_unite_node
 from fslm.spec import END as SPEC_END
-from fslm.spec import EdgeSpec, PipelineSpec
+from fslm.spec import EdgeSpec, PipelineSpec, StageSpecBase
+from fslm.spec.kinds import node_kinds
+
+# Hands one request of any kind to the runtime and blocks for its result (`fslm.runtime.Runtime.submit`).
+Submit = Callable[[Any], Any]
 
 
 def _node_name(target: str) -> str:
@@ -25,19 +29,19 @@ def _router(edge: EdgeSpec) -> Callable[[RunState], str]:
     return pick
 
 
-def build_graph(
-    spec: PipelineSpec, generate: Generate, generate_ensemble: GenerateEnsemble | None = None
-) -> StateGraph:
-    """One node per stage, wired as the spec says. `generate` serves every single-model generation request,
-    `generate_ensemble` those of ensemble stages."""
+def node_factory(stage: StageSpecBase) -> Callable[..., Callable]:
+    """The registered kind's `make_node(name, stage, submit)` for `stage`."""
+    (kind,) = [kind for kind in node_kinds().values() if isinstance(stage, kind.spec)]
+    module, _, function = kind.node.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def build_graph(spec: PipelineSpec, submit: Submit) -> StateGraph:
+    """One node per stage, made by its kind's node factory, wired as the spec says. `submit` serves every
+    request the nodes make."""
     graph = StateGraph(RunState)
     for name, stage in spec.stages.items():
-        if stage.ensemble is not None:
-            if generate_ensemble is None:
-                raise ValueError(f"stage {name!r} is an ensemble, but no generate_ensemble was given")
-            graph.add_node(name, make_unite_node(name, stage, generate_ensemble))
-        else:
-            graph.add_node(name, make_stage_node(name, stage, generate))
+        graph.add_node(name, node_factory(stage)(name, stage, submit))
     graph.add_edge(START, spec.entry)
     for edge in spec.edges:
         if edge.is_conditional:

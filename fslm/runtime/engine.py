@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from fslm.errors import FslmError
 from fslm.runtime.batcher import Batcher
@@ -24,19 +25,28 @@ class RuntimeStats:
 
     base_loads: int = 0
     batch_sizes: list[int] = field(default_factory=list)
-    ensemble_batch_sizes: list[int] = field(default_factory=list)  # requests per call of the ensemble batcher
+    # requests per served batch of every other request type (ensembles, …), by the request class's name
+    request_batch_sizes: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def batches(self) -> int:
         return len(self.batch_sizes)
+
+    @property
+    def ensemble_batch_sizes(self) -> list[int]:
+        return self.request_batch_sizes.get(EnsembleRequest.__name__, [])
 
 
 class Runtime:
     """Loads each base model once (lazily), attaches LoRA adapters to it by name, and generates.
 
     Safe to use from many threads: `generate` serves its requests at once; `submit` queues a request so that
-    concurrent callers' requests for the same base model are served together in one batch, and
-    `submit_ensemble` does the same for ensemble requests.
+    concurrent callers' requests for the same base model are served together in one batch.
+
+    Requests other than `GenerationRequest` (an ensemble's, a new node kind's) name the function that serves
+    a batch of them in their class attribute `serve_with` ("module:function", called as
+    `serve(base_for, requests, max_batch_size)` and returning a result or an exception per request);
+    `submit` and `serve` batch them by request type the same way.
     """
 
     def __init__(
@@ -61,7 +71,7 @@ class Runtime:
         self._handle_bases: dict[str, LoadedBase] = {}
         self._bases: dict[BaseKey, LoadedBase] = {}
         self._batchers: dict[BaseKey, Batcher[GenerationRequest, Generation]] = {}
-        self._ensemble_batcher: Batcher[EnsembleRequest, EnsembleGeneration] | None = None
+        self._request_batchers: dict[type, Batcher] = {}
         self._closed = False
 
     def __enter__(self) -> Self:
@@ -111,30 +121,22 @@ class Runtime:
 
     def generate_ensemble(self, requests: Sequence[EnsembleRequest]) -> list[EnsembleGeneration]:
         """Serve UniTE ensemble requests now (see `fslm.runtime.ensemble`); each member's base loads once."""
+        return self.serve(requests)
+
+    def serve(self, requests: Sequence[Any]) -> list[Any]:
+        """Serve requests of one `serve_with` type now, in one call of their serving function."""
         results = []
-        for outcome in self._serve_ensemble(requests):
+        for outcome in self._serve_requests(requests):
             if isinstance(outcome, BaseException):
                 raise outcome
             results.append(outcome)
         return results
 
-    def submit_ensemble(self, request: EnsembleRequest) -> EnsembleGeneration:
-        """Serve one ensemble request, batched with other threads' concurrent ensemble requests; blocks."""
-        with self._state_lock:
-            self._check_open()
-            if self._ensemble_batcher is None:
-                self._ensemble_batcher = Batcher(
-                    self._serve_ensemble,
-                    name="ensemble",
-                    max_batch_size=self.max_batch_size,
-                    quiet_seconds=self._batch_quiet_seconds,
-                    max_wait_seconds=self._batch_max_wait_seconds,
-                )
-            batcher = self._ensemble_batcher
-        return batcher.submit(request).result()
-
-    def submit(self, request: GenerationRequest) -> Generation:
-        """Serve one request, batched with other threads' concurrent requests for the same base; blocks."""
+    def submit(self, request: Any) -> Any:
+        """Serve one request, batched with other threads' concurrent requests (for the same base, or of the
+        same type); blocks."""
+        if not isinstance(request, GenerationRequest):
+            return self._request_batcher(type(request)).submit(request).result()
         base = self.base_for(request.model)
         with self._state_lock:
             self._check_open()
@@ -156,9 +158,8 @@ class Runtime:
             self._closed = True
             batchers: list[Batcher] = list(self._batchers.values())
             self._batchers.clear()
-            if self._ensemble_batcher is not None:
-                batchers.append(self._ensemble_batcher)
-                self._ensemble_batcher = None
+            batchers += self._request_batchers.values()
+            self._request_batchers.clear()
         for batcher in batchers:
             batcher.close()
         with self._state_lock:
@@ -176,14 +177,28 @@ class Runtime:
         if self._closed:
             raise RuntimeError("the runtime is closed")
 
-    def _serve_ensemble(
-        self, requests: Sequence[EnsembleRequest]
-    ) -> list[EnsembleGeneration | BaseException]:
-        from fslm.runtime.ensemble.serving import serve_ensemble
-
-        outcomes = serve_ensemble(self.base_for, requests, self.max_batch_size)
+    def _request_batcher(self, request_type: type) -> Batcher:
         with self._state_lock:
-            self.stats.ensemble_batch_sizes.append(len(requests))
+            self._check_open()
+            batcher = self._request_batchers.get(request_type)
+            if batcher is None:
+                batcher = Batcher(
+                    self._serve_requests,
+                    name=request_type.__name__,
+                    max_batch_size=self.max_batch_size,
+                    quiet_seconds=self._batch_quiet_seconds,
+                    max_wait_seconds=self._batch_max_wait_seconds,
+                )
+                self._request_batchers[request_type] = batcher
+        return batcher
+
+    def _serve_requests(self, requests: Sequence[Any]) -> list[Any]:
+        (request_type,) = {type(request) for request in requests}
+        module, _, function = request_type.serve_with.partition(":")
+        serve = getattr(importlib.import_module(module), function)
+        outcomes = serve(self.base_for, requests, self.max_batch_size)
+        with self._state_lock:
+            self.stats.request_batch_sizes.setdefault(request_type.__name__, []).append(len(requests))
         return outcomes
 
     def _serve(

@@ -1,6 +1,5 @@
 """The spec layer: pydantic models of pipeline YAML and their validation (no torch, no LangGraph)."""
 
-from fslm.spec.topology import downstream, upstream
 from fslm.spec.loader import load_spec
 from fslm.spec.models import (
     END,
@@ -10,12 +9,13 @@ from fslm.spec.models import (
     GenerationSpec,
     ModelSpec,
     PipelineSpec,
-    StageSpec,
+    StageSpecBase,
     first_word_label,
 )
 from fslm.spec.problems import Problem, SpecError
 from fslm.spec.schema import pipeline_json_schema, stage_file_json_schema
 from fslm.spec.templates import template_environment
+from fslm.spec.topology import downstream, upstream
 
 __all__ = [
     "END",
@@ -27,7 +27,7 @@ __all__ = [
     "PipelineSpec",
     "Problem",
     "SpecError",
-    "StageSpec",
+    "StageSpecBase",
     "downstream",
     "first_word_label",
     "load_spec",

@@ -3,82 +3,108 @@
 They differ from the resolved models in `models.py` (a stage may be a `use:` reference, an adapter is a
 relative path, `edges` is optional). They drive the unknown-key check and the JSON Schema; values are
 validated by the resolved models.
+
+The stage models are made from the registered node kinds (`fslm.spec.kinds`): their keys are the common
+stage keys plus every kind's own, each optional here, since a stage holds the keys of one kind only.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
-from fslm.nodes.unite.spec import EnsembleSpec
-from fslm.spec.models import EdgeSpec, GenerationSpec, ModelSpec, StageSpec, StrictModel
-
-_stage_field = StageSpec.model_fields
+from fslm.spec.kinds import node_kinds
+from fslm.spec.models import EdgeSpec, GenerationSpec, ModelSpec, StageSpecBase, StrictModel
 
 
-class StageFileSpec(StrictModel):
+def _optional(field: FieldInfo) -> FieldInfo:
+    return FieldInfo(annotation=field.annotation | None, default=None, description=field.description)
+
+
+def _stage_fields() -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for kind in node_kinds().values():
+        for name, field in kind.spec.model_fields.items():
+            if name not in StageSpecBase.model_fields:
+                fields.setdefault(name, (field.annotation | None, _optional(field)))
+    base = StageSpecBase.model_fields
+    fields["system"] = (base["system"].annotation, base["system"])
+    fields["chat_template"] = (bool, base["chat_template"])
+    fields["prompt"] = (str | None, _optional(base["prompt"]))
+    fields["generation"] = (
+        GenerationSpec,
+        Field(
+            default_factory=GenerationSpec,
+            description="Decoding settings. Inline keys override a used file's, key by key.",
+        ),
+    )
+    return fields
+
+
+@cache
+def stage_file_model() -> type[StrictModel]:
     """A reusable stage, `stages/NAME.yaml`: the keys of a stage; pipelines refer to it with `use: NAME`."""
-
-    model: str | None = Field(None, description=_stage_field["model"].description)
-    ensemble: EnsembleSpec | None = Field(None, description=_stage_field["ensemble"].description)
-    adapter: str | None = Field(None, description=_stage_field["adapter"].description)
-    system: str | None = Field(None, description=_stage_field["system"].description)
-    chat_template: bool = Field(True, description=_stage_field["chat_template"].description)
-    prompt: str | None = Field(None, description=_stage_field["prompt"].description)
-    generation: GenerationSpec = Field(
-        default_factory=GenerationSpec,
-        description="Decoding settings. Inline keys override a used file's, key by key.",
+    return create_model(
+        "StageFileSpec", __base__=StrictModel, __doc__=stage_file_model.__doc__, **_stage_fields()
     )
 
 
-def _stage_needs_use_or_model_and_prompt(schema: dict[str, Any]) -> None:
-    schema["anyOf"] = [
-        {"required": ["use"]},
-        {"required": ["model", "prompt"]},
-        {"required": ["ensemble", "prompt"]},
-    ]
+def _needs_use_or_a_kind_and_prompt(schema: dict[str, Any]) -> None:
+    schema["anyOf"] = [{"required": ["use"]}] + [{"required": [key, "prompt"]} for key in node_kinds()]
 
 
-class StageEntrySpec(StageFileSpec):
-    """A stage in a pipeline file: written out in full, or `use: NAME` of a stage file with keys overriding it."""
+@cache
+def stage_entry_model() -> type[StrictModel]:
+    class StageEntrySpec(stage_file_model()):  # type: ignore[misc]  # a class made at run time
+        """A stage in a pipeline file: written out in full, or `use: NAME` of a stage file, overridden key by key."""
 
-    model_config = ConfigDict(json_schema_extra=_stage_needs_use_or_model_and_prompt)
+        model_config = ConfigDict(json_schema_extra=_needs_use_or_a_kind_and_prompt)
 
-    use: str | None = Field(
-        None,
-        description=(
-            "Name of a reusable stage file: `stages/NAME.yaml` next to the pipeline file, else in `../stages`. "
-            "A plain name (letters, digits, `_`, `-`, `.`), not a path; a stage file that links outside its "
-            "stages directory is refused. Other keys given here override the file's."
-        ),
-    )
+        use: str | None = Field(
+            None,
+            description=(
+                "Name of a reusable stage file: `stages/NAME.yaml` next to the pipeline file, else in "
+                "`../stages`. A plain name (letters, digits, `_`, `-`, `.`), not a path; a stage file that links "
+                "outside its stages directory is refused. Other keys given here override the file's."
+            ),
+        )
+
+    return StageEntrySpec
 
 
-class PipelineFileSpec(StrictModel):
-    """A pipeline file: models, stages and (optionally) the wiring between them."""
+@cache
+def pipeline_file_model() -> type[StrictModel]:
+    StageEntrySpec = stage_entry_model()  # the name pydantic gives the schema
 
-    name: str | None = Field(None, description="Pipeline name; defaults to the file name without extension.")
-    description: str = Field("", description="What the pipeline does.")
-    models: dict[str, ModelSpec] = Field(default_factory=dict, description="Named model handles.")
-    stages: dict[str, StageEntrySpec] = Field(
-        min_length=1,
-        description=(
-            "Stages by name, in run order when there are no edges. Names are Python identifiers (prompt "
-            "templates use them), other than `input` and `END`."
-        ),
-    )
-    edges: list[EdgeSpec] | None = Field(
-        None,
-        description=(
-            "The complete wiring. Without it the stages run one after another in file order. With it the run "
-            "starts at `entry`, and a stage with no outgoing edge ends its branch."
-        ),
-    )
-    entry: str | None = Field(
-        None, description="The stage to start at (with `edges`); defaults to the first stage."
-    )
-    output: str | None = Field(
-        None,
-        description="The stage whose text is the run's final output; defaults to the last message of the run.",
-    )
+    class PipelineFileSpec(StrictModel):
+        """A pipeline file: models, stages and (optionally) the wiring between them."""
+
+        name: str | None = Field(None, description="Pipeline name; defaults to the file name without extension.")
+        description: str = Field("", description="What the pipeline does.")
+        models: dict[str, ModelSpec] = Field(default_factory=dict, description="Named model handles.")
+        stages: dict[str, StageEntrySpec] = Field(  # type: ignore[valid-type]
+            min_length=1,
+            description=(
+                "Stages by name, in run order when there are no edges. Names are Python identifiers (prompt "
+                "templates use them), other than `input` and `END`."
+            ),
+        )
+        edges: list[EdgeSpec] | None = Field(
+            None,
+            description=(
+                "The complete wiring. Without it the stages run one after another in file order. With it the run "
+                "starts at `entry`, and a stage with no outgoing edge ends its branch."
+            ),
+        )
+        entry: str | None = Field(
+            None, description="The stage to start at (with `edges`); defaults to the first stage."
+        )
+        output: str | None = Field(
+            None,
+            description="The stage whose text is the run's final output; defaults to the last message of the run.",
+        )
+
+    return PipelineFileSpec

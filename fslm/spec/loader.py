@@ -6,40 +6,28 @@ Every problem is collected (not just the first) and raised together as one `Spec
 from __future__ import annotations
 
 import hashlib
-import keyword
 from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from fslm.errors import FslmError
 from fslm.spec import topology
-from fslm.spec.file_format import PipelineFileSpec, StageEntrySpec
+from fslm.spec.file_format import pipeline_file_model
 from fslm.spec.models import (
     END,
     INPUT_VARIABLE,
     EdgeSpec,
     ModelSpec,
     PipelineSpec,
-    StageSpec,
     StrictModel,
 )
-from fslm.spec.paths import is_dir, is_file, resolve_path
+from fslm.spec.paths import resolve_path
 from fslm.spec.problems import Problem, SpecError
 from fslm.spec.reporting import ProblemSink, did_you_mean, listing, without_unknown_keys
 from fslm.spec.sources import check_source
-from fslm.spec.stage_files import (
-    StageFile,
-    available_stage_files,
-    find_stage_file,
-    merge_stage,
-    read_stage_file,
-)
-from fslm.spec.templates import TemplateVariable, check_template
+from fslm.spec.stage_loading import StageLoader
+from fslm.spec.templates import TemplateVariable
 from fslm.spec.yaml_source import KeyPath, read_yaml_file
-
-# Names a prompt template could not refer to as a plain variable, or that mean something else there.
-_RESERVED_STAGE_NAMES = {INPUT_VARIABLE, END, "true", "false", "none", "loop", "self"}
 
 
 class _TopLevel(StrictModel):
@@ -81,20 +69,19 @@ class _PipelineLoader:
         self.data = data
         self.sink = sink
         self.sink.problems.extend(problems)
-        self.stage_files: dict[Path, StageFile] = {}
         self.models: dict[str, ModelSpec] = {}
-        self.stages: dict[str, StageSpec] = {}
-        self.templates: dict[str, tuple[KeyPath, tuple[TemplateVariable, ...]]] = {}
+        self.stage_loader = StageLoader(file, sink, set())
         self.file_edges: list[tuple[int, EdgeSpec]] = []  # the file's valid edges, with their index in it
 
     def load(self) -> PipelineSpec:
-        self.sink.check_unknown_keys(PipelineFileSpec, self.data)
+        self.sink.check_unknown_keys(pipeline_file_model(), self.data)
         top = self._top_level()
         self._load_models(top.models)
+        self.stage_loader.model_handles = set(top.models)
         for name, raw_stage in top.stages.items():
             if self.sink.is_full:
                 break
-            self._load_stage(name, raw_stage, set(top.models))
+            self.stage_loader.load(name, raw_stage)
         stage_names = list(top.stages)
         edges, entry = self._wiring(top, stage_names)
         if entry in top.stages and not self.sink.is_full:  # a full sink may have skipped edges
@@ -105,7 +92,7 @@ class _PipelineLoader:
             name=top.name or self.file.stem,
             description=top.description,
             models=self.models,
-            stages=self.stages,
+            stages=self.stage_loader.stages,
             edges=edges,
             entry=entry,
             output=top.output,
@@ -146,135 +133,6 @@ class _PipelineLoader:
                     (*path, "revision"), f"model {handle!r}: 'revision' only applies to hub ids 'org/name'"
                 )
             self.models[handle] = model.model_copy(update={"source": checked.source})
-
-    def _load_stage(self, name: str, raw_stage: Any, model_handles: set[str]) -> None:
-        path: KeyPath = ("stages", name)
-        self._check_stage_name(name)
-        if not isinstance(raw_stage, dict):
-            self.sink.add(path, f"stage {name!r} must be a mapping of stage keys (model, prompt, ...)")
-            return
-        merged = self._with_used_file(name, without_unknown_keys(StageEntrySpec, raw_stage))
-        if merged is None:
-            return
-        if not self._resolve_adapter(name, merged):
-            merged.pop("adapter", None)
-        self._check_ensemble_members(name, merged.get("ensemble"), model_handles)
-        model = merged.get("model")
-        if isinstance(model, str) and model not in model_handles:
-            self.sink.add(
-                (*path, "model"),
-                f"stage {name!r} uses unknown model {model!r}{did_you_mean(model, model_handles, what='defined models')}",
-            )
-        prompt = merged.get("prompt")
-        if isinstance(prompt, str):
-            self._check_template_syntax(name, prompt)
-        try:
-            self.stages[name] = StageSpec.model_validate(merged)
-        except ValidationError as error:
-            self.sink.add_validation_error(error, merged, path)
-
-    def _check_stage_name(self, name: str) -> None:
-        path: KeyPath = ("stages", name)
-        if name in _RESERVED_STAGE_NAMES:
-            self.sink.add(path, f"stage name {name!r} is reserved; choose another name")
-        elif not name.isidentifier() or keyword.iskeyword(name):
-            self.sink.add(
-                path,
-                f"stage name {name!r} is not a valid identifier: prompt templates refer to stages by name, so use "
-                "letters, digits and '_' (not starting with a digit, not a Python keyword)",
-            )
-
-    def _with_used_file(self, name: str, raw_stage: dict[str, Any]) -> dict[str, Any] | None:
-        """The stage's keys with its `use:` file merged in; None when the used file cannot be read."""
-        if "use" not in raw_stage:
-            return dict(raw_stage)
-        use = raw_stage["use"]
-        use_path: KeyPath = ("stages", name, "use")
-        if not isinstance(use, str):
-            self.sink.add(use_path, f"stage {name!r}: 'use' must be the name of a stage file (got {use!r})")
-            return None
-        try:
-            found = find_stage_file(use, self.file.parent)
-        except FslmError as error:
-            self.sink.add(use_path, f"stage {name!r}: {error}")
-            return None
-        if found is None:
-            choices = available_stage_files(self.file.parent)
-            self.sink.add(
-                use_path,
-                f"stage {name!r} uses stage file {use!r}, which was not found in stages/ or ../stages/ next to "
-                f"the pipeline{did_you_mean(use, choices, what='stage files')}",
-            )
-            return None
-        if found not in self.stage_files:
-            stage_file, problems = read_stage_file(found)
-            self.stage_files[found] = stage_file
-            self.sink.problems.extend(problems)
-        if not isinstance(self.stage_files[found].parsed.data, dict):
-            return None  # its own problem is reported; missing keys here would only repeat it
-        return merge_stage(self.stage_files[found], raw_stage, ("stages", name), self.sink.locations)
-
-    def _check_ensemble_members(self, name: str, ensemble: Any, model_handles: set[str]) -> None:
-        """Report unknown member handles and resolve member adapters (the block's values are checked later)."""
-        if not isinstance(ensemble, dict) or not isinstance(ensemble.get("members"), list):
-            return
-        for index, member in enumerate(ensemble["members"]):
-            path: KeyPath = ("stages", name, "ensemble", "members", index)
-            handle = member.get("model") if isinstance(member, dict) else member
-            if isinstance(handle, str) and handle not in model_handles:
-                self.sink.add(
-                    (*path, "model") if isinstance(member, dict) else path,
-                    f"stage {name!r}: ensemble member {handle!r} is not a defined model"
-                    f"{did_you_mean(handle, model_handles, what='defined models')}",
-                )
-            if isinstance(member, dict) and not self._resolve_adapter(name, member, (*path, "adapter")):
-                member.pop("adapter", None)
-
-    def _resolve_adapter(self, name: str, merged: dict[str, Any], adapter_path: KeyPath | None = None) -> bool:
-        """Make `adapter` an absolute Path (relative to the file that names it) and check it is an adapter."""
-        adapter = merged.get("adapter")
-        if adapter is None:
-            return True
-        adapter_path = adapter_path or ("stages", name, "adapter")
-        if not isinstance(adapter, str) or not adapter:
-            self.sink.add(
-                adapter_path, f"stage {name!r}: 'adapter' must be a directory path (got {adapter!r})"
-            )
-            return False
-        location = self.sink.locate(adapter_path)
-        base_dir = location.file.parent if location is not None else self.file.parent
-        try:
-            directory = resolve_path(adapter, base_dir, "adapter")
-        except FslmError as error:
-            self.sink.add(adapter_path, f"stage {name!r}: {error}")
-            return False
-        merged["adapter"] = directory
-        if not is_dir(directory):
-            self.sink.add(
-                adapter_path, f"stage {name!r}: adapter directory {adapter!r} does not exist ({directory})"
-            )
-        elif not is_file(directory / "adapter_config.json"):
-            self.sink.add(
-                adapter_path,
-                f"stage {name!r}: adapter directory {adapter!r} has no adapter_config.json, so it is not a peft "
-                "adapter",
-            )
-        return True
-
-    def _check_template_syntax(self, name: str, prompt: str) -> None:
-        prompt_path: KeyPath = ("stages", name, "prompt")
-        checked = check_template(prompt)
-        for problem in checked.problems:
-            self._add_template_problem(prompt_path, problem.line, f"stage {name!r} prompt: {problem.message}")
-        if not checked.problems:
-            self.templates[name] = (prompt_path, checked.free_variables)
-
-    def _add_template_problem(self, prompt_path: KeyPath, template_line: int, message: str) -> None:
-        location = self.sink.locate(prompt_path)
-        if location is None:
-            self.sink.add(prompt_path, message)
-        else:
-            self.sink.add_at_line(location.file, location.value_line + template_line - 1, message)
 
     def _wiring(self, top: _TopLevel, stage_names: list[str]) -> tuple[list[EdgeSpec], str]:
         """The resolved edges and the entry, with every unknown name reported."""
@@ -352,7 +210,7 @@ class _PipelineLoader:
         for loop in topology.cycles_without_exit(stage_names, edges):
             self._report_endless_loop(loop)
         before = topology.guaranteed_before(stage_names, entry, edges)
-        for name, (prompt_path, variables) in self.templates.items():
+        for name, (prompt_path, variables) in self.stage_loader.templates.items():
             if self.sink.is_full:
                 break
             if before.is_reachable(name):
@@ -410,12 +268,13 @@ class _PipelineLoader:
                     f"stage {name!r} prompt uses undefined variable {variable.name!r}"
                     f"{did_you_mean(variable.name, available, what='available here')}"
                 )
-            self._add_template_problem(prompt_path, variable.line, message)
+            self.stage_loader.add_template_problem(prompt_path, variable.line, message)
 
     def _source_hash(self) -> str:
         digest = hashlib.sha256(self.raw)
-        for path in sorted(self.stage_files):
-            digest.update(b"\0" + path.name.encode() + b"\0" + self.stage_files[path].raw)
+        stage_files = self.stage_loader.stage_files
+        for path in sorted(stage_files):
+            digest.update(b"\0" + path.name.encode() + b"\0" + stage_files[path].raw)
         return digest.hexdigest()
 
 

@@ -8,19 +8,18 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializeAsAny,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
-
-from fslm.nodes.unite.spec import EnsembleSpec
 
 END = "END"  # the one reserved target name: the run (or this branch of it) finishes
 INPUT_VARIABLE = "input"  # the run's input text, available to every prompt template
@@ -73,22 +72,13 @@ class GenerationSpec(StrictModel):
     )
 
 
-class StageSpec(StrictModel):
-    """One stage, resolved: a `use:` reference is merged in and adapter paths are absolute.
+class StageSpecBase(StrictModel):
+    """What every kind of stage has: a prompt template, how it is sent, and decoding settings.
 
-    A stage runs on one model (`model`, optionally `adapter`) or on an ensemble of them (`ensemble`)."""
+    Each node kind (see `fslm.spec.kinds`) subclasses this with its own keys; `kind` names the kind."""
 
-    model: str | None = Field(None, description="The model handle (a key of `models`) this stage runs on.")
-    ensemble: EnsembleSpec | None = Field(
-        None, description="Instead of `model`: several models that vote token by token (see docs/unite.md)."
-    )
-    adapter: Path | None = Field(
-        None,
-        description=(
-            "A peft (LoRA) adapter directory containing adapter_config.json, relative to the directory of the "
-            "file that names it."
-        ),
-    )
+    kind: ClassVar[str]
+
     system: str | None = Field(None, description="System message, plain text (not a template).")
     chat_template: bool = Field(
         True, description="Wrap the prompt (and system message) in the model's chat template."
@@ -101,14 +91,6 @@ class StageSpec(StrictModel):
         ),
     )
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding settings.")
-
-    @model_validator(mode="after")
-    def _model_or_ensemble(self) -> StageSpec:
-        if (self.model is None) == (self.ensemble is None):
-            raise ValueError("a stage needs exactly one of 'model' or 'ensemble'")
-        if self.ensemble is not None and self.adapter is not None:
-            raise ValueError("an ensemble stage gives each member its own adapter, not a stage 'adapter'")
-        return self
 
 
 def first_word_label(text: str) -> str:
@@ -249,7 +231,9 @@ class PipelineSpec(StrictModel):
     name: str = Field(description="Pipeline name (defaults to the file name without extension).")
     description: str = Field("", description="What the pipeline does.")
     models: dict[str, ModelSpec] = Field(description="Named model handles.")
-    stages: dict[str, StageSpec] = Field(description="Stages by name, in file order.")
+    stages: dict[str, SerializeAsAny[StageSpecBase]] = Field(
+        description="Stages by name, in file order; each is its kind's spec class."
+    )
     edges: list[EdgeSpec] = Field(description="The resolved wiring (see the class docstring).")
     entry: str = Field(description="The stage that runs first.")
     output: str | None = Field(

@@ -7,19 +7,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fslm.spec.kinds import node_kinds
 from fslm.spec.schema import pipeline_json_schema, stage_file_json_schema
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-SECTIONS = {
+STAGE_SECTIONS = {
     "PipelineFileSpec": "Pipeline file (top level)",
     "ModelSpec": "`models.<handle>`",
     "StageEntrySpec": "`stages.<name>` (and `stages/NAME.yaml`, without `use`)",
     "GenerationSpec": "`stages.<name>.generation`",
-    "EnsembleSpec": "`stages.<name>.ensemble`",
-    "EnsembleMemberSpec": "`stages.<name>.ensemble.members[]`",
+}
+WIRING_SECTIONS = {
     "EdgeSpec": "`edges[]`",
     "Case": "`edges[].when[]`",
 }
+
+
+def _kinds_table() -> list[str]:
+    rows = ["| key | kind | what the stage does |", "|---|---|---|"]
+    rows += [f"| `{key}` | {kind.name} | {kind.description} |" for key, kind in node_kinds().items()]
+    return rows
 
 
 def _type(schema: dict[str, Any]) -> str:
@@ -62,6 +69,10 @@ def _table(schema: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _section(title: str, definition: dict[str, Any]) -> list[str]:
+    return ["", f"## {title}", "", definition.get("description", ""), "", *_table(definition)]
+
+
 def render_reference() -> str:
     schema = pipeline_json_schema()
     definitions = {"PipelineFileSpec": schema, **schema["$defs"]}
@@ -74,8 +85,13 @@ def render_reference() -> str:
         "editor at them for completion, e.g. with a first line",
         "`# yaml-language-server: $schema=../docs/pipeline.schema.json` in a pipeline file.",
     ]
-    for name, title in SECTIONS.items():
-        lines += ["", f"## {title}", "", definitions[name].get("description", ""), "", *_table(definitions[name])]
+    kind_sections = {name: title for kind in node_kinds().values() for name, title in kind.reference.items()}
+    for name, title in STAGE_SECTIONS.items():
+        lines += _section(title, definitions[name])
+        if name == "StageEntrySpec":
+            lines += ["", "A stage is one kind, chosen by which of these keys it holds:", "", *_kinds_table()]
+    for name, title in {**kind_sections, **WIRING_SECTIONS}.items():
+        lines += _section(title, definitions[name])
     return "\n".join(lines) + "\n"
 
 

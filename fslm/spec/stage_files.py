@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
-from fslm.spec.file_format import StageFileSpec
+from fslm.spec.file_format import stage_file_model
 from fslm.spec.paths import is_file, resolve_path
 from fslm.spec.problems import Problem, display_path
 from fslm.spec.reporting import ProblemSink, without_unknown_keys
@@ -69,7 +69,7 @@ def read_stage_file(path: Path) -> tuple[StageFile, list[Problem]]:
         problems.append(Problem(path, parsed.line_of(()), "a stage file must be a mapping of stage keys"))
     else:
         sink = ProblemSink(path, parsed.locations, root=f"stage file {display_path(path)!r}")
-        sink.check_unknown_keys(StageFileSpec, parsed.data)
+        sink.check_unknown_keys(stage_file_model(), parsed.data)
         problems += sink.problems
     return StageFile(path, raw, parsed), problems
 
@@ -85,7 +85,7 @@ def merge_stage(
     inline_generation = inline.get("generation")
     overridden_generation = set(inline_generation) if isinstance(inline_generation, dict) else set()
     merged: dict[str, Any] = {}
-    for key, value in without_unknown_keys(StageFileSpec, used.data).items():
+    for key, value in without_unknown_keys(stage_file_model(), used.data).items():
         if key in inline and not _both_mappings(key, value, inline):
             continue
         merged[key] = dict(value) if key == "generation" and isinstance(value, dict) else value

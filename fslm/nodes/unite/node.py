@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fslm.graph.state import EnsembleRecord, RunState, StageMessage
-from fslm.nodes.stage import compile_prompt, generation_params, render_prompt
+from fslm.nodes.prompt import compile_prompt, render_prompt
+from fslm.nodes.stage.node import generation_params
+from fslm.nodes.unite.spec import EnsembleStageSpec
 from fslm.runtime.ensemble import EnsembleGeneration, EnsembleMember, EnsembleRequest
-from fslm.spec import StageSpec
 
 # Serves one request; the runtime batches concurrent runs' requests together.
 GenerateEnsemble = Callable[[EnsembleRequest], EnsembleGeneration]
 
 
-def ensemble_request(stage: StageSpec, prompt: str) -> EnsembleRequest:
+def ensemble_request(stage: EnsembleStageSpec, prompt: str) -> EnsembleRequest:
     ensemble = stage.ensemble
-    assert ensemble is not None  # only ensemble stages get this node
     return EnsembleRequest(
         members=tuple(
             EnsembleMember(member.model, str(member.adapter) if member.adapter else None)
@@ -31,9 +31,8 @@ def ensemble_request(stage: StageSpec, prompt: str) -> EnsembleRequest:
     )
 
 
-def make_unite_node(name: str, stage: StageSpec, generate: GenerateEnsemble) -> Callable[[RunState], dict]:
+def make_unite_node(name: str, stage: EnsembleStageSpec, generate: GenerateEnsemble) -> Callable[[RunState], dict]:
     template = compile_prompt(stage)
-    assert stage.ensemble is not None
     labels = [member.label for member in stage.ensemble.members]
 
     def run_unite(state: RunState) -> dict:

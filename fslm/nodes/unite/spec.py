@@ -1,11 +1,16 @@
-"""The `ensemble:` block of a stage."""
+"""The `ensemble` kind's YAML keys: the `ensemble:` block of a stage, and its checks against the pipeline."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fslm.spec.kinds import StageChecks
+from fslm.spec.models import StageSpecBase
+from fslm.spec.reporting import did_you_mean
+from fslm.spec.yaml_source import KeyPath
 
 
 class _Strict(BaseModel):
@@ -71,3 +76,37 @@ class EnsembleSpec(_Strict):
     @property
     def primary_index(self) -> int:
         return self.handles.index(self.primary) if self.primary is not None else 0
+
+
+class EnsembleStageSpec(StageSpecBase):
+    """A stage served by several models voting token by token."""
+
+    kind: ClassVar[str] = "ensemble"
+
+    ensemble: EnsembleSpec = Field(
+        description="Instead of `model`: several models that vote token by token (see docs/unite.md)."
+    )
+
+
+def check_ensemble(name: str, stage: dict[str, Any], checks: StageChecks) -> None:
+    """Members are defined model handles; member adapters are peft adapter directories."""
+    if stage.get("adapter") is not None:
+        checks.report(
+            ("stages", name, "adapter"),
+            f"stage {name!r}: an ensemble stage gives each member its own adapter, not a stage 'adapter'",
+        )
+        stage.pop("adapter")
+    ensemble = stage.get("ensemble")
+    if not isinstance(ensemble, dict) or not isinstance(ensemble.get("members"), list):
+        return
+    for index, member in enumerate(ensemble["members"]):
+        path: KeyPath = ("stages", name, "ensemble", "members", index)
+        handle = member.get("model") if isinstance(member, dict) else member
+        if isinstance(handle, str) and handle not in checks.model_handles:
+            checks.report(
+                (*path, "model") if isinstance(member, dict) else path,
+                f"stage {name!r}: ensemble member {handle!r} is not a defined model"
+                f"{did_you_mean(handle, checks.model_handles, what='defined models')}",
+            )
+        if isinstance(member, dict) and not checks.resolve_adapter(name, member, (*path, "adapter")):
+            member.pop("adapter", None)

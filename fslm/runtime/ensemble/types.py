@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from fslm.runtime.types import Generation, GenerationParams
 
@@ -19,6 +20,8 @@ class EnsembleMember:
 
 @dataclass(frozen=True)
 class EnsembleRequest:
+    serve_with: ClassVar[str] = "fslm.runtime.ensemble.serving:serve_ensemble"  # see `Runtime.submit`
+
     members: tuple[EnsembleMember, ...]
     prompt: str
     weights: tuple[float, ...] = ()  # one per member, normalised to sum 1; empty means equal weights

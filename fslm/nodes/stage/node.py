@@ -1,31 +1,20 @@
-"""The `stage` node: one small LM, one prompt template, one task."""
+"""The `stage` graph node: one small LM, one prompt template, one task."""
 
 import contextvars
 from collections.abc import Callable
 
-from jinja2 import Template
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from fslm.graph.state import RunState, StageMessage, TokenChunk
+from fslm.nodes.prompt import compile_prompt, render_prompt
+from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
-from fslm.spec import GenerationSpec, StageSpec
-from fslm.spec.templates import compile_template, render_template
+from fslm.spec import GenerationSpec
 
 Generate = Callable[[GenerationRequest], Generation]
 # A run's configurable key asking stages to stream their text as it is generated.
 STREAM_TOKENS = "fslm_stream_tokens"
-
-
-def compile_prompt(stage: StageSpec) -> Template:
-    return compile_template(stage.prompt)
-
-
-def render_prompt(name: str, stage: StageSpec, template: Template, variables: dict[str, str]) -> str:
-    """The prompt text `stage` sends its model, given `input` and upstream outputs by stage name."""
-    prompt = render_template(template, variables, f"stage '{name}': its prompt template")
-    # Block scalars end with a newline; it matters in a raw completion prompt, not in a chat message.
-    return prompt.strip() if stage.chat_template else prompt
 
 
 def generation_params(generation: GenerationSpec) -> GenerationParams:

@@ -1,0 +1,17 @@
+"""The `stage` node kind: one small LM (optionally with a LoRA adapter), one prompt, one task.
+
+`spec.py` holds its YAML keys and their checks (read by the spec layer: no torch, no LangGraph);
+`node.py` holds the graph node that sends the rendered prompt to the runtime and records the answer.
+"""
+
+from fslm.nodes.stage.spec import StageSpec, check_stage
+from fslm.spec.kinds import NodeKind
+
+KIND = NodeKind(
+    name="stage",
+    key="model",
+    spec=StageSpec,
+    node="fslm.nodes.stage.node:make_stage_node",
+    description="One model, optionally with a LoRA adapter, writes the stage's text.",
+    check=check_stage,
+)

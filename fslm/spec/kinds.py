@@ -1,0 +1,94 @@
+"""Node kinds: what a stage can be (one model, an ensemble, …), and the registry that finds them.
+
+A kind is a folder `fslm/nodes/<kind>/` whose `__init__.py` defines `KIND = NodeKind(...)`, and one line in
+the `fslm.node_kinds` entry-point group naming it. fslm's own kinds register the same way as third-party ones
+(see docs/extending.md), so the spec layer reaches a kind only through this registry, never by import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from fslm.spec.models import StageSpecBase
+from fslm.spec.yaml_source import KeyPath
+
+ENTRY_POINT_GROUP = "fslm.node_kinds"
+
+
+class StageChecks(Protocol):
+    """What a kind's `check` can use: the pipeline around the stage, and a way to report problems."""
+
+    model_handles: set[str]
+
+    def report(self, path: KeyPath, message: str) -> None:
+        """A problem at `path` (a key path in the pipeline file, e.g. ("stages", name, "model"))."""
+
+    def resolve_adapter(self, stage: str, holder: dict[str, Any], path: KeyPath) -> bool:
+        """Make `holder["adapter"]` an absolute Path and report a missing or non-peft directory.
+        False when the value is not a path at all (then drop the key)."""
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """One kind of stage.
+
+    - `key`: the YAML key that makes a stage this kind (`model`, `ensemble`, …); a stage has exactly one.
+    - `spec`: the pydantic class of a resolved stage of this kind (a `StageSpecBase`); its fields are the
+      kind's YAML keys, and the docs reference and JSON Schema are generated from it.
+    - `node`: "module:function" of the graph-node factory, imported only when a graph is built:
+      `make_node(name, stage, submit) -> (state[, config]) -> state update`. `submit(request)` hands a request
+      to the runtime and blocks for its result; the runtime batches concurrent runs' requests of one type.
+    - `check`: validation against the rest of the pipeline (model handles, adapters), run before `spec`
+      validates the stage's values; it may rewrite `stage` (e.g. resolve adapter paths).
+    - `reference`: nested pydantic classes of the kind by name → where they sit in YAML, for the docs.
+    """
+
+    name: str
+    key: str
+    spec: type[StageSpecBase]
+    node: str
+    description: str
+    check: Callable[[str, dict[str, Any], StageChecks], None] | None = None
+    reference: Mapping[str, str] = field(default_factory=dict)
+
+
+class KindRegistryError(Exception):
+    """A kind package is broken (two kinds claim one key, an entry point is not a NodeKind): a bug to fix."""
+
+
+@cache
+def node_kinds() -> dict[str, NodeKind]:
+    """Every registered kind by its YAML key, fslm's own first (`model`, then `ensemble`), then others'."""
+    loaded: list[tuple[bool, NodeKind]] = []
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        kind = point.load()
+        if not isinstance(kind, NodeKind):
+            raise KindRegistryError(f"entry point {point.name} = {point.value} is not a fslm NodeKind")
+        loaded.append((point.value.startswith("fslm."), kind))
+    kinds: dict[str, NodeKind] = {}
+    # fslm's own kinds first, the plain stage before them all: messages and docs list them in this order
+    for _, kind in sorted(loaded, key=lambda item: (not item[0], item[1].name != "stage", item[1].name)):
+        if kind.key in kinds and kinds[kind.key] != kind:
+            raise KindRegistryError(f"kinds {kinds[kind.key].name!r} and {kind.name!r} both use the key {kind.key!r}")
+        kinds[kind.key] = kind
+    if not kinds:
+        raise KindRegistryError(
+            f"no node kinds are registered in the {ENTRY_POINT_GROUP!r} entry points: fslm is not installed "
+            "(run `pip install -e .` in its checkout)"
+        )
+    return kinds
+
+
+def kind_keys_text() -> str:
+    """"'model' or 'ensemble'" — the keys a stage chooses its kind with, for messages."""
+    keys = [repr(key) for key in node_kinds()]
+    return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} or {keys[-1]}"
+
+
+def kinds_in(stage: Mapping[str, Any]) -> list[NodeKind]:
+    """The kinds whose key `stage` (a stage's YAML mapping) holds; a valid stage holds exactly one."""
+    return [kind for key, kind in node_kinds().items() if stage.get(key) is not None]

@@ -1,0 +1,156 @@
+"""Loading one stage entry: its `use:` file merged in, its name, template and kind checked, its spec built.
+
+`StageLoader` is also what a node kind's `check` sees (`fslm.spec.kinds.StageChecks`).
+"""
+
+from __future__ import annotations
+
+import keyword
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from fslm.errors import FslmError
+from fslm.spec.file_format import stage_entry_model
+from fslm.spec.kinds import kind_keys_text, kinds_in
+from fslm.spec.models import END, INPUT_VARIABLE, StageSpecBase
+from fslm.spec.paths import is_dir, is_file, resolve_path
+from fslm.spec.reporting import ProblemSink, did_you_mean, without_unknown_keys
+from fslm.spec.stage_files import (
+    StageFile,
+    available_stage_files,
+    find_stage_file,
+    merge_stage,
+    read_stage_file,
+)
+from fslm.spec.templates import TemplateVariable, check_template
+from fslm.spec.yaml_source import KeyPath
+
+# Names a prompt template could not refer to as a plain variable, or that mean something else there.
+_RESERVED_STAGE_NAMES = {INPUT_VARIABLE, END, "true", "false", "none", "loop", "self"}
+
+
+class StageLoader:
+    def __init__(self, file: Path, sink: ProblemSink, model_handles: set[str]) -> None:
+        self.file = file
+        self.sink = sink
+        self.model_handles = model_handles
+        self.stages: dict[str, StageSpecBase] = {}
+        self.stage_files: dict[Path, StageFile] = {}
+        # each valid template's key path and the variables it reads, for the wiring checks
+        self.templates: dict[str, tuple[KeyPath, tuple[TemplateVariable, ...]]] = {}
+
+    def load(self, name: str, raw_stage: Any) -> None:
+        """Check one stage entry of the pipeline file; a valid stage is added to `stages`."""
+        path: KeyPath = ("stages", name)
+        self._check_stage_name(name)
+        if not isinstance(raw_stage, dict):
+            self.sink.add(path, f"stage {name!r} must be a mapping of stage keys ({kind_keys_text()}, prompt, ...)")
+            return
+        merged = self._with_used_file(name, without_unknown_keys(stage_entry_model(), raw_stage))
+        if merged is None:
+            return
+        prompt = merged.get("prompt")
+        if isinstance(prompt, str):
+            self._check_template_syntax(name, prompt)
+        kinds = kinds_in(merged)
+        if len(kinds) != 1:
+            self.sink.add(path, f"stage {name!r}: a stage needs exactly one of {kind_keys_text()}")
+            return
+        (kind,) = kinds
+        if kind.check is not None:
+            kind.check(name, merged, self)
+        try:
+            self.stages[name] = kind.spec.model_validate(merged)
+        except ValidationError as error:
+            self.sink.add_validation_error(error, merged, path)
+
+    def report(self, path: KeyPath, message: str) -> None:
+        self.sink.add(path, message)
+
+    def _check_stage_name(self, name: str) -> None:
+        path: KeyPath = ("stages", name)
+        if name in _RESERVED_STAGE_NAMES:
+            self.sink.add(path, f"stage name {name!r} is reserved; choose another name")
+        elif not name.isidentifier() or keyword.iskeyword(name):
+            self.sink.add(
+                path,
+                f"stage name {name!r} is not a valid identifier: prompt templates refer to stages by name, so use "
+                "letters, digits and '_' (not starting with a digit, not a Python keyword)",
+            )
+
+    def _with_used_file(self, name: str, raw_stage: dict[str, Any]) -> dict[str, Any] | None:
+        """The stage's keys with its `use:` file merged in; None when the used file cannot be read."""
+        if "use" not in raw_stage:
+            return dict(raw_stage)
+        use = raw_stage["use"]
+        use_path: KeyPath = ("stages", name, "use")
+        if not isinstance(use, str):
+            self.sink.add(use_path, f"stage {name!r}: 'use' must be the name of a stage file (got {use!r})")
+            return None
+        try:
+            found = find_stage_file(use, self.file.parent)
+        except FslmError as error:
+            self.sink.add(use_path, f"stage {name!r}: {error}")
+            return None
+        if found is None:
+            choices = available_stage_files(self.file.parent)
+            self.sink.add(
+                use_path,
+                f"stage {name!r} uses stage file {use!r}, which was not found in stages/ or ../stages/ next to "
+                f"the pipeline{did_you_mean(use, choices, what='stage files')}",
+            )
+            return None
+        if found not in self.stage_files:
+            stage_file, problems = read_stage_file(found)
+            self.stage_files[found] = stage_file
+            self.sink.problems.extend(problems)
+        if not isinstance(self.stage_files[found].parsed.data, dict):
+            return None  # its own problem is reported; missing keys here would only repeat it
+        return merge_stage(self.stage_files[found], raw_stage, ("stages", name), self.sink.locations)
+
+    def resolve_adapter(self, name: str, merged: dict[str, Any], adapter_path: KeyPath) -> bool:
+        """Make `adapter` an absolute Path (relative to the file that names it) and check it is an adapter."""
+        adapter = merged.get("adapter")
+        if adapter is None:
+            return True
+        if not isinstance(adapter, str) or not adapter:
+            self.sink.add(
+                adapter_path, f"stage {name!r}: 'adapter' must be a directory path (got {adapter!r})"
+            )
+            return False
+        location = self.sink.locate(adapter_path)
+        base_dir = location.file.parent if location is not None else self.file.parent
+        try:
+            directory = resolve_path(adapter, base_dir, "adapter")
+        except FslmError as error:
+            self.sink.add(adapter_path, f"stage {name!r}: {error}")
+            return False
+        merged["adapter"] = directory
+        if not is_dir(directory):
+            self.sink.add(
+                adapter_path, f"stage {name!r}: adapter directory {adapter!r} does not exist ({directory})"
+            )
+        elif not is_file(directory / "adapter_config.json"):
+            self.sink.add(
+                adapter_path,
+                f"stage {name!r}: adapter directory {adapter!r} has no adapter_config.json, so it is not a peft "
+                "adapter",
+            )
+        return True
+
+    def _check_template_syntax(self, name: str, prompt: str) -> None:
+        prompt_path: KeyPath = ("stages", name, "prompt")
+        checked = check_template(prompt)
+        for problem in checked.problems:
+            self.add_template_problem(prompt_path, problem.line, f"stage {name!r} prompt: {problem.message}")
+        if not checked.problems:
+            self.templates[name] = (prompt_path, checked.free_variables)
+
+    def add_template_problem(self, prompt_path: KeyPath, template_line: int, message: str) -> None:
+        location = self.sink.locate(prompt_path)
+        if location is None:
+            self.sink.add(prompt_path, message)
+        else:
+            self.sink.add_at_line(location.file, location.value_line + template_line - 1, message)
