@@ -1,0 +1,94 @@
+"""The node-kind registry: fslm's own kinds, and a third-party kind installed through the entry point."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fslm.nodes.stage.spec import StageSpec
+from fslm.nodes.unite.spec import EnsembleStageSpec
+from fslm.spec import load_spec
+from fslm.spec.kinds import kind_keys_text, node_kinds
+
+TOY_KIND = Path(__file__).parent / "toy_kind" / "fslm_shout"
+
+
+def test_fslm_registers_its_own_kinds_plain_stage_first() -> None:
+    kinds = node_kinds()
+    assert [(key, kind.name, kind.spec) for key, kind in kinds.items()][:2] == [
+        ("model", "stage", StageSpec),
+        ("ensemble", "ensemble", EnsembleStageSpec),
+    ]
+    assert kind_keys_text() == "'model' or 'ensemble'"
+
+
+def test_each_stage_is_its_kinds_spec_class(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "models: {a: {source: org/a}, b: {source: org/b}}\n"
+        "stages:\n  one: {model: a, prompt: '{{ input }}'}\n"
+        "  two: {ensemble: {members: [a, b]}, prompt: '{{ one }}'}\n"
+    )
+    stages = load_spec(path).stages
+    assert type(stages["one"]) is StageSpec and type(stages["two"]) is EnsembleStageSpec
+
+
+@pytest.fixture
+def toy_installed(tmp_path: Path) -> dict[str, str]:
+    """A site directory holding the toy kind's package and the metadata pip would write for it."""
+    site = tmp_path / "site"
+    shutil.copytree(TOY_KIND, site / "fslm_shout")
+    info = site / "fslm_shout-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fslm-shout\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[fslm.node_kinds]\nshout = fslm_shout:KIND\n")
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def fslm(env: dict[str, str] | None, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fslm.cli.main", *args],
+        check=False, capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def shout_pipeline(tmp_path: Path, tiny_model: Path, stage_keys: str = "shout: tiny") -> Path:
+    path = tmp_path / "loud.yaml"
+    path.write_text(
+        f"models:\n  tiny: {{source: {tiny_model}, dtype: float32}}\n"
+        "stages:\n"
+        "  plain:\n    model: tiny\n    chat_template: false\n    prompt: '{{ input }}'\n"
+        "    generation: {max_new_tokens: 8}\n"
+        f"  loud:\n    {stage_keys}\n    chat_template: false\n    prompt: '{{{{ input }}}}'\n"
+        "    generation: {max_new_tokens: 8}\n"
+    )
+    return path
+
+
+def test_a_third_party_kind_validates_and_runs(toy_installed, tmp_path, tiny_model) -> None:
+    pipeline = shout_pipeline(tmp_path, tiny_model)
+    assert fslm(toy_installed, "validate", str(pipeline)).returncode == 0
+    done = fslm(toy_installed, "run", str(pipeline), "hello there", "--json", "--store", str(tmp_path / "r.sqlite"))
+    assert done.returncode == 0, done.stderr
+    plain, loud = json.loads(done.stdout)["messages"]
+    assert loud["stage"] == "loud" and plain["text"].strip()
+    assert loud["text"] == plain["text"].upper()  # same model, prompt and greedy decoding, then upper-cased
+    schema = fslm(toy_installed, "schema")
+    assert schema.returncode == 0 and '"shout"' in schema.stdout
+
+
+def test_a_third_party_kinds_checks_and_the_one_kind_rule(toy_installed, tmp_path, tiny_model) -> None:
+    unknown = fslm(toy_installed, "validate", str(shout_pipeline(tmp_path, tiny_model, "shout: nope")))
+    assert unknown.returncode == 2 and "shouts with unknown model 'nope'" in unknown.stderr
+    both = fslm(toy_installed, "validate", str(shout_pipeline(tmp_path, tiny_model, "shout: tiny\n    model: tiny")))
+    assert both.returncode == 2
+    assert "exactly one of 'model', 'ensemble' or 'shout'" in both.stderr
+
+
+def test_without_the_kind_installed_its_key_is_unknown(tmp_path, tiny_model) -> None:
+    done = fslm(None, "validate", str(shout_pipeline(tmp_path, tiny_model)))
+    assert done.returncode == 2 and "unknown key 'shout'" in done.stderr
