@@ -16,8 +16,11 @@ SHARED_DATA = BENCH.parent.parent / "shared" / "data"
 
 def machine() -> str:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {sys.version.split()[0]}"
@@ -41,9 +44,17 @@ def record(name: str, rows: list[dict], notes: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     header = list(rows[0])
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    lines = [f"# {name}", "", f"Machine: {machine()}", f"Load average when recorded (1, 5, 15 min): {load}", "",
-             notes, "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"# {name}",
+        "",
+        f"Machine: {machine()}",
+        f"Load average when recorded (1, 5, 15 min): {load}",
+        "",
+        notes,
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(str(row[key]) for key in header) + " |" for row in rows]
     path = RESULTS / f"{name}.md"
     path.write_text("\n".join(lines) + "\n\n```json\n" + json.dumps(rows, indent=1) + "\n```\n")

@@ -38,7 +38,11 @@ def encoded_examples(count: int):
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     encoder = StageEncoder("solve", spec.stages["solve"], tokenizer)
     rows = [json.loads(line) for line in DATA.read_text().splitlines()[:count]]
-    return base_dir, tokenizer, [encoder.encode(Example({"input": row["question"]}, row["solution"])) for row in rows]
+    return (
+        base_dir,
+        tokenizer,
+        [encoder.encode(Example({"input": row["question"]}, row["solution"])) for row in rows],
+    )
 
 
 def run_fslm(count: int, checkpointing: bool) -> dict:
@@ -48,18 +52,32 @@ def run_fslm(count: int, checkpointing: bool) -> dict:
 
     base_dir, tokenizer, examples = encoded_examples(count)
     _, model = load_base(base_dir, "float32")
-    model = with_new_adapter(model, LoraSpec(r=HPARAMS["r"], alpha=HPARAMS["alpha"]), HPARAMS["seed"], checkpointing)
-    spec = TrainSpec(epochs=1, learning_rate=HPARAMS["learning_rate"], batch_size=HPARAMS["batch_size"],
-                     max_length=HPARAMS["max_length"], seed=HPARAMS["seed"], checkpoint_every=10_000,
-                     gradient_checkpointing=checkpointing)
+    model = with_new_adapter(
+        model, LoraSpec(r=HPARAMS["r"], alpha=HPARAMS["alpha"]), HPARAMS["seed"], checkpointing
+    )
+    spec = TrainSpec(
+        epochs=1,
+        learning_rate=HPARAMS["learning_rate"],
+        batch_size=HPARAMS["batch_size"],
+        max_length=HPARAMS["max_length"],
+        seed=HPARAMS["seed"],
+        checkpoint_every=10_000,
+        gradient_checkpointing=checkpointing,
+    )
     trainer = Trainer(model, examples, [], spec, tokenizer.pad_token_id, eval_every=None)
     losses: list[float] = []
     started = time.perf_counter()
-    progress = trainer.run(Path(os.environ["BENCH_TMP"]) / "checkpoint", "bench", False,
-                           lambda log: losses.append(log.loss))
+    progress = trainer.run(
+        Path(os.environ["BENCH_TMP"]) / "checkpoint", "bench", False, lambda log: losses.append(log.loss)
+    )
     seconds = time.perf_counter() - started
-    return {"tokens": progress.tokens, "seconds": seconds, "steps": progress.step, "first_loss": losses[0],
-            "last_loss": losses[-1]}
+    return {
+        "tokens": progress.tokens,
+        "seconds": seconds,
+        "steps": progress.step,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+    }
 
 
 def run_trl(count: int, checkpointing: bool) -> dict:
@@ -69,20 +87,43 @@ def run_trl(count: int, checkpointing: bool) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     base_dir, tokenizer, examples = encoded_examples(count)
-    dataset = Dataset.from_list([
-        {"input_ids": example.ids, "completion_mask": [0] * len(example.prompt_ids) + [1] * len(example.completion_ids)}
-        for example in examples
-    ])
+    dataset = Dataset.from_list(
+        [
+            {
+                "input_ids": example.ids,
+                "completion_mask": [0] * len(example.prompt_ids) + [1] * len(example.completion_ids),
+            }
+            for example in examples
+        ]
+    )
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype="float32")
     config = SFTConfig(
-        output_dir=os.environ["BENCH_TMP"], per_device_train_batch_size=HPARAMS["batch_size"],
-        gradient_accumulation_steps=1, learning_rate=HPARAMS["learning_rate"], lr_scheduler_type="linear",
-        warmup_steps=0, num_train_epochs=1, max_length=HPARAMS["max_length"], completion_only_loss=True,
-        seed=HPARAMS["seed"], logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-        bf16=False, fp16=False, dataloader_num_workers=0, gradient_checkpointing=checkpointing,
+        output_dir=os.environ["BENCH_TMP"],
+        per_device_train_batch_size=HPARAMS["batch_size"],
+        gradient_accumulation_steps=1,
+        learning_rate=HPARAMS["learning_rate"],
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        num_train_epochs=1,
+        max_length=HPARAMS["max_length"],
+        completion_only_loss=True,
+        seed=HPARAMS["seed"],
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        dataloader_num_workers=0,
+        gradient_checkpointing=checkpointing,
     )
-    lora = LoraConfig(r=HPARAMS["r"], lora_alpha=HPARAMS["alpha"], lora_dropout=0.0, target_modules="all-linear",
-                      task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=HPARAMS["r"],
+        lora_alpha=HPARAMS["alpha"],
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
 
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
@@ -92,12 +133,23 @@ def run_trl(count: int, checkpointing: bool) -> dict:
             self.seconds = time.perf_counter() - self.started
 
     clock = Clock()
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora, callbacks=[clock])
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[clock],
+    )
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"tokens": sum(len(example) for example in examples), "seconds": clock.seconds,
-            "steps": trainer.state.global_step, "first_loss": losses[0], "last_loss": losses[-1]}
+    return {
+        "tokens": sum(len(example) for example in examples),
+        "seconds": clock.seconds,
+        "steps": trainer.state.global_step,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+    }
 
 
 def worker(kind: str, count: int, checkpointing: bool) -> None:
@@ -113,9 +165,21 @@ def measure(kind: str, count: int, checkpointing: bool) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory() as folder:
-        done = subprocess.run([sys.executable, __file__, "--worker", kind, "--examples", str(count),
-                               *(["--checkpointing"] if checkpointing else [])],
-                              check=False, capture_output=True, text=True, env={**os.environ, "BENCH_TMP": folder})
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                kind,
+                "--examples",
+                str(count),
+                *(["--checkpointing"] if checkpointing else []),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "BENCH_TMP": folder},
+        )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         sys.exit(f"{kind} worker failed:\n{done.stderr[-3000:]}")
@@ -136,9 +200,14 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--max-load", type=float, default=1.3, help="wait for a 1-minute load below this")
-    parser.add_argument("--patience", type=int, default=600, help="seconds to wait for it before running anyway")
-    parser.add_argument("--checkpointing", action="store_true",
-                        help="gradient checkpointing in both (TRL's default); without it, in neither")
+    parser.add_argument(
+        "--patience", type=int, default=600, help="seconds to wait for it before running anyway"
+    )
+    parser.add_argument(
+        "--checkpointing",
+        action="store_true",
+        help="gradient checkpointing in both (TRL's default); without it, in neither",
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.examples, args.checkpointing)
@@ -148,22 +217,37 @@ def main() -> None:
         for kind in ("trl", "fslm"):
             load = wait_for_quiet_machine(args.max_load, args.patience)
             result = measure(kind, args.examples, args.checkpointing)
-            rows.append({"trainer": kind, "repeat": repeat + 1, "load_1min": round(load, 2),
-                         "threads": result["threads"],
-                         "tokens_per_s": round(result["tokens"] / result["seconds"], 1),
-                         "peak_rss_mib": result["peak_rss_mib"], "tokens": result["tokens"],
-                         "steps": result["steps"], "seconds": round(result["seconds"], 1),
-                         "first_loss": round(result["first_loss"], 4), "last_loss": round(result["last_loss"], 4)})
+            rows.append(
+                {
+                    "trainer": kind,
+                    "repeat": repeat + 1,
+                    "load_1min": round(load, 2),
+                    "threads": result["threads"],
+                    "tokens_per_s": round(result["tokens"] / result["seconds"], 1),
+                    "peak_rss_mib": result["peak_rss_mib"],
+                    "tokens": result["tokens"],
+                    "steps": result["steps"],
+                    "seconds": round(result["seconds"], 1),
+                    "first_loss": round(result["first_loss"], 4),
+                    "last_loss": round(result["last_loss"], 4),
+                }
+            )
             print(rows[-1], flush=True)
-    best = {kind: max(row["tokens_per_s"] for row in rows if row["trainer"] == kind) for kind in ("trl", "fslm")}
-    memory = {kind: max(row["peak_rss_mib"] for row in rows if row["trainer"] == kind) for kind in ("trl", "fslm")}
-    notes = (f"{args.examples} GSM8K worked solutions, stage `solve` of pipelines/gsm8k_stack.yaml, SmolLM2-135M "
-             f"float32, LoRA r=16 all-linear, batch 8, lr 2e-4, one epoch, completion-only loss, gradient "
-             f"checkpointing "
-             f"{'on' if args.checkpointing else 'off'} in both. Best of "
-             f"{args.repeats}: fslm {best['fslm']} vs TRL {best['trl']} tokens/s = "
-             f"**{best['fslm'] / best['trl']:.2f}×**; peak RSS fslm {memory['fslm']} MiB vs TRL {memory['trl']} MiB. "
-             "load_1min is the 1-minute load average when each run started (the machine is shared).")
+    best = {
+        kind: max(row["tokens_per_s"] for row in rows if row["trainer"] == kind) for kind in ("trl", "fslm")
+    }
+    memory = {
+        kind: max(row["peak_rss_mib"] for row in rows if row["trainer"] == kind) for kind in ("trl", "fslm")
+    }
+    notes = (
+        f"{args.examples} GSM8K worked solutions, stage `solve` of pipelines/gsm8k_stack.yaml, SmolLM2-135M "
+        f"float32, LoRA r=16 all-linear, batch 8, lr 2e-4, one epoch, completion-only loss, gradient "
+        f"checkpointing "
+        f"{'on' if args.checkpointing else 'off'} in both. Best of "
+        f"{args.repeats}: fslm {best['fslm']} vs TRL {best['trl']} tokens/s = "
+        f"**{best['fslm'] / best['trl']:.2f}×**; peak RSS fslm {memory['fslm']} MiB vs TRL {memory['trl']} MiB. "
+        "load_1min is the 1-minute load average when each run started (the machine is shared)."
+    )
     name = "finetune_speed_checkpointing" if args.checkpointing else "finetune_speed"
     print(record(name, rows, notes))
 

@@ -39,7 +39,10 @@ def train(name: str, retrain: bool) -> dict:
 
     def report(log: StepLog) -> None:
         if log.step % 10 == 0 or log.step == log.total_steps:
-            print(f"  step {log.step}/{log.total_steps} loss {log.loss:.3f} {log.tokens_per_second:.0f} tok/s", flush=True)
+            print(
+                f"  step {log.step}/{log.total_steps} loss {log.loss:.3f} {log.tokens_per_second:.0f} tok/s",
+                flush=True,
+            )
 
     return finetune(recipe, force=True, callbacks=Callbacks(on_step=report)).record
 
@@ -64,8 +67,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         systems = {
             "untuned stack": REPO / "pipelines" / "gsm8k_stack.yaml",
-            "single tuned model": tuned_copy("gsm8k_single.yaml", {"solve_and_answer": "single"}, Path(folder)),
-            "tuned stack": tuned_copy("gsm8k_stack.yaml", {"solve": "solve", "answer": "answer"}, Path(folder)),
+            "single tuned model": tuned_copy(
+                "gsm8k_single.yaml", {"solve_and_answer": "single"}, Path(folder)
+            ),
+            "tuned stack": tuned_copy(
+                "gsm8k_stack.yaml", {"solve": "solve", "answer": "answer"}, Path(folder)
+            ),
         }
         rows, per_item = [], []
         for label, path in systems.items():
@@ -74,9 +81,15 @@ def main() -> None:
             report = evaluate(pipeline, items, "numeric")
             pipeline.close()
             print(f"{label}: {report.mean:.3f}", flush=True)
-            rows.append({"system": label, "accuracy": round(report.mean, 3),
-                         "correct": sum(int(item.score) for item in report.items), "items": len(items),
-                         "eval_seconds": round(time.perf_counter() - started, 1)})
+            rows.append(
+                {
+                    "system": label,
+                    "accuracy": round(report.mean, 3),
+                    "correct": sum(int(item.score) for item in report.items),
+                    "items": len(items),
+                    "eval_seconds": round(time.perf_counter() - started, 1),
+                }
+            )
             per_item += [{"system": label, **row} for row in report.rows()]
     steps = {name: record["recipe"]["train"]["max_steps"] for name, record in records.items()}
     tokens = {name: record["train_tokens"] for name, record in records.items()}

@@ -61,16 +61,26 @@ def throughput_and_overhead() -> list[dict]:
     agree = sum(a.output == b.output for a, b in zip(one_by_one, batched))
     tokens = sum(m["completion_tokens"] for r in batched for m in r.messages)
     return [
-        {"measure": "3-stage, 32 inputs, one at a time", "seconds": round(sequential, 2),
-         "items/s": round(INPUTS / sequential, 3), "note": f"{tokens} completion tokens in the batched run"},
-        {"measure": "3-stage, 32 inputs, Pipeline.batch", "seconds": round(through_graph, 2),
-         "items/s": round(INPUTS / through_graph, 3),
-         "note": f"speed-up {sequential / through_graph:.2f}x (target >= 4x); "
-                 f"{agree}/32 outputs equal to one-at-a-time"},
-        {"measure": "same generations via Runtime.generate", "seconds": round(direct, 2),
-         "items/s": round(INPUTS / direct, 3),
-         "note": f"orchestration + recording {100 * (through_graph - direct) / direct:+.1f}% (target <= 5%); "
-                 f"{same}/32 outputs identical"},
+        {
+            "measure": "3-stage, 32 inputs, one at a time",
+            "seconds": round(sequential, 2),
+            "items/s": round(INPUTS / sequential, 3),
+            "note": f"{tokens} completion tokens in the batched run",
+        },
+        {
+            "measure": "3-stage, 32 inputs, Pipeline.batch",
+            "seconds": round(through_graph, 2),
+            "items/s": round(INPUTS / through_graph, 3),
+            "note": f"speed-up {sequential / through_graph:.2f}x (target >= 4x); "
+            f"{agree}/32 outputs equal to one-at-a-time",
+        },
+        {
+            "measure": "same generations via Runtime.generate",
+            "seconds": round(direct, 2),
+            "items/s": round(INPUTS / direct, 3),
+            "note": f"orchestration + recording {100 * (through_graph - direct) / direct:+.1f}% (target <= 5%); "
+            f"{same}/32 outputs identical",
+        },
     ]
 
 
@@ -124,8 +134,10 @@ def peak_memory(directory: Path) -> list[dict]:
     ratio = rows[1]["MiB"] / rows[0]["MiB"]
     rows[1]["note"] = f"{ratio:.3f}x the 1-stage pipeline (target <= 1.3x)"
     rows[0]["note"] = ""
-    return [{"measure": r["measure"], "seconds": "", "items/s": "", "note": f"{r['MiB']} MiB {r['note']}"}
-            for r in rows]
+    return [
+        {"measure": r["measure"], "seconds": "", "items/s": "", "note": f"{r['MiB']} MiB {r['note']}"}
+        for r in rows
+    ]
 
 
 LOAD_CHILD = """
@@ -138,15 +150,27 @@ print(time.perf_counter() - started)
 
 
 def second_load() -> list[dict]:
-    subprocess.run([sys.executable, "-m", "fslm.cli.main", "models", "pull", "smollm2-135m-instruct"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "fslm.cli.main", "models", "pull", "smollm2-135m-instruct"],
+        check=True,
+        capture_output=True,
+    )
     seconds = min(
-        float(subprocess.run([sys.executable, "-c", LOAD_CHILD], capture_output=True, text=True,
-                             check=True).stdout.split()[-1])
+        float(
+            subprocess.run(
+                [sys.executable, "-c", LOAD_CHILD], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
         for _ in range(3)
     )
-    return [{"measure": "second load of smollm2-135m-instruct (cached)", "seconds": round(seconds, 2),
-             "items/s": "", "note": "best of 3 fresh processes, import time excluded (target <= 3 s)"}]
+    return [
+        {
+            "measure": "second load of smollm2-135m-instruct (cached)",
+            "seconds": round(seconds, 2),
+            "items/s": "",
+            "note": "best of 3 fresh processes, import time excluded (target <= 3 s)",
+        }
+    ]
 
 
 def main() -> None:

@@ -37,7 +37,9 @@ def member_alone(
     steps = generated = 0
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
-        results = runtime.generate([GenerationRequest(handle, p, chat_template=False, params=params) for p in chunk])
+        results = runtime.generate(
+            [GenerationRequest(handle, p, chat_template=False, params=params) for p in chunk]
+        )
         steps += max(r.completion_tokens for r in results)
         generated += sum(r.completion_tokens for r in results)
     return time.perf_counter() - started, steps, generated
@@ -63,8 +65,10 @@ def ensemble(runtime: Runtime, prompts: list[str], tokens: int, batch: int) -> t
 def reference_loop(runtime: Runtime, prompt: str, tokens: int) -> tuple[float, int]:
     """Paper-style: the primary appends its token ids with a cache; the other re-encodes everything each step."""
     smol, gemma = runtime.base_for("smol"), runtime.base_for("gemma")
-    members = [LoadedMember(smol, "__base__", token_text_for(smol), "smol"),
-               LoadedMember(gemma, "__base__", token_text_for(gemma), "gemma")]
+    members = [
+        LoadedMember(smol, "__base__", token_text_for(smol), "smol"),
+        LoadedMember(gemma, "__base__", token_text_for(gemma), "gemma"),
+    ]
     started = time.perf_counter()
     primary_ids = smol.tokenizer(prompt)["input_ids"]
     completion = b""
@@ -76,16 +80,24 @@ def reference_loop(runtime: Runtime, prompt: str, tokens: int) -> tuple[float, i
             out = smol.model(input_ids=new, past_key_values=cache, use_cache=True)
             cache = out.past_key_values
             text = prompt + completion.decode(errors="ignore")
-            gemma_logits = gemma.model(input_ids=torch.tensor([gemma.tokenizer(text)["input_ids"]])).logits[0, -1]
+            gemma_logits = gemma.model(input_ids=torch.tensor([gemma.tokenizer(text)["input_ids"]])).logits[
+                0, -1
+            ]
             logits = [out.logits[0, -1].float(), gemma_logits.float()]
-            keys = [[m.text.keys[i] for i in row.topk(10).indices.tolist()] for m, row in zip(members, logits)]
+            keys = [
+                [m.text.keys[i] for i in row.topk(10).indices.tolist()] for m, row in zip(members, logits)
+            ]
             union = list(dict.fromkeys(keys[0] + keys[1]))
             chosen = union[int(union_average(members, logits, union, (0.5, 0.5), 0.0).argmax())]
             if not isinstance(chosen, bytes):
                 break
             completion += chosen
-            new = torch.tensor([smol.tokenizer(chosen.decode(errors="ignore"), add_special_tokens=False)["input_ids"]
-                                or [smol.pad_id]])
+            new = torch.tensor(
+                [
+                    smol.tokenizer(chosen.decode(errors="ignore"), add_special_tokens=False)["input_ids"]
+                    or [smol.pad_id]
+                ]
+            )
     return time.perf_counter() - started, steps
 
 
@@ -106,9 +118,15 @@ def main() -> None:
         alone = {}
 
         def row(what: str, seconds: float, steps: int, generated: int) -> None:
-            rows.append({"what": what, "steps": steps, "generated_tokens": generated,
-                         "ms_per_step": round(1000 * seconds / steps, 1),
-                         "ms_per_generated_token": round(1000 * seconds / generated, 1)})
+            rows.append(
+                {
+                    "what": what,
+                    "steps": steps,
+                    "generated_tokens": generated,
+                    "ms_per_step": round(1000 * seconds / steps, 1),
+                    "ms_per_generated_token": round(1000 * seconds / generated, 1),
+                }
+            )
 
         for handle in MEMBERS:
             seconds, steps, generated = member_alone(runtime, handle, prompts, args.tokens, args.batch)
@@ -117,16 +135,27 @@ def main() -> None:
         seconds, steps, generated, disagreements = ensemble(runtime, prompts, args.tokens, args.batch)
         per_step, per_token = seconds / steps, seconds / generated
         members_sum = sum(alone.values())
-        rows.append({"what": "sum of members alone", "steps": "", "generated_tokens": "",
-                     "ms_per_step": round(1000 * members_sum, 1), "ms_per_generated_token": ""})
+        rows.append(
+            {
+                "what": "sum of members alone",
+                "steps": "",
+                "generated_tokens": "",
+                "ms_per_step": round(1000 * members_sum, 1),
+                "ms_per_generated_token": "",
+            }
+        )
         row(f"UniTE ensemble (fslm), batch {args.batch}", seconds, steps, generated)
         ref_seconds = ref_steps = 0.0
         for prompt in prompts[: args.reference_prompts]:
             s, n = reference_loop(runtime, prompt, args.tokens)
             ref_seconds, ref_steps = ref_seconds + s, ref_steps + n
         ref_per_token = ref_seconds / ref_steps
-        row("reference loop (re-tokenize + no cache for gemma), one prompt at a time", ref_seconds, int(ref_steps),
-            int(ref_steps))
+        row(
+            "reference loop (re-tokenize + no cache for gemma), one prompt at a time",
+            ref_seconds,
+            int(ref_steps),
+            int(ref_steps),
+        )
     load_after = os.getloadavg()[0]
     notes = (
         f"{args.prompts} TriviaQA prompts, greedy, up to {args.tokens} new tokens, batch {args.batch}, float32. "

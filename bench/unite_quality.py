@@ -91,7 +91,9 @@ def next_token_logits(
 ) -> list[torch.Tensor]:
     """Each prompt's next-token logits from one left-padded forward pass per chunk (no chat template)."""
     tokenizer = member.base.tokenizer
-    ids = [encode_prompt(tokenizer, GenerationRequest(member.label, p, chat_template=False))[1] for p in prompts]
+    ids = [
+        encode_prompt(tokenizer, GenerationRequest(member.label, p, chat_template=False))[1] for p in prompts
+    ]
     # Chunks of similar length: MMLU's 5-shot prompts run from about 300 to 2,800 tokens.
     order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
     rows: dict[int, torch.Tensor] = {}
@@ -239,9 +241,7 @@ def main() -> None:
             rows += SETS[key]()(runtime, args.n, args.batch)
             loads.append(os.getloadavg()[0])
             # Recorded after every set, so a long run that is cut short still leaves what it measured.
-            path = record(
-                name, rows, notes(args, chosen[:done], time.perf_counter() - started, loads)
-            )
+            path = record(name, rows, notes(args, chosen[:done], time.perf_counter() - started, loads))
             print(f"{key} done after {time.perf_counter() - started:.0f} s", rows[-1], flush=True)
     print(path.read_text())
 

@@ -23,13 +23,15 @@ from fslm.errors import FslmError
 def check_path_name(path: Path, what: str) -> None:
     """Refuse a path no file system can hold: one with a NUL, or text that cannot be encoded as a file name."""
     if "\0" in str(path):
-        raise FslmError(f"the {what} path {str(path)!r} contains a NUL character, which no file name can hold")
+        raise FslmError(
+            f"the {what} path {str(path)!r} contains a NUL character, which no file name can hold"
+        )
     try:
         os.fsencode(path)
     except UnicodeEncodeError as error:
         raise FslmError(
             f"the {what} path {str(path)!r} is not a possible file name ({error.reason}: "
-            f"{str(path)[error.start:error.end]!r})"
+            f"{str(path)[error.start : error.end]!r})"
         ) from error
 
 
@@ -80,7 +82,9 @@ def check_can_create(path: Path, what: str) -> None:
     try:
         handle, probe = _create_sibling(directory / path.name)
     except OSError as error:
-        raise FslmError(f"cannot write the {what} {path}: {error.strerror or error} (in {directory})") from error
+        raise FslmError(
+            f"cannot write the {what} {path}: {error.strerror or error} (in {directory})"
+        ) from error
     os.close(handle)
     os.unlink(probe)
 

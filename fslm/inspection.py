@@ -11,8 +11,15 @@ from fslm.store import STATUSES, DamagedStoreError, RunRecord, RunStore
 
 # What each stage message must hold for the commands and the viewer to show it.
 MESSAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "stage": str, "text": str, "model": str, "adapter": (str, type(None)), "prompt": str,
-    "prompt_tokens": int, "completion_tokens": int, "seconds": (int, float), "edited": bool,
+    "stage": str,
+    "text": str,
+    "model": str,
+    "adapter": (str, type(None)),
+    "prompt": str,
+    "prompt_tokens": int,
+    "completion_tokens": int,
+    "seconds": (int, float),
+    "edited": bool,
 }
 
 
@@ -99,7 +106,15 @@ def stage_pairs(store: RunStore, runs: list[RunRecord], stage: str) -> list[dict
     for record in runs:
         for message in run_details(store, record.run_id).messages:
             if message["stage"] == stage:
-                pairs.append({"prompt": message["prompt"], "completion": message["text"], "run_id": record.run_id,
-                              "stage": stage, "model": message["model"], "adapter": message["adapter"],
-                              "edited": message.get("edited", False)})
+                pairs.append(
+                    {
+                        "prompt": message["prompt"],
+                        "completion": message["text"],
+                        "run_id": record.run_id,
+                        "stage": stage,
+                        "model": message["model"],
+                        "adapter": message["adapter"],
+                        "edited": message.get("edited", False),
+                    }
+                )
     return pairs

@@ -105,7 +105,9 @@ class Pipeline:
             # A process killed while it recorded the input can leave a checkpoint with nothing to run next.
             part_way = snapshot is not None and bool(snapshot.tasks)
             inputs.append(None if part_way else _initial_state(text))
-        configs = [{**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending]
+        configs = [
+            {**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending
+        ]
         unfinished = {run_ids[i] for i in pending}
         try:
             with _loop_guard():
@@ -193,8 +195,14 @@ class Pipeline:
         run_id = run_id or new_run_id()
         self.store.index.start(
             RunRecord(
-                run_id=run_id, pipeline=str(self.spec.path), pipeline_name=self.spec.name,
-                pipeline_hash=self.spec.source_hash, input=text, status="running", started=time.time(), **links,
+                run_id=run_id,
+                pipeline=str(self.spec.path),
+                pipeline_name=self.spec.name,
+                pipeline_hash=self.spec.source_hash,
+                input=text,
+                status="running",
+                started=time.time(),
+                **links,
             )
         )
         return run_id

@@ -15,7 +15,11 @@ REPO = Path(__file__).resolve().parent.parent
 def fslm(*args: str, store: Path | None = None) -> subprocess.CompletedProcess:
     extra = ["--store", str(store)] if store else []
     return subprocess.run(
-        [sys.executable, "-m", "fslm.cli.main", *args, *extra], capture_output=True, text=True, cwd=REPO, check=False
+        [sys.executable, "-m", "fslm.cli.main", *args, *extra],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
     )
 
 

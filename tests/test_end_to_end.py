@@ -19,9 +19,22 @@ pytestmark = pytest.mark.skipif(
 
 def test_demo_pipeline_runs_from_the_cli(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "fslm.cli.main", "run", "pipelines/demo.yaml", "What is the capital of France?",
-         "--json", "--store", str(tmp_path / "runs.sqlite")],
-        capture_output=True, text=True, cwd=REPO, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "fslm.cli.main",
+            "run",
+            "pipelines/demo.yaml",
+            "What is the capital of France?",
+            "--json",
+            "--store",
+            str(tmp_path / "runs.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)

@@ -17,12 +17,31 @@ def test_eval_scores_every_item_records_runs_and_compares(tmp_path, tiny_model, 
     for name, prefix in (("a", "one"), ("b", "two")):
         (tmp_path / f"{name}.yaml").write_text(PIPELINE.format(model=tiny_model, prefix=prefix))
     data = tmp_path / "items.jsonl"
-    data.write_text("".join(json.dumps({"question": f"the cat {i}", "gold": ["x", str(i)]}) + "\n" for i in range(5)))
+    data.write_text(
+        "".join(json.dumps({"question": f"the cat {i}", "gold": ["x", str(i)]}) + "\n" for i in range(5))
+    )
     output = tmp_path / "results.jsonl"
     store = tmp_path / "runs.sqlite"
-    code = main(["eval", str(tmp_path / "a.yaml"), "--data", str(data), "--metric", "f1", "--field", "question",
-                 "--answer-field", "gold", "--compare", str(tmp_path / "b.yaml"), "--output", str(output),
-                 "--store", str(store)])
+    code = main(
+        [
+            "eval",
+            str(tmp_path / "a.yaml"),
+            "--data",
+            str(data),
+            "--metric",
+            "f1",
+            "--field",
+            "question",
+            "--answer-field",
+            "gold",
+            "--compare",
+            str(tmp_path / "b.yaml"),
+            "--output",
+            str(output),
+            "--store",
+            str(store),
+        ]
+    )
     assert code == 0
     shown = capsys.readouterr().out
     assert "f1 on 5 items" in shown

@@ -45,8 +45,10 @@ def pipeline_file(tmp_path, tiny_model) -> Path:
 
 @pytest.fixture
 def data_file(tmp_path) -> Path:
-    rows = [{"input": f"the cat {i}", "first": f"the dog {i % 4}", "target": f"water boils {i % 3}"}
-            for i in range(24)]
+    rows = [
+        {"input": f"the cat {i}", "first": f"the dog {i % 4}", "target": f"water boils {i % 3}"}
+        for i in range(24)
+    ]
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -93,8 +95,10 @@ def test_prompt_and_completion_tokenize_as_one_text(tiny_model, pipeline_file):
 def test_loss_covers_completion_tokens_only_and_matches_the_full_model_loss(tiny_model, pipeline_file):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     encoder = StageEncoder("second", load_spec(pipeline_file).stages["second"], tokenizer)
-    examples = [encoder.encode(Example({"input": f"the cat {'x ' * i}", "first": "a dog"}, "water " * (i + 1)))
-                for i in range(3)]
+    examples = [
+        encoder.encode(Example({"input": f"the cat {'x ' * i}", "first": "a dog"}, "water " * (i + 1)))
+        for i in range(3)
+    ]
     batch = collate(examples, tokenizer.pad_token_id)
     assert batch.labels.numel() == sum(len(example.completion_ids) for example in examples)
 
@@ -103,7 +107,7 @@ def test_loss_covers_completion_tokens_only_and_matches_the_full_model_loss(tiny
     loss, count = completion_loss(model, batch)
     labels = torch.full_like(batch.input_ids, -100)
     for row, example in enumerate(examples):
-        labels[row, len(example.prompt_ids):len(example)] = torch.tensor(example.completion_ids)
+        labels[row, len(example.prompt_ids) : len(example)] = torch.tensor(example.completion_ids)
     reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels).loss
     assert count == int((labels != -100).sum())
     assert torch.allclose(loss / count, reference, atol=1e-5)
@@ -116,12 +120,15 @@ def test_length_batches_group_similar_lengths_and_cover_every_example():
     assert sorted(sorted(lengths[i] for i in batch) for batch in batches) == [[5, 6, 7, 8], [50, 51, 52, 53]]
 
 
-def test_finetune_writes_a_loadable_safetensors_adapter_and_a_training_record(pipeline_file, data_file, tmp_path,
-                                                                               tiny_model):
+def test_finetune_writes_a_loadable_safetensors_adapter_and_a_training_record(
+    pipeline_file, data_file, tmp_path, tiny_model
+):
     from peft import PeftModel
 
     steps = []
-    result = finetune(quick(pipeline_file, data_file, tmp_path / "adapter"), callbacks=Callbacks(on_step=steps.append))
+    result = finetune(
+        quick(pipeline_file, data_file, tmp_path / "adapter"), callbacks=Callbacks(on_step=steps.append)
+    )
     files = sorted(path.name for path in result.output.iterdir())
     assert files == ["adapter_config.json", "adapter_model.safetensors", "fslm_base.json", "training.json"]
     record = json.loads((result.output / "training.json").read_text())
@@ -133,7 +140,9 @@ def test_finetune_writes_a_loadable_safetensors_adapter_and_a_training_record(pi
     loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), result.output)
     assert any("lora_A" in name for name, _ in loaded.named_parameters())
     # the pipeline runs with it
-    pipeline_file.write_text(pipeline_file.read_text().replace("    system:", f"    adapter: {result.output}\n    system:"))
+    pipeline_file.write_text(
+        pipeline_file.read_text().replace("    system:", f"    adapter: {result.output}\n    system:")
+    )
     pipeline = load_pipeline(pipeline_file, store=":memory:")
     assert pipeline.invoke("the cat").messages[-1]["adapter"] == str(result.output)
     pipeline.close()
@@ -157,7 +166,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_same_adapter(pipeline_fil
     a = load_file(straight.output / "adapter_model.safetensors")
     b = load_file(resumed.output / "adapter_model.safetensors")
     assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
-    assert [e["loss"] for e in resumed.record["steps"]] == pytest.approx([e["loss"] for e in straight.record["steps"]])
+    assert [e["loss"] for e in resumed.record["steps"]] == pytest.approx(
+        [e["loss"] for e in straight.record["steps"]]
+    )
 
 
 def test_resume_without_a_checkpoint_is_refused(pipeline_file, data_file, tmp_path):
@@ -196,7 +207,9 @@ def test_recipe_reference_is_current(path):
     assert path.read_text() == reference_files()[path], "run: python -m fslm.finetune.reference"
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("finetune/*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).parent.parent.glob("finetune/*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_recipes_validate(path):
     recipe = load_recipe(path)
     assert recipe.target.stage in load_spec(recipe.target.pipeline).stages

@@ -36,8 +36,10 @@ def test_a_short_smollm2_finetune_matches_inference_ids_and_loads_with_peft(tmp_
 
     pipeline = tmp_path / "qa.yaml"
     pipeline.write_text(PIPELINE)
-    rows = [{"input": "What colour is the sky?", "target": "Blue."},
-            {"input": "What is frozen water called?", "target": "Ice."}] * 2
+    rows = [
+        {"input": "What colour is the sky?", "target": "Blue."},
+        {"input": "What is frozen water called?", "target": "Ice."},
+    ] * 2
     data = tmp_path / "qa.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -49,11 +51,30 @@ def test_a_short_smollm2_finetune_matches_inference_ids_and_loads_with_peft(tmp_
     assert encoded.ids[:-1] == tokenizer(text + "Blue.", add_special_tokens=False)["input_ids"]
 
     output = tmp_path / "adapter"
-    code = main(["finetune", str(pipeline), "--stage", "answer", "--data", str(data), "--output", str(output),
-                 "--max-steps", "2", "--batch-size", "2", "--r", "4", "--attach"])
+    code = main(
+        [
+            "finetune",
+            str(pipeline),
+            "--stage",
+            "answer",
+            "--data",
+            str(data),
+            "--output",
+            str(output),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--r",
+            "4",
+            "--attach",
+        ]
+    )
     assert code == 0
     record = json.loads((output / "training.json").read_text())
     assert len(record["steps"]) == 2 and record["base"]["source"] == "smollm2-135m-instruct"
     assert "adapter: adapter" in pipeline.read_text() and "# tuned below" in pipeline.read_text()
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(prepare("smollm2-135m-instruct")), output)
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(prepare("smollm2-135m-instruct")), output
+    )
     assert model.active_adapter == "default"

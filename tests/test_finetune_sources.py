@@ -39,8 +39,10 @@ def pipeline_file(tmp_path, tiny_model) -> Path:
 
 @pytest.fixture
 def data_file(tmp_path) -> Path:
-    return write_jsonl(tmp_path / "data.jsonl",
-                       [{"input": f"cat {i}", "first": f"dog {i}", "target": f"water {i}"} for i in range(12)])
+    return write_jsonl(
+        tmp_path / "data.jsonl",
+        [{"input": f"cat {i}", "first": f"dog {i}", "target": f"water {i}"} for i in range(12)],
+    )
 
 
 def finetune_cli(*args: str) -> int:
@@ -73,15 +75,23 @@ def test_examples_from_runs_carry_the_upstream_text_the_stage_saw(pipeline_file,
         assert by_input[result.input].variables == {"first": first["text"], "input": result.input}
         assert by_input[result.input].target == second["text"]
 
-    references = write_jsonl(tmp_path / "refs.jsonl", [{"input": r.input, "answer": r.output} for r in results[:1]])
-    kept = examples_from_runs(RunsSource(store=store, filter=MetricFilter(references=references, metric="exact")),
-                              spec, "second", ["first", "input"])
+    references = write_jsonl(
+        tmp_path / "refs.jsonl", [{"input": r.input, "answer": r.output} for r in results[:1]]
+    )
+    kept = examples_from_runs(
+        RunsSource(store=store, filter=MetricFilter(references=references, metric="exact")),
+        spec,
+        "second",
+        ["first", "input"],
+    )
     assert [example.variables["input"] for example in kept] == [results[0].input]
 
 
 def test_teacher_model_writes_the_targets_and_its_runs_are_recorded(pipeline_file, tiny_model, tmp_path):
     inputs = write_jsonl(tmp_path / "inputs.jsonl", [{"question": "the cat"}, {"question": "a dog"}])
-    source = TeacherSource(model=str(tiny_model), inputs=inputs, field="question", store=tmp_path / "t.sqlite")
+    source = TeacherSource(
+        model=str(tiny_model), inputs=inputs, field="question", store=tmp_path / "t.sqlite"
+    )
     examples = examples_from_teacher(source, load_spec(pipeline_file), "second", ["first", "input"])
     assert sorted(example.variables["input"] for example in examples) == ["a dog", "the cat"]
     assert all(example.variables["first"] for example in examples)
@@ -98,7 +108,10 @@ def test_misnamed_fields_list_the_available_fields(pipeline_file, tmp_path, caps
 
 def test_a_mapping_of_a_variable_the_template_does_not_use_is_refused(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [{"input": "q", "target": "t"}])
-    with pytest.raises(FslmError, match="names planx, which the stage's template does not use; its variables are first, input"):
+    with pytest.raises(
+        FslmError,
+        match="names planx, which the stage's template does not use; its variables are first, input",
+    ):
         examples_from_dataset(DatasetSource(path=data, fields={"planx": "input"}), ["first", "input"])
 
 
@@ -128,8 +141,10 @@ def test_unknown_stage_and_recipe_typos_are_refused(pipeline_file, data_file, tm
     assert finetune_cli(pipeline_file, "--stage", "thrid", "--data", data_file) == 2
     assert "has no stage 'thrid'; its stages: first, second" in capsys.readouterr().err
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("target: {pipeline: two.yaml, stage: second}\ndata:\n  dataset: {path: data.jsonl}\n"
-                      "train: {max_step: 3}\noutput: out\n")
+    recipe.write_text(
+        "target: {pipeline: two.yaml, stage: second}\ndata:\n  dataset: {path: data.jsonl}\n"
+        "train: {max_step: 3}\noutput: out\n"
+    )
     assert main(["finetune", str(recipe)]) == 2
     assert "recipe.yaml:4: unknown key 'max_step'" in capsys.readouterr().err
 
@@ -142,7 +157,9 @@ def test_output_holding_another_adapter_is_kept_without_force(pipeline_file, dat
     assert finetune_cli(pipeline_file, "--stage", "second", "--data", other, "--output", output) == 2
     assert "holds a different adapter" in capsys.readouterr().err
     assert {path.name: path.read_bytes() for path in output.iterdir()} == before
-    assert finetune_cli(pipeline_file, "--stage", "second", "--data", other, "--output", output, "--force") == 0
+    assert (
+        finetune_cli(pipeline_file, "--stage", "second", "--data", other, "--output", output, "--force") == 0
+    )
     assert (output / "adapter_model.safetensors").read_bytes() != before["adapter_model.safetensors"]
 
 
@@ -150,12 +167,26 @@ def test_output_holding_another_adapter_is_kept_without_force(pipeline_file, dat
 def test_adapter_trained_on_another_base_is_refused_at_attach_and_at_load(
     pipeline_file, data_file, tmp_path, tmp_path_factory, capsys, other_kind
 ):
-    other_model = make_tiny_model(tmp_path_factory.mktemp("other"), seed=1, sentencepiece=other_kind == "other shape")
+    other_model = make_tiny_model(
+        tmp_path_factory.mktemp("other"), seed=1, sentencepiece=other_kind == "other shape"
+    )
     other_pipeline = write_pipeline(tmp_path / "other.yaml", other_model)
     original = other_pipeline.read_text()
     output = tmp_path / "adapter"
-    assert finetune_cli(pipeline_file, "--stage", "second", "--data", data_file, "--output", output,
-                        "--attach", other_pipeline) == 2
+    assert (
+        finetune_cli(
+            pipeline_file,
+            "--stage",
+            "second",
+            "--data",
+            data_file,
+            "--output",
+            output,
+            "--attach",
+            other_pipeline,
+        )
+        == 2
+    )
     assert "was trained on" in capsys.readouterr().err
     assert other_pipeline.read_text() == original
 

@@ -181,7 +181,11 @@ stages:
     assert checkpoint.metadata["pipeline"] == str(p.spec.path)
     assert checkpoint.metadata["pipeline_hash"] == p.spec.source_hash
     record = p.store.index.get(run.run_id)
-    assert (record.pipeline, record.pipeline_hash, record.status) == (str(p.spec.path), p.spec.source_hash, "done")
+    assert (record.pipeline, record.pipeline_hash, record.status) == (
+        str(p.spec.path),
+        p.spec.source_hash,
+        "done",
+    )
     assert record.input == "in" and record.seconds >= 0
 
 

@@ -52,7 +52,11 @@ def toy_installed(tmp_path: Path) -> dict[str, str]:
 def fslm(env: dict[str, str] | None, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "fslm.cli.main", *args],
-        check=False, capture_output=True, text=True, env=env, timeout=300,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -72,7 +76,9 @@ def shout_pipeline(tmp_path: Path, tiny_model: Path, stage_keys: str = "shout: t
 def test_a_third_party_kind_validates_and_runs(toy_installed, tmp_path, tiny_model) -> None:
     pipeline = shout_pipeline(tmp_path, tiny_model)
     assert fslm(toy_installed, "validate", str(pipeline)).returncode == 0
-    done = fslm(toy_installed, "run", str(pipeline), "hello there", "--json", "--store", str(tmp_path / "r.sqlite"))
+    done = fslm(
+        toy_installed, "run", str(pipeline), "hello there", "--json", "--store", str(tmp_path / "r.sqlite")
+    )
     assert done.returncode == 0, done.stderr
     plain, loud = json.loads(done.stdout)["messages"]
     assert loud["stage"] == "loud" and plain["text"].strip()
@@ -84,7 +90,9 @@ def test_a_third_party_kind_validates_and_runs(toy_installed, tmp_path, tiny_mod
 def test_a_third_party_kinds_checks_and_the_one_kind_rule(toy_installed, tmp_path, tiny_model) -> None:
     unknown = fslm(toy_installed, "validate", str(shout_pipeline(tmp_path, tiny_model, "shout: nope")))
     assert unknown.returncode == 2 and "shouts with unknown model 'nope'" in unknown.stderr
-    both = fslm(toy_installed, "validate", str(shout_pipeline(tmp_path, tiny_model, "shout: tiny\n    model: tiny")))
+    both = fslm(
+        toy_installed, "validate", str(shout_pipeline(tmp_path, tiny_model, "shout: tiny\n    model: tiny"))
+    )
     assert both.returncode == 2
     assert "exactly one of 'model', 'ensemble' or 'shout'" in both.stderr
 

@@ -94,7 +94,9 @@ def test_resume_after_a_stage_finished_but_its_checkpoint_was_not_written(tmp_pa
 
 def test_replay_with_the_from_stage_edited_reroutes_on_the_new_text(tmp_path, model_dir):
     store = open_store(":memory:")
-    pipeline = scripted(tmp_path, model_dir, TRIAGE, {"T ": "chat please", "S ": "solved", "H ": "hello"}, store)
+    pipeline = scripted(
+        tmp_path, model_dir, TRIAGE, {"T ": "chat please", "S ": "solved", "H ": "hello"}, store
+    )
     parent = pipeline.invoke("2+2")
     assert [m["stage"] for m in parent.messages] == ["triage", "chat"]
     child = pipeline.replay(parent.run_id, "triage", {"triage": "math"})
@@ -165,8 +167,23 @@ def test_runs_list_show_diff_export(recorded, capsys, tmp_path):
     assert diff["stages"][0]["a"] == shown["messages"][0]["text"]
 
     out = tmp_path / "pairs.jsonl"
-    assert main(["runs", "export", "--pipeline", "two", "--stage", "second", "--store", str(store),
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "runs",
+                "export",
+                "--pipeline",
+                "two",
+                "--stage",
+                "second",
+                "--store",
+                str(store),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     pairs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(pairs) == 2 and {p["run_id"] for p in pairs} == {first, second}
     assert all(p["prompt"].startswith("two ") for p in pairs)
@@ -174,8 +191,18 @@ def test_runs_list_show_diff_export(recorded, capsys, tmp_path):
 
 def test_runs_replay_from_the_cli(recorded, capsys):
     _, store, (first, _) = recorded
-    child = cli_json(capsys, "runs", "replay", first, "--from", "second", "--set", "first=edited words",
-                     "--store", str(store))
+    child = cli_json(
+        capsys,
+        "runs",
+        "replay",
+        first,
+        "--from",
+        "second",
+        "--set",
+        "first=edited words",
+        "--store",
+        str(store),
+    )
     assert child["parent_id"] == first
     assert child["messages"][1]["prompt"] == "two edited words"
     listed = cli_json(capsys, "runs", "list", "--store", str(store))
@@ -184,11 +211,13 @@ def test_runs_replay_from_the_cli(recorded, capsys):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["runs", "show", "nope"], "no run 'nope'"),
-     (["runs", "replay", "RUN", "--from", "third"], "no stage 'third'"),
-     (["runs", "replay", "RUN", "--from", "second", "--set", "bad"], "--set takes STAGE=TEXT"),
-     (["runs", "export", "RUN", "--stage", "third"], "stage 'third' has no messages"),
-     (["runs", "diff", "RUN", "nope"], "no run 'nope'")],
+    [
+        (["runs", "show", "nope"], "no run 'nope'"),
+        (["runs", "replay", "RUN", "--from", "third"], "no stage 'third'"),
+        (["runs", "replay", "RUN", "--from", "second", "--set", "bad"], "--set takes STAGE=TEXT"),
+        (["runs", "export", "RUN", "--stage", "third"], "stage 'third' has no messages"),
+        (["runs", "diff", "RUN", "nope"], "no run 'nope'"),
+    ],
 )
 def test_runs_bad_input_is_exit_2(recorded, capsys, args, message):
     _, store, (first, _) = recorded
@@ -252,9 +281,24 @@ CLI_WITH_CTRL_C = (
 
 def run_batch(path: Path, inputs: Path, output: Path, store: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", CLI_WITH_CTRL_C, "run", str(path), "--input-file", str(inputs), "--output",
-         str(output), "--store", str(store), *extra],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            CLI_WITH_CTRL_C,
+            "run",
+            str(path),
+            "--input-file",
+            str(inputs),
+            "--output",
+            str(output),
+            "--store",
+            str(store),
+            *extra,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -262,7 +306,7 @@ def run_batch(path: Path, inputs: Path, output: Path, store: Path, *extra: str) 
 def slow_chain(tmp_path, tiny_model) -> Path:
     path = tmp_path / "chain.yaml"
     stages = "".join(
-        f"  s{i}: {{model: m, prompt: \"{i} {{{{ input }}}}\", generation: {{max_new_tokens: 24}}}}\n"
+        f'  s{i}: {{model: m, prompt: "{i} {{{{ input }}}}", generation: {{max_new_tokens: 24}}}}\n'
         for i in range(4)
     )
     path.write_text(f"models:\n  m: {{source: {tiny_model}, dtype: float32}}\nstages:\n{stages}")
@@ -294,16 +338,21 @@ def test_interrupted_batch_resumes_without_recomputing_or_losing_anything(slow_c
     recorded = open_store(store)
     finished = {run_id: run_details(recorded, run_id).messages for run_id in done_before}
     unfinished = "interrupted" if stop == signal.SIGINT else "running"  # a killed process cannot say
-    partial = {r.run_id: run_details(recorded, r.run_id).messages
-               for r in recorded.index.list(status=unfinished, limit=None)}
+    partial = {
+        r.run_id: run_details(recorded, r.run_id).messages
+        for r in recorded.index.list(status=unfinished, limit=None)
+    }
     assert partial
 
     resumed = run_batch(slow_chain, inputs, output, store, "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(rows) == 40 and [r["input"] for r in rows] == [f"item {i} " * (i % 5 + 1) for i in range(40)]
-    wrong = {r["run_id"]: [m["stage"] for m in r["messages"]] for r in rows
-             if [m["stage"] for m in r["messages"]] != ["s0", "s1", "s2", "s3"]}
+    wrong = {
+        r["run_id"]: [m["stage"] for m in r["messages"]]
+        for r in rows
+        if [m["stage"] for m in r["messages"]] != ["s0", "s1", "s2", "s3"]
+    }
     assert not wrong
     by_id = {row["run_id"]: row["messages"] for row in rows}
     for run_id, messages in finished.items():
@@ -327,7 +376,9 @@ def test_two_processes_write_one_store_at_once(slow_chain, tmp_path):
     for name in ("a", "b"):
         inputs = tmp_path / f"{name}.jsonl"
         inputs.write_text("\n".join(json.dumps({"input": f"{name} {i}"}) for i in range(8)))
-        processes.append(run_batch(slow_chain, inputs, tmp_path / f"{name}.out.jsonl", store, "--batch-size", "2"))
+        processes.append(
+            run_batch(slow_chain, inputs, tmp_path / f"{name}.out.jsonl", store, "--batch-size", "2")
+        )
     for process in processes:
         assert process.wait(timeout=300) == 0, process.stderr.read()
     runs = open_store(store).index.list(limit=None)

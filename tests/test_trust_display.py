@@ -29,7 +29,8 @@ def odd(tmp_path, monkeypatch) -> dict[str, Path]:
     """Two pipelines (one named by its YAML, one by its file) on a scripted runtime, and a store path."""
     monkeypatch.setenv("COLUMNS", "400")  # no wrapping or cropping, so each text shows in one piece
     monkeypatch.setattr(
-        "fslm.pipeline.Runtime", lambda models, max_batch_size: RefusingRuntime({"A ": OUTPUT_A, "B ": OUTPUT_B})
+        "fslm.pipeline.Runtime",
+        lambda models, max_batch_size: RefusingRuntime({"A ": OUTPUT_A, "B ": OUTPUT_B}),
     )
     folder = tmp_path / "[dim]files"  # a file name cannot hold [/]
     folder.mkdir()
@@ -81,8 +82,17 @@ def test_batch_run_shows_names_and_paths_as_they_are(odd, capsys):
     inputs = odd["folder"] / "in.jsonl"
     inputs.write_text(json.dumps({"input": INPUT}) + "\n")
     output = odd["folder"] / "[red]out.jsonl"
-    _, err = cli(capsys, "run", str(odd["named"]), "--input-file", str(inputs), "--output", str(output),
-                 "--store", str(odd["store"]))
+    _, err = cli(
+        capsys,
+        "run",
+        str(odd["named"]),
+        "--input-file",
+        str(inputs),
+        "--output",
+        str(output),
+        "--store",
+        str(odd["store"]),
+    )
     assert NAME in err and f"wrote 1 results to {output}" in err
 
 
@@ -116,9 +126,21 @@ def test_runs_commands_show_recorded_text_as_it_is(odd, capsys):
 def test_eval_table_shows_pipeline_names_as_they_are(odd, capsys):
     data = odd["folder"] / "items.jsonl"
     data.write_text(json.dumps({"input": INPUT, "answer": "b said"}) + "\n")
-    out, err = cli(capsys, "eval", str(odd["named"]), "--data", str(data), "--metric", "contains",
-                   "--compare", str(odd["unnamed"]), "--output", str(odd["folder"] / "[x].jsonl"),
-                   "--store", str(odd["store"]))
+    out, err = cli(
+        capsys,
+        "eval",
+        str(odd["named"]),
+        "--data",
+        str(data),
+        "--metric",
+        "contains",
+        "--compare",
+        str(odd["unnamed"]),
+        "--output",
+        str(odd["folder"] / "[x].jsonl"),
+        "--store",
+        str(odd["store"]),
+    )
     assert NAME in out and "[bold]file[link=x]" in out
     assert str(odd["folder"] / "[x].jsonl") in err
 
@@ -136,7 +158,8 @@ def test_errors_show_paths_as_they_are(odd, capsys):
 
 def test_control_characters_in_recorded_text_do_not_reach_the_terminal(odd, capsys, monkeypatch):
     monkeypatch.setattr(
-        "fslm.pipeline.Runtime", lambda models, max_batch_size: ScriptedRuntime({"A ": "red \x1b[31m bell \x07"})
+        "fslm.pipeline.Runtime",
+        lambda models, max_batch_size: ScriptedRuntime({"A ": "red \x1b[31m bell \x07"}),
     )
     out, _ = cli(capsys, "run", str(odd["named"]), "title \x1b]0;owned\x07", "--store", str(odd["store"]))
     assert "\x1b" not in out and "\x07" not in out

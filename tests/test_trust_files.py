@@ -35,7 +35,9 @@ def project(tmp_path) -> Path:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
     (tmp_path / "two.yaml").write_text(PIPELINE)
-    rows = [{"input": f"cat {i}", "first": f"dog {i}", "target": f"water {i}", "answer": "x"} for i in range(8)]
+    rows = [
+        {"input": f"cat {i}", "first": f"dog {i}", "target": f"water {i}", "answer": "x"} for i in range(8)
+    ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     return tmp_path
 
@@ -57,11 +59,14 @@ def error_of(capsys) -> str:
 
 
 def listing(directory: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(directory)): path.read_bytes() if path.is_file() else b""
-            for path in sorted(directory.rglob("*"))}
+    return {
+        str(path.relative_to(directory)): path.read_bytes() if path.is_file() else b""
+        for path in sorted(directory.rglob("*"))
+    }
 
 
 # 5b: JSON Lines end at \n only.
+
 
 def test_jsonl_keeps_unicode_line_separators_inside_strings(tmp_path):
     texts = [f"before{char}after" for char in LINE_BREAKS_INSIDE_STRINGS]
@@ -80,10 +85,13 @@ def test_jsonl_error_names_the_line_counted_in_newlines(tmp_path, capsys):
     assert f"in.jsonl:{len(lines) + 1}: not valid JSON" in error_of(capsys)
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("1" * 5000, ":1: not usable JSON"),
-    ("[" * 100_000, ":1: JSON nested too deeply"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1" * 5000, ":1: not usable JSON"),
+        ("[" * 100_000, ":1: JSON nested too deeply"),
+    ],
+)
 def test_jsonl_values_python_cannot_hold_are_exit_2(tmp_path, capsys, line, message):
     path = tmp_path / "in.jsonl"
     path.write_text(line + "\n")
@@ -93,11 +101,15 @@ def test_jsonl_values_python_cannot_hold_are_exit_2(tmp_path, capsys, line, mess
 
 # 5: data files that are not what they should be.
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"input,answer\ncaf\xe9,1\n", "is not UTF-8 text"),
-    (b"input,answer\n" + b"x" * 200_000 + b",1\n", ":2: a field is longer than the CSV reader allows"),
-    (b"input,answer\nq,1\nq,1,surplus\n", ":3: this row has 3 fields and the header line names 2"),
-])
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"input,answer\ncaf\xe9,1\n", "is not UTF-8 text"),
+        (b"input,answer\n" + b"x" * 200_000 + b",1\n", ":2: a field is longer than the CSV reader allows"),
+        (b"input,answer\nq,1\nq,1,surplus\n", ":3: this row has 3 fields and the header line names 2"),
+    ],
+)
 def test_bad_csv_data_is_exit_2_naming_the_file(tmp_path, capsys, no_model_loads, content, message):
     data = tmp_path / "items.csv"
     data.write_bytes(content)
@@ -152,9 +164,18 @@ def test_finetuning_an_ensemble_stage_is_exit_2_naming_the_stages_that_can_be(pr
     (project / "ens.yaml").write_text(
         PIPELINE + '  vote: {ensemble: {members: [m, m]}, prompt: "three {{ second }}"}\n'
     )
-    assert main(["finetune", str(project / "ens.yaml"), "--stage", "vote", "--data", str(project / "data.jsonl")]) == 2
+    assert (
+        main(
+            ["finetune", str(project / "ens.yaml"), "--stage", "vote", "--data", str(project / "data.jsonl")]
+        )
+        == 2
+    )
     err = error_of(capsys)
-    assert "stage 'vote'" in err and "is an ensemble stage" in err and "single-model stages: first, second" in err
+    assert (
+        "stage 'vote'" in err
+        and "is an ensemble stage" in err
+        and "single-model stages: first, second" in err
+    )
 
 
 def test_attaching_to_an_ensemble_stage_is_refused_before_training(project, capsys, monkeypatch):
@@ -167,8 +188,21 @@ def test_attaching_to_an_ensemble_stage_is_refused_before_training(project, caps
     other = project / "ens.yaml"
     other.write_text(PIPELINE.replace("second: {model: m,", "second: {ensemble: {members: [m, m]},"))
     before = other.read_bytes()
-    assert main(["finetune", str(project / "two.yaml"), "--stage", "second", "--data", str(project / "data.jsonl"),
-                 "--attach", str(other)]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                str(project / "two.yaml"),
+                "--stage",
+                "second",
+                "--data",
+                str(project / "data.jsonl"),
+                "--attach",
+                str(other),
+            ]
+        )
+        == 2
+    )
     err = error_of(capsys)
     assert "cannot attach the adapter" in err and "is an ensemble stage" in err
     assert other.read_bytes() == before
@@ -182,8 +216,26 @@ def test_a_damaged_checkpoint_is_exit_2_on_resume(tmp_path, tiny_model, capsys):
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.pt").write_bytes(b"not a torch file")
     (checkpoint / "adapter_model.safetensors").write_bytes(b"")
-    assert main(["finetune", str(tmp_path / "two.yaml"), "--stage", "second", "--data", str(tmp_path / "data.jsonl"),
-                 "--output", str(tmp_path / "adapter"), "--max-steps", "2", "--r", "4", "--resume"]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                str(tmp_path / "two.yaml"),
+                "--stage",
+                "second",
+                "--data",
+                str(tmp_path / "data.jsonl"),
+                "--output",
+                str(tmp_path / "adapter"),
+                "--max-steps",
+                "2",
+                "--r",
+                "4",
+                "--resume",
+            ]
+        )
+        == 2
+    )
     err = error_of(capsys)
     assert "the checkpoint in" in err and "is damaged" in err and "--force" in err
 
@@ -195,8 +247,16 @@ def test_damaged_training_record_in_the_output_is_exit_2_naming_it(project, caps
     (output / "adapter_config.json").write_text("{}")
     (output / "training.json").write_bytes(record.encode("utf-8", errors="surrogateescape"))
     before = listing(output)
-    args = ["finetune", str(project / "two.yaml"), "--stage", "second", "--data", str(project / "data.jsonl"),
-            "--output", str(output)]
+    args = [
+        "finetune",
+        str(project / "two.yaml"),
+        "--stage",
+        "second",
+        "--data",
+        str(project / "data.jsonl"),
+        "--output",
+        str(output),
+    ]
     assert main(args) == 2
     err = error_of(capsys)
     assert "training.json" in err and "--force" in err
@@ -204,6 +264,7 @@ def test_damaged_training_record_in_the_output_is_exit_2_naming_it(project, caps
 
 
 # 7: outputs are checked before anything runs.
+
 
 def output_cases(project: Path) -> dict[str, tuple[Path, str]]:
     (project / "a-file").write_text("")
@@ -228,11 +289,30 @@ def test_unwritable_output_fails_before_any_model_runs(project, capsys, no_model
     store = project / "runs.sqlite"
     data = project / "data.jsonl"
     before = data.read_bytes()
-    run = ["run", str(project / "two.yaml"), "--input-file", str(data), "--output", str(output), "--store", str(store)]
+    run = [
+        "run",
+        str(project / "two.yaml"),
+        "--input-file",
+        str(data),
+        "--output",
+        str(output),
+        "--store",
+        str(store),
+    ]
     assert main(run) == 2
     assert message in error_of(capsys)
-    evaluate = ["eval", str(project / "two.yaml"), "--data", str(data), "--metric", "exact", "--output", str(output),
-                "--store", str(store)]
+    evaluate = [
+        "eval",
+        str(project / "two.yaml"),
+        "--data",
+        str(data),
+        "--metric",
+        "exact",
+        "--output",
+        str(output),
+        "--store",
+        str(store),
+    ]
     assert main(evaluate) == 2
     assert message in error_of(capsys)
     assert not store.exists()
@@ -250,8 +330,19 @@ def test_output_in_new_directories_is_accepted_and_they_are_created_only_on_writ
         raise run_cmd.FslmError("stopped here")
 
     monkeypatch.setattr(fslm.pipeline, "load_pipeline", stop_after_check)
-    assert main(["run", str(project / "two.yaml"), "--input-file", str(project / "data.jsonl"),
-                 "--output", str(output)]) == 2
+    assert (
+        main(
+            [
+                "run",
+                str(project / "two.yaml"),
+                "--input-file",
+                str(project / "data.jsonl"),
+                "--output",
+                str(output),
+            ]
+        )
+        == 2
+    )
     assert seen == [False]
     write_jsonl_atomically(output, [{"a": 1}])
     assert output.read_text() == '{"a": 1}\n'
@@ -284,17 +375,23 @@ def test_jsonl_output_writes_lone_surrogates_as_json_escapes(tmp_path):
 
 # 7: replacing a directory never leaves neither copy.
 
+
 def make_adapter(directory: Path, text: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "adapter_model.safetensors").write_text(text)
 
 
 def copies_on_disk(parent: Path) -> set[str]:
-    return {(path / "adapter_model.safetensors").read_text() for path in parent.iterdir()
-            if (path / "adapter_model.safetensors").is_file()}
+    return {
+        (path / "adapter_model.safetensors").read_text()
+        for path in parent.iterdir()
+        if (path / "adapter_model.safetensors").is_file()
+    }
 
 
-def test_a_crash_between_the_renames_leaves_both_copies_and_recovery_puts_the_new_one_in(tmp_path, monkeypatch):
+def test_a_crash_between_the_renames_leaves_both_copies_and_recovery_puts_the_new_one_in(
+    tmp_path, monkeypatch
+):
     target = tmp_path / "adapter"
     make_adapter(target, "old")
     make_adapter(staging_directory(target), "new")
@@ -341,16 +438,19 @@ def test_replacing_swaps_in_the_new_directory_and_deletes_the_old(tmp_path):
 RECIPE = "target: {pipeline: ../two.yaml, stage: second}\ndata:\n  dataset: {path: ../data.jsonl}\noutput: OUTPUT\n"
 
 
-@pytest.mark.parametrize(("where", "output", "message"), [
-    ("--output", ".", "it is the current directory"),
-    ("--output", "", "it is the current directory"),
-    ("--output", "..", "it is a parent of the current directory"),
-    ("--output", "/", "it is a parent of the current directory"),
-    ("--output", "HOME", "it is your home directory"),
-    ("recipe", ".", "recipe.yaml"),
-    ("recipe", "", "recipe.yaml"),
-    ("recipe", "..", "it is the directory of"),
-])
+@pytest.mark.parametrize(
+    ("where", "output", "message"),
+    [
+        ("--output", ".", "it is the current directory"),
+        ("--output", "", "it is the current directory"),
+        ("--output", "..", "it is a parent of the current directory"),
+        ("--output", "/", "it is a parent of the current directory"),
+        ("--output", "HOME", "it is your home directory"),
+        ("recipe", ".", "recipe.yaml"),
+        ("recipe", "", "recipe.yaml"),
+        ("recipe", "..", "it is the directory of"),
+    ],
+)
 def test_force_refuses_outputs_that_hold_other_things_and_deletes_nothing(
     project, tmp_path_factory, capsys, monkeypatch, where, output, message
 ):
@@ -364,7 +464,10 @@ def test_force_refuses_outputs_that_hold_other_things_and_deletes_nothing(
     recipe.parent.mkdir()
     recipe.write_text(RECIPE.replace("OUTPUT", json.dumps(output if where == "recipe" else "adapter")))
     before = [listing(directory) for directory in (project, work, home)]
-    assert main(["finetune", str(recipe), "--force", *(["--output", output] if where == "--output" else [])]) == 2
+    assert (
+        main(["finetune", str(recipe), "--force", *(["--output", output] if where == "--output" else [])])
+        == 2
+    )
     err = error_of(capsys)
     assert "refusing the output directory" in err and message in err
     assert [listing(directory) for directory in (project, work, home)] == before
@@ -372,20 +475,39 @@ def test_force_refuses_outputs_that_hold_other_things_and_deletes_nothing(
 
 def test_training_from_runs_reads_the_store_without_creating_it(project, capsys):
     recipe = project / "recipe.yaml"
-    recipe.write_text("target: {pipeline: two.yaml, stage: second}\n"
-                      "data:\n  from_runs: {store: mistyped.sqlite}\noutput: adapter\n")
+    recipe.write_text(
+        "target: {pipeline: two.yaml, stage: second}\n"
+        "data:\n  from_runs: {store: mistyped.sqlite}\noutput: adapter\n"
+    )
     assert main(["finetune", str(recipe)]) == 2
     assert "mistyped.sqlite" in error_of(capsys)
     assert not (project / "mistyped.sqlite").exists() and not (project / "adapter").exists()
 
 
-@pytest.mark.parametrize(("content", "message"), [(b"caf\xe9 {{ input }}", "is not UTF-8 text"), (None, "is a directory")])
+@pytest.mark.parametrize(
+    ("content", "message"), [(b"caf\xe9 {{ input }}", "is not UTF-8 text"), (None, "is a directory")]
+)
 def test_unusable_prompt_file_is_exit_2(project, capsys, content, message):
     prompt = project / "prompt.txt"
     if content is None:
         prompt.mkdir()
     else:
         prompt.write_bytes(content)
-    assert main(["ensemble", "check", "--members", "a,b", "--data", str(project / "data.jsonl"), "--metric", "exact",
-                 "--prompt-file", str(prompt)]) == 2
+    assert (
+        main(
+            [
+                "ensemble",
+                "check",
+                "--members",
+                "a,b",
+                "--data",
+                str(project / "data.jsonl"),
+                "--metric",
+                "exact",
+                "--prompt-file",
+                str(prompt),
+            ]
+        )
+        == 2
+    )
     assert message in error_of(capsys)

@@ -57,9 +57,29 @@ output: join
 
 ODD_VALUES = st.sampled_from(
     [
-        "{{ input }}", "{{ lipsum.__globals__ }}", "{% include 'x' %}", "{{ range(10**12)|list }}", "END",
-        "smol", "plan", "../plan", "/etc/passwd", "~nobody/x", "./missing", "a\x00b", "\ud800", "\x1b[31m",
-        ".nan", "[/]", "*a", "&a", "!!python/object:os.system", "", " ", "unite", "float32",
+        "{{ input }}",
+        "{{ lipsum.__globals__ }}",
+        "{% include 'x' %}",
+        "{{ range(10**12)|list }}",
+        "END",
+        "smol",
+        "plan",
+        "../plan",
+        "/etc/passwd",
+        "~nobody/x",
+        "./missing",
+        "a\x00b",
+        "\ud800",
+        "\x1b[31m",
+        ".nan",
+        "[/]",
+        "*a",
+        "&a",
+        "!!python/object:os.system",
+        "",
+        " ",
+        "unite",
+        "float32",
     ]
 )
 VALUES = st.one_of(
@@ -74,8 +94,29 @@ VALUES = st.one_of(
 )
 KEYS = st.one_of(
     st.text(max_size=10),
-    st.sampled_from(["model", "prompt", "use", "ensemble", "members", "edges", "from", "to", "when", "stages",
-                     "models", "source", "generation", "seed", "weights", "adapter", "input", "END", "<<"]),
+    st.sampled_from(
+        [
+            "model",
+            "prompt",
+            "use",
+            "ensemble",
+            "members",
+            "edges",
+            "from",
+            "to",
+            "when",
+            "stages",
+            "models",
+            "source",
+            "generation",
+            "seed",
+            "weights",
+            "adapter",
+            "input",
+            "END",
+            "<<",
+        ]
+    ),
 )
 
 
@@ -140,8 +181,28 @@ def mutate_text(text: bytes, draw: st.DataObject) -> bytes:
     elif action == "insert":
         odd = draw.draw(
             st.one_of(
-                st.sampled_from([b"\x00", b"\x1b", b"\x7f", b"\xff", b"\xed\xa0\x80", b"\t", b"\r", b"&a ", b"*a",
-                                 b"[", b"{", b"'", b'"', b"{{", b"{%", b": ", b"- ", b"#"]),
+                st.sampled_from(
+                    [
+                        b"\x00",
+                        b"\x1b",
+                        b"\x7f",
+                        b"\xff",
+                        b"\xed\xa0\x80",
+                        b"\t",
+                        b"\r",
+                        b"&a ",
+                        b"*a",
+                        b"[",
+                        b"{",
+                        b"'",
+                        b'"',
+                        b"{{",
+                        b"{%",
+                        b": ",
+                        b"- ",
+                        b"#",
+                    ]
+                ),
                 st.binary(min_size=1, max_size=4),
             ),
             label="bytes",
@@ -163,12 +224,21 @@ def dumped(data: Any) -> bytes:
     deadline=None,
     database=None,
     derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
 )
-@given(seed=st.sampled_from(seeds()), data_mutations=st.integers(0, 3), text_mutations=st.integers(0, 2),
-       draw=st.data())
-def test_validate_accepts_or_explains_every_mutation(workspace, capsys, seed, data_mutations, text_mutations,
-                                                      draw):
+@given(
+    seed=st.sampled_from(seeds()),
+    data_mutations=st.integers(0, 3),
+    text_mutations=st.integers(0, 2),
+    draw=st.data(),
+)
+def test_validate_accepts_or_explains_every_mutation(
+    workspace, capsys, seed, data_mutations, text_mutations, draw
+):
     torch_was_loaded = "torch" in sys.modules
     data = yaml.safe_load(seed)
     for _ in range(data_mutations):

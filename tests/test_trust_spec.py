@@ -16,13 +16,16 @@ from fslm.spec.templates import compile_template, render_template, template_envi
 
 MODELS = "models:\n  smol: {source: smollm2-135m-instruct}\n"
 EVIL_LINE = 8
-PIPELINE_WITH_PROMPT = MODELS + """stages:
+PIPELINE_WITH_PROMPT = (
+    MODELS
+    + """stages:
   a:
     model: smol
     prompt: |
       Question: {{ input }}
       EVIL
 """
+)
 
 ESCAPES = {
     "lipsum-globals": "{{ lipsum.__globals__['os'].popen('id').read() }}",
@@ -63,7 +66,7 @@ RUNTIME_ESCAPES = {
     "joined-copies": "{{ range(10000)|map('string')|join(input * 99999) }}",
     "repeated-output": "{% for i in range(10000) %}{{ input * 99999 }}{% endfor %}",
     "long-joins": "{% set a = input * 99999 %}{% set b = a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a %}"
-                  "{% set c = b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b %}{{ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c }}",
+    "{% set c = b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b ~ b %}{{ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c ~ c }}",
     "shared-lists": "{{ [[input] * 99999] * 99999 }}",
     "quadratic-sum": "{{ ([[1] * 1000] * 10000)|sum(start=[]) }}",
     "bytes-format": "{{ input.encode() % 1 }}",
@@ -138,9 +141,21 @@ def billion_laughs() -> str:
         ("stages: " + "[" * 5000 + "]" * 5000 + "\n", 1, "nested more than 64 levels deep"),
         ("stages: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", 1, "nested more than 64 levels deep"),
         ("stages:\n  a: &loop {b: *loop}\n", 2, "nested more than 64 levels deep (through aliases)"),
-        (MODELS + "stages:\n  a: {model: smol, prompt: \"\x00{{ input }}\"}\n", 4, "U+0000 (NUL) is not allowed"),
-        (MODELS + "stages:\n  a: {model: smol, prompt: \"\x1b[1m{{ input }}\"}\n", 4, "U+001B (ESC) is not allowed"),
-        (MODELS + "stages:\n  a: {model: smol, prompt: \"{{ input }}\"}\n\x7f\n", 5, "U+007F (DEL) is not allowed"),
+        (
+            MODELS + 'stages:\n  a: {model: smol, prompt: "\x00{{ input }}"}\n',
+            4,
+            "U+0000 (NUL) is not allowed",
+        ),
+        (
+            MODELS + 'stages:\n  a: {model: smol, prompt: "\x1b[1m{{ input }}"}\n',
+            4,
+            "U+001B (ESC) is not allowed",
+        ),
+        (
+            MODELS + 'stages:\n  a: {model: smol, prompt: "{{ input }}"}\n\x7f\n',
+            5,
+            "U+007F (DEL) is not allowed",
+        ),
     ],
     ids=["billion-laughs", "deep-lists", "deep-mappings", "alias-cycle", "nul", "esc", "del"],
 )
@@ -159,7 +174,7 @@ def test_a_billion_laughs_file_is_small():
 
 def test_control_characters_in_a_stage_file_name_its_line(tmp_path, capsys):
     (tmp_path / "stages").mkdir()
-    (tmp_path / "stages" / "plan.yaml").write_text("model: smol\nprompt: \"\x1b]8;;evil\x1b\\\"\n")
+    (tmp_path / "stages" / "plan.yaml").write_text('model: smol\nprompt: "\x1b]8;;evil\x1b\\"\n')
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(MODELS + "stages:\n  plan: {use: plan}\n")
     code, err = validate(pipeline, capsys)
@@ -242,8 +257,9 @@ def test_impossible_paths_in_a_file_name_the_line(tmp_path, capsys, entry, messa
 # --- bad values that used to pass --------------------------------------------------------------------
 
 
-DEEP_REGEX = "stages:\n  a: {model: smol, prompt: x}\nedges:\n  - {from: a, when: [{regex: '%s', to: END}]}" % (
-    "(" * 5000 + ")" * 5000
+DEEP_REGEX = (
+    "stages:\n  a: {model: smol, prompt: x}\nedges:\n  - {from: a, when: [{regex: '%s', to: END}]}"
+    % ("(" * 5000 + ")" * 5000)
 )
 
 
@@ -251,9 +267,18 @@ DEEP_REGEX = "stages:\n  a: {model: smol, prompt: x}\nedges:\n  - {from: a, when
     ("stages", "message"),
     [
         ("stages: {}", "the pipeline has no stages"),
-        ("stages:\n  a: {ensemble: {members: [smol, smol2], weights: [.nan, 1]}, prompt: x}", "finite number"),
-        ("stages:\n  a: {ensemble: {members: [smol, smol2], weights: [1, .inf]}, prompt: x}", "finite number"),
-        ("stages:\n  a: {model: smol, prompt: x, generation: {seed: 18446744073709551616}}", "less than or equal"),
+        (
+            "stages:\n  a: {ensemble: {members: [smol, smol2], weights: [.nan, 1]}, prompt: x}",
+            "finite number",
+        ),
+        (
+            "stages:\n  a: {ensemble: {members: [smol, smol2], weights: [1, .inf]}, prompt: x}",
+            "finite number",
+        ),
+        (
+            "stages:\n  a: {model: smol, prompt: x, generation: {seed: 18446744073709551616}}",
+            "less than or equal",
+        ),
         ("stages:\n  a: {model: smol, prompt: x, generation: {temperature: .nan}}", "finite number"),
         (DEEP_REGEX, "nested too deeply or too large"),
     ],
@@ -269,7 +294,9 @@ def test_values_that_used_to_pass_are_refused(tmp_path, capsys, stages, message)
 
 def test_the_largest_64_bit_seed_is_accepted(tmp_path, capsys):
     pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(MODELS + "stages:\n  a: {model: smol, prompt: x, generation: {seed: 18446744073709551615}}\n")
+    pipeline.write_text(
+        MODELS + "stages:\n  a: {model: smol, prompt: x, generation: {seed: 18446744073709551615}}\n"
+    )
     assert validate(pipeline, capsys)[0] == 0
 
 
@@ -277,7 +304,9 @@ def test_the_largest_64_bit_seed_is_accepted(tmp_path, capsys):
 def test_use_takes_a_plain_name_only(tmp_path, capsys, name):
     (tmp_path / "pipelines" / "stages" / "sub").mkdir(parents=True)
     (tmp_path / "elsewhere.yaml").write_text("model: smol\nprompt: '{{ input }}'\n")
-    (tmp_path / "pipelines" / "stages" / "sub" / "plan.yaml").write_text("model: smol\nprompt: '{{ input }}'\n")
+    (tmp_path / "pipelines" / "stages" / "sub" / "plan.yaml").write_text(
+        "model: smol\nprompt: '{{ input }}'\n"
+    )
     pipeline = tmp_path / "pipelines" / "p.yaml"
     pipeline.write_text(MODELS + f"stages:\n  a: {{use: '{name}'}}\n")
     code, err = validate(pipeline, capsys)
@@ -335,7 +364,9 @@ def test_a_recipe_that_is_not_utf8_is_exit_2(tmp_path, capsys):
 
 def test_a_5000_stage_chain_validates(tmp_path, capsys):
     stages = ["  s0: {model: smol, prompt: '{{ input }}'}"]
-    stages += [f"  s{i}: {{model: smol, prompt: '{{{{ s{i - 1} }}}} {{{{ input }}}}'}}" for i in range(1, 5000)]
+    stages += [
+        f"  s{i}: {{model: smol, prompt: '{{{{ s{i - 1} }}}} {{{{ input }}}}'}}" for i in range(1, 5000)
+    ]
     pipeline = tmp_path / "long.yaml"
     pipeline.write_text(MODELS + "stages:\n" + "\n".join(stages) + "\n")
     code, _ = validate(pipeline, capsys)
@@ -356,8 +387,12 @@ def test_a_file_with_thousands_of_problems_reports_the_first_hundred(tmp_path, c
 
 @pytest.mark.parametrize(
     "source",
-    ["{{ " + "(" * 400 + "input" + ")" * 400 + " }}", "{% if input %}" * 400 + "{% endif %}" * 400,
-     "{{ input" + " + input" * 3000 + " }}", "{{ input" + "|trim" * 3000 + " }}"],
+    [
+        "{{ " + "(" * 400 + "input" + ")" * 400 + " }}",
+        "{% if input %}" * 400 + "{% endif %}" * 400,
+        "{{ input" + " + input" * 3000 + " }}",
+        "{{ input" + "|trim" * 3000 + " }}",
+    ],
     ids=["brackets", "blocks", "operators", "filters"],
 )
 def test_a_template_nested_thousands_deep_is_a_problem(tmp_path, capsys, source):

@@ -48,7 +48,9 @@ def pipeline_file(tmp_path: Path) -> Path:
 def record_runs(tmp_path: Path, store_file: Path) -> list[str]:
     """Two runs recorded the way `fslm run` records them, with the store closed afterwards as a process exit does."""
     store = open_store(store_file)
-    pipeline = Pipeline(load_spec(pipeline_file(tmp_path)), ScriptedRuntime({"A ": "a says", "B ": "b says"}), store)
+    pipeline = Pipeline(
+        load_spec(pipeline_file(tmp_path)), ScriptedRuntime({"A ": "a says", "B ": "b says"}), store
+    )
     ids = [pipeline.invoke(text).run_id for text in ("first input", "second input")]
     store.close()
     return ids
@@ -180,7 +182,9 @@ def test_an_empty_file_becomes_a_store_when_runs_are_recorded(tmp_path):
 def test_a_mistyped_store_path_is_exit_2_and_creates_nothing(tmp_path, command, capsys):
     missing = tmp_path / "typo" / "runs.sqlite"
     args = ["runs", "replay", "r1", "--from", "a"] if command == "replay" else READ_COMMANDS[command]
-    assert main([*[a.replace("RUN", "r1").replace("OTHER", "r2") for a in args], "--store", str(missing)]) == 2
+    assert (
+        main([*[a.replace("RUN", "r1").replace("OTHER", "r2") for a in args], "--store", str(missing)]) == 2
+    )
     assert f"no run store at {missing}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -209,9 +213,15 @@ def damage(store_file: Path, sql: str, values: tuple = ()) -> None:
 
 
 DAMAGE = {
-    "a checkpoint blob that is not msgpack": ("UPDATE checkpoints SET checkpoint = ?", (b"\xc1\xff\x00garbage",)),
+    "a checkpoint blob that is not msgpack": (
+        "UPDATE checkpoints SET checkpoint = ?",
+        (b"\xc1\xff\x00garbage",),
+    ),
     "a checkpoint of another type": ("UPDATE checkpoints SET type = 'pickle'", ()),
-    "a checkpoint that decodes to a list": ("UPDATE checkpoints SET checkpoint = ?", (ormsgpack.packb([1, 2]),)),
+    "a checkpoint that decodes to a list": (
+        "UPDATE checkpoints SET checkpoint = ?",
+        (ormsgpack.packb([1, 2]),),
+    ),
     "a stage log of numbers": (
         "UPDATE checkpoints SET checkpoint = ?",
         (ormsgpack.packb({"v": 4, "id": "x", "channel_values": {"log": [1, 2], "outputs": {}}}),),
@@ -245,8 +255,10 @@ def test_nulls_in_a_hand_made_run_table_are_exit_2(tmp_path, capsys):
     file = tmp_path / "hand.sqlite"
     langgraph_checkpoints_only(file)
     with sqlite3.connect(file) as db:
-        db.execute("CREATE TABLE fslm_runs (run_id, pipeline, pipeline_name, pipeline_hash, input, status, started, "
-                   "seconds, error, parent_id, replay_from, batch_id)")
+        db.execute(
+            "CREATE TABLE fslm_runs (run_id, pipeline, pipeline_name, pipeline_hash, input, status, started, "
+            "seconds, error, parent_id, replay_from, batch_id)"
+        )
         db.execute("INSERT INTO fslm_runs (run_id, status, started) VALUES ('r1', 'done', 1.0)")
     for command in ("list", "show", "export"):
         assert main(read_command(command, file, ["r1", "r1"])) == 2
@@ -283,12 +295,30 @@ def test_runs_export_to_a_place_it_cannot_write_is_exit_2(recorded, tmp_path, wh
     target = tmp_path / "out"
     target.mkdir()
     (target / "file").write_text("")
-    output = {"a directory": target, "inside a file": target / "file" / "pairs.jsonl",
-              "a read-only directory": target / "pairs.jsonl", "/proc": Path("/proc/fslm-pairs.jsonl")}[where]
+    output = {
+        "a directory": target,
+        "inside a file": target / "file" / "pairs.jsonl",
+        "a read-only directory": target / "pairs.jsonl",
+        "/proc": Path("/proc/fslm-pairs.jsonl"),
+    }[where]
     target.chmod(0o500 if where == "a read-only directory" else 0o700)
     try:
-        assert main(["runs", "export", ids[0], "--stage", "b", "--output", str(output),
-                     "--store", str(store_file)]) == 2
+        assert (
+            main(
+                [
+                    "runs",
+                    "export",
+                    ids[0],
+                    "--stage",
+                    "b",
+                    "--output",
+                    str(output),
+                    "--store",
+                    str(store_file),
+                ]
+            )
+            == 2
+        )
     finally:
         target.chmod(0o700)
     err = capsys.readouterr().err

@@ -28,8 +28,17 @@ def store_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("viewer-store") / "runs.sqlite"
     store = open_store(path)
     for number, (text, name) in enumerate([(XSS, XSS), (MARKUP, MARKUP)]):
-        store.index.start(RunRecord(run_id=f"run-{number}", pipeline=f"/nowhere/{name}.yaml", pipeline_name=name,
-                                    pipeline_hash="h", input=text, status="failed", started=1000.0 + number))
+        store.index.start(
+            RunRecord(
+                run_id=f"run-{number}",
+                pipeline=f"/nowhere/{name}.yaml",
+                pipeline_name=name,
+                pipeline_hash="h",
+                input=text,
+                status="failed",
+                started=1000.0 + number,
+            )
+        )
         store.index.finish(f"run-{number}", "failed", error=text)
     store.close()
     return path
@@ -48,7 +57,9 @@ def request(server, path: str, token: str | None = "", host: str | None = None) 
         headers["Host"] = host
     port = server.server_address[1]
     try:
-        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+        ) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
@@ -60,6 +71,7 @@ def error_of(body: bytes) -> str:
 
 def no_serving(monkeypatch) -> None:
     """`fslm ui` prints its lines, then stops at once as if Ctrl-C were pressed."""
+
     def interrupted(server, poll_interval=0.5):
         raise KeyboardInterrupt
 
@@ -106,7 +118,9 @@ def test_the_token_is_random_per_server(store_path):
         second.server_close()
 
 
-@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:80", "localhost.attacker.example", "", "[x"])
+@pytest.mark.parametrize(
+    "host", ["attacker.example", "attacker.example:80", "localhost.attacker.example", "", "[x"]
+)
 def test_requests_addressed_to_another_name_are_refused(server, host):
     assert request(server, "/api/runs", host=host)[0] == 403
     assert request(server, "/", host=host)[0] == 403
@@ -130,7 +144,9 @@ def test_a_remote_bind_accepts_this_machines_name_and_addresses_only(store_path)
 # ---- what a request may ask -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("limit", ["%C2%B2", "-1", "abc", "1" * 20, "10001", "0", "1.5", "%205", "5%0A", "%EF%BC%95"])
+@pytest.mark.parametrize(
+    "limit", ["%C2%B2", "-1", "abc", "1" * 20, "10001", "0", "1.5", "%205", "5%0A", "%EF%BC%95"]
+)
 def test_a_bad_limit_is_400(server, limit):
     status, body = request(server, f"/api/runs?limit={limit}")
     assert status == 400
@@ -233,7 +249,10 @@ def browser(tmp_path):
 
 def test_the_page_shows_recorded_html_as_text(browser, server):
     open_view(browser, f"{server.url}#/run/run-0")
-    shown = [element.get_attribute("textContent") for element in browser.find_elements("css selector", ".input pre")]
+    shown = [
+        element.get_attribute("textContent")
+        for element in browser.find_elements("css selector", ".input pre")
+    ]
     assert shown == [XSS]
     assert XSS in browser.find_element("css selector", "#view .error").get_attribute("textContent")
     assert browser.find_elements("css selector", "img") == []

@@ -94,7 +94,9 @@ def get_json(server, path: str, headers: dict | None = None) -> tuple[int, dict]
 
 
 def text_of(driver, selector: str) -> list[str]:
-    return [element.get_attribute("textContent") for element in driver.find_elements("css selector", selector)]
+    return [
+        element.get_attribute("textContent") for element in driver.find_elements("css selector", selector)
+    ]
 
 
 # ---- the JSON API -------------------------------------------------------------------------------------------
@@ -180,17 +182,33 @@ edges:
     )
     graph = layered_graph(load_spec(path))
     assert {node.name: node.layer for node in graph.nodes} == {
-        "draft": 0, "check": 1, "left": 2, "right": 3, "join": 3, END: 4,
+        "draft": 0,
+        "check": 1,
+        "left": 2,
+        "right": 3,
+        "join": 3,
+        END: 4,
     }
     conditional = {(e.source, e.target): e.label for e in graph.edges if e.conditional}
-    assert conditional == {("check", "draft"): "again", ("check", "left"): "/^ok/ | fine", ("check", END): "otherwise"}
+    assert conditional == {
+        ("check", "draft"): "again",
+        ("check", "left"): "/^ok/ | fine",
+        ("check", END): "otherwise",
+    }
     assert ("right", "join", False) in {(e.source, e.target, e.conditional) for e in graph.edges}
 
 
 def test_graph_says_when_the_pipeline_changed_or_is_gone(pipeline_file, tmp_path):
     spec = load_spec(pipeline_file)
-    record = RunRecord(run_id="r", pipeline=str(pipeline_file), pipeline_name="routed",
-                       pipeline_hash=spec.source_hash, input="", status="done", started=0.0)
+    record = RunRecord(
+        run_id="r",
+        pipeline=str(pipeline_file),
+        pipeline_name="routed",
+        pipeline_hash=spec.source_hash,
+        input="",
+        status="done",
+        started=0.0,
+    )
     assert run_graph(record).available and run_graph(record).note == ""
     changed = run_graph(RunRecord(**{**record.to_dict(), "pipeline_hash": "older"}))
     assert changed.available and "changed since this run" in changed.note
@@ -235,7 +253,9 @@ def test_run_page_shows_every_stage_message_escaped(browser, server, store, runs
     assert text_of(browser, ".input pre.text") == ["<i>why</i> is the sky blue?"]
     parent = browser.find_element("css selector", ".facts a.run-id")
     assert parent.get_attribute("href").endswith(f"#/run/{runs['a']}")
-    listed = [item.get_attribute("data-run") for item in browser.find_elements("css selector", "#runs li.run")]
+    listed = [
+        item.get_attribute("data-run") for item in browser.find_elements("css selector", "#runs li.run")
+    ]
     assert sorted(listed) == sorted([runs["a"], runs["b"], runs["replay"]])
 
 
@@ -258,7 +278,10 @@ def test_diff_view_shows_both_runs_side_by_side(browser, server, store, runs):
     for stage in stages:
         row = f"table.diff tr[data-stage='{stage.stage}']"
         cells = text_of(browser, f"{row} td")
-        assert cells == [stage.a if stage.a is not None else "did not run", stage.b if stage.b is not None else "did not run"]
+        assert cells == [
+            stage.a if stage.a is not None else "did not run",
+            stage.b if stage.b is not None else "did not run",
+        ]
         classes = browser.find_element("css selector", row).get_attribute("class")
         assert classes == ("same" if stage.same else "differs")
 

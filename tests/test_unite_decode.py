@@ -39,14 +39,20 @@ def _never_emit_broken_utf8(base: LoadedBase) -> None:
     """Random tiny models emit stray bytes (a lone 0x8C) all the time; real models do not. A large negative
     bias on every token that is not complete UTF-8 on its own keeps the tests about text, as with real models."""
     keys = token_text_for(base).keys
-    broken = [i for i, key in enumerate(keys) if isinstance(key, bytes) and split_incomplete_utf8(key)[1:] != (b"",)]
-    broken += [i for i, key in enumerate(keys) if isinstance(key, bytes) and "\ufffd" in key.decode(errors="replace")]
+    broken = [
+        i for i, key in enumerate(keys) if isinstance(key, bytes) and split_incomplete_utf8(key)[1:] != (b"",)
+    ]
+    broken += [
+        i for i, key in enumerate(keys) if isinstance(key, bytes) and "\ufffd" in key.decode(errors="replace")
+    ]
     bias = torch.zeros(len(keys))
     bias[broken] = -1e4
     base.model.lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
 
 
-def ensemble(*handles: str, prompt: str, params: GenerationParams = GREEDY, **options: object) -> EnsembleRequest:
+def ensemble(
+    *handles: str, prompt: str, params: GenerationParams = GREEDY, **options: object
+) -> EnsembleRequest:
     return EnsembleRequest(
         members=tuple(EnsembleMember(handle) for handle in handles),
         prompt=prompt,
@@ -58,7 +64,9 @@ def ensemble(*handles: str, prompt: str, params: GenerationParams = GREEDY, **op
 
 def members_of(runtime: Runtime, *handles: str) -> list[LoadedMember]:
     bases = [runtime.base_for(handle) for handle in handles]
-    return [LoadedMember(base, "__base__", token_text_for(base), handle) for base, handle in zip(bases, handles)]
+    return [
+        LoadedMember(base, "__base__", token_text_for(base), handle) for base, handle in zip(bases, handles)
+    ]
 
 
 @pytest.mark.parametrize("handle", ["bpe", "sp"])
@@ -69,7 +77,9 @@ def test_a_model_ensembled_with_itself_is_its_greedy_decode(runtime: Runtime, ha
         )
         doubled = runtime.generate_ensemble(
             [
-                EnsembleRequest((EnsembleMember(handle), EnsembleMember(handle)), p, chat_template=chat, params=GREEDY)
+                EnsembleRequest(
+                    (EnsembleMember(handle), EnsembleMember(handle)), p, chat_template=chat, params=GREEDY
+                )
                 for p in PROMPTS
             ]
         )
@@ -130,7 +140,9 @@ def test_the_vote_passed_to_the_decoder_picks_the_tokens(runtime: Runtime) -> No
     members = members_of(runtime, "bpe", "sp")
     requests = [ensemble("bpe", "sp", prompt=p) for p in PROMPTS]
     voted = decode_ensemble(members, requests, vote=_second_members_top_token)
-    alone = runtime.generate([GenerationRequest("sp", p, chat_template=False, params=GREEDY) for p in PROMPTS])
+    alone = runtime.generate(
+        [GenerationRequest("sp", p, chat_template=False, params=GREEDY) for p in PROMPTS]
+    )
     assert [r.generation.text for r in voted] == [g.text for g in alone]
     assert any(r.disagreements > 0 for r in voted)
     united = decode_ensemble(members, requests)
@@ -158,13 +170,17 @@ def test_incremental_state_equals_encoding_the_full_text_afresh(runtime: Runtime
         for index, (member, batch) in enumerate(zip(members, batches, strict=True)):
             for position, row in enumerate(rows):
                 track = row.tracks[index]
-                assert b"".join(member.text.keys[i] for i in track.ids) + track.pending == completion[position]  # type: ignore[misc]
+                assert (
+                    b"".join(member.text.keys[i] for i in track.ids) + track.pending == completion[position]
+                )  # type: ignore[misc]
                 ids = row.prompt_ids[index] + track.ids
                 fresh = member.base.model(input_ids=torch.tensor([ids])).logits[0, -1]
                 assert torch.allclose(batch.logits[position], fresh, atol=1e-4)
                 checked += 1
 
-    decode_ensemble(members, [ensemble("bpe", "sp", prompt=p, params=GenerationParams(12)) for p in PROMPTS], check)
+    decode_ensemble(
+        members, [ensemble("bpe", "sp", prompt=p, params=GenerationParams(12)) for p in PROMPTS], check
+    )
     assert checked > 20
 
 
@@ -203,7 +219,9 @@ def test_eos_of_any_member_is_one_union_token(runtime: Runtime) -> None:
 
 def test_sampling_is_reproducible_with_a_seed(runtime: Runtime) -> None:
     params = GenerationParams(max_new_tokens=16, temperature=1.0, seed=3)
-    first, second = (runtime.generate_ensemble([ensemble("bpe", "sp", prompt=PROMPTS[0], params=params)]) for _ in "ab")
+    first, second = (
+        runtime.generate_ensemble([ensemble("bpe", "sp", prompt=PROMPTS[0], params=params)]) for _ in "ab"
+    )
     assert first[0].generation.text == second[0].generation.text
 
 

@@ -39,7 +39,9 @@ def test_a_valid_ensemble_block(tmp_path: Path) -> None:
 
 def test_unknown_member_is_reported_with_its_line(tmp_path: Path) -> None:
     text = problems(tmp_path, "    ensemble: {members: [smol, gema]}\n    prompt: x\n")
-    assert "p.yaml:6" in text and "ensemble member 'gema' is not a defined model; did you mean 'gemma'" in text
+    assert (
+        "p.yaml:6" in text and "ensemble member 'gema' is not a defined model; did you mean 'gemma'" in text
+    )
 
 
 def test_top_k_below_one(tmp_path: Path) -> None:
@@ -107,5 +109,7 @@ def test_concurrent_runs_share_ensemble_batches_and_match_one_at_a_time(ensemble
 
     together = pipeline.batch(texts)
 
-    assert [[m["text"] for m in r.messages] for r in together] == [[m["text"] for m in r.messages] for r in alone]
-    assert max(pipeline.runtime.stats.ensemble_batch_sizes[len(texts):]) > 1
+    assert [[m["text"] for m in r.messages] for r in together] == [
+        [m["text"] for m in r.messages] for r in alone
+    ]
+    assert max(pipeline.runtime.stats.ensemble_batch_sizes[len(texts) :]) > 1

@@ -46,7 +46,9 @@ def test_token_keys_are_the_bytes_they_stand_for(token_text: TokenText) -> None:
         assert b"".join(token_text.keys[i] for i in ids) == text.encode()  # type: ignore[misc]
 
 
-def test_byte_level_and_sentencepiece_markers_are_normalised(byte_level: TokenText, metaspace: TokenText) -> None:
+def test_byte_level_and_sentencepiece_markers_are_normalised(
+    byte_level: TokenText, metaspace: TokenText
+) -> None:
     for pieces, text in ((["Ġthe", "Ċ"], byte_level), (["▁the", "<0x0A>"], metaspace)):
         ids = text.tokenizer.convert_tokens_to_ids(pieces)
         assert [text.keys[i] for i in ids] == [b" the", b"\n"]

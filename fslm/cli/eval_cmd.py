@@ -15,13 +15,17 @@ from fslm.eval.metrics import METRICS
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("eval", help="score a pipeline's outputs on a labelled data file")
     parser.add_argument("pipeline", type=Path, help="pipeline YAML file")
-    parser.add_argument("--data", type=Path, required=True, help="JSONL, CSV or Parquet with inputs and answers")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="JSONL, CSV or Parquet with inputs and answers"
+    )
     parser.add_argument("--metric", required=True, choices=list(METRICS), help="how outputs are scored")
     parser.add_argument("--compare", type=Path, metavar="OTHER_PIPELINE", help="also score this pipeline")
     parser.add_argument("--field", default="input", help="the input field of --data (default: input)")
     parser.add_argument("--answer-field", default="answer", help="the reference field (default: answer)")
     parser.add_argument("--limit", type=int, help="only the first N items")
-    parser.add_argument("--output", type=Path, help="per-item results, JSONL (default: PIPELINE.eval.jsonl here)")
+    parser.add_argument(
+        "--output", type=Path, help="per-item results, JSONL (default: PIPELINE.eval.jsonl here)"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="most requests in one forward pass (32)")
     parser.add_argument("--store", help="run store file (default: $FSLM_STORE or the per-user store)")
     parser.set_defaults(handler=run)
@@ -58,11 +62,20 @@ def evaluate_with_progress(pipeline, items: list, metric: str, err: Console):
     from fslm.pipeline import new_run_id
 
     batch_id = new_run_id()
-    err.print(f"[dim]{escaped(pipeline.spec.name)}: batch {batch_id} (`fslm runs list` shows each item's run)[/]")
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    err.print(
+        f"[dim]{escaped(pipeline.spec.name)}: batch {batch_id} (`fslm runs list` shows each item's run)[/]"
+    )
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err) as progress:
         task = progress.add_task(visible(pipeline.spec.name), total=len(items))
-        return evaluate(pipeline, items, metric, batch_id=batch_id, on_done=lambda index: progress.advance(task))
+        return evaluate(
+            pipeline, items, metric, batch_id=batch_id, on_done=lambda index: progress.advance(task)
+        )
 
 
 def summary_table(reports: list) -> Table:
@@ -73,7 +86,9 @@ def summary_table(reports: list) -> Table:
     table.add_column("seconds", justify="right")
     for report in reports:
         full = sum(1 for item in report.items if item.score >= 1.0)
-        table.add_row(literal(report.name), f"{report.mean:.3f}", f"{full}/{len(report.items)}", f"{report.seconds:.1f}")
+        table.add_row(
+            literal(report.name), f"{report.mean:.3f}", f"{full}/{len(report.items)}", f"{report.seconds:.1f}"
+        )
     if len(reports) == 2:
         pairs = list(zip(reports[0].items, reports[1].items, strict=True))
         wins = sum(a.score > b.score for a, b in pairs)

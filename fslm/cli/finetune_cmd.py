@@ -41,16 +41,28 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "finetune", help="train a LoRA adapter for one stage, from a recipe or from --stage and --data"
     )
-    parser.add_argument("source", type=Path, help="a recipe (finetune/*.yaml), or a pipeline with --stage/--data")
+    parser.add_argument(
+        "source", type=Path, help="a recipe (finetune/*.yaml), or a pipeline with --stage/--data"
+    )
     parser.add_argument("--stage", help="shorthand: the stage of the pipeline to tune")
-    parser.add_argument("--data", type=Path, help="shorthand: JSONL/CSV/Parquet with template variables and target")
+    parser.add_argument(
+        "--data", type=Path, help="shorthand: JSONL/CSV/Parquet with template variables and target"
+    )
     parser.add_argument("--output", type=Path, help="adapter directory (overrides the recipe's output)")
     for key, (section, kind) in OVERRIDES.items():
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, help=f"sets {section}.{key}")
     parser.add_argument("--resume", action="store_true", help="continue from the output's last checkpoint")
-    parser.add_argument("--force", action="store_true", help="replace a different adapter in the output directory")
-    parser.add_argument("--attach", nargs="?", const=True, type=Path, metavar="PIPELINE",
-                        help="write the adapter into the stage of the target pipeline (or of PIPELINE)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a different adapter in the output directory"
+    )
+    parser.add_argument(
+        "--attach",
+        nargs="?",
+        const=True,
+        type=Path,
+        metavar="PIPELINE",
+        help="write the adapter into the stage of the target pipeline (or of PIPELINE)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -87,9 +99,13 @@ def run(args: argparse.Namespace) -> int:
     err = console(stderr=True)
     stage = visible(recipe.target.stage)
     columns = (
-        TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[speed]} tok/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err) as progress:
         task = progress.add_task(f"finetune {stage}", total=None, loss="–", speed="–")
@@ -102,13 +118,24 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, description=f"finetune {stage}", completed=0, total=steps)
 
         def on_step(log) -> None:
-            progress.update(task, completed=log.step, loss=f"{log.loss:.4f}", speed=f"{log.tokens_per_second:.0f}")
+            progress.update(
+                task, completed=log.step, loss=f"{log.loss:.4f}", speed=f"{log.tokens_per_second:.0f}"
+            )
 
-        callbacks = Callbacks(on_teacher=on_teacher, on_start=on_start, on_step=on_step,
-                              on_status=lambda message: err.print(f"[dim]{escaped(message)}[/]"))
+        callbacks = Callbacks(
+            on_teacher=on_teacher,
+            on_start=on_start,
+            on_step=on_step,
+            on_status=lambda message: err.print(f"[dim]{escaped(message)}[/]"),
+        )
         try:
-            result = finetune(recipe, resume=args.resume, force=args.force, callbacks=callbacks,
-                              recipe_file=args.source.absolute())
+            result = finetune(
+                recipe,
+                resume=args.resume,
+                force=args.force,
+                callbacks=callbacks,
+                recipe_file=args.source.absolute(),
+            )
         except Interrupted as stopped:
             progress.stop()
             err.print(f"{escaped(stopped)}. Continue with the same command plus --resume")
@@ -141,6 +168,8 @@ def show_summary(err: Console, record: dict, output: Path) -> None:
         err.print(f"held-out loss {eval_losses[0]['loss']:.4f} → {eval_losses[-1]['loss']:.4f}")
     metric = record.get("metric")
     if metric:
-        err.print(f"held-out {escaped(metric['name'])} {metric['before']:.3f} → {metric['after']:.3f} "
-                  f"({metric['items']} items)")
+        err.print(
+            f"held-out {escaped(metric['name'])} {metric['before']:.3f} → {metric['after']:.3f} "
+            f"({metric['items']} items)"
+        )
     err.print(f"{record['tokens_per_second']:.0f} training tokens/s; adapter written to {escaped(output)}")

@@ -31,8 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fslm", description="Pipelines of stacked small language models, written in YAML."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run_cmd, runs_cmd, validate_cmd, graph_cmd, models_cmd, schema_cmd, ui_cmd, finetune_cmd, eval_cmd,
-                   ensemble_cmd):
+    for module in (
+        run_cmd,
+        runs_cmd,
+        validate_cmd,
+        graph_cmd,
+        models_cmd,
+        schema_cmd,
+        ui_cmd,
+        finetune_cmd,
+        eval_cmd,
+        ensemble_cmd,
+    ):
         module.register(commands)
     return parser
 

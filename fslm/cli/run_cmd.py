@@ -23,11 +23,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--input-file", type=Path, help="JSONL file, one object per line with an input field")
     parser.add_argument("--field", default="input", help="the input field of --input-file (default: input)")
     parser.add_argument("--output", type=Path, help="JSONL file for the results of --input-file")
-    parser.add_argument("--resume", action="store_true",
-                        help="with --input-file: continue the last interrupted batch over the same files")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --input-file: continue the last interrupted batch over the same files",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="most requests in one forward pass (32)")
-    parser.add_argument("--stream", choices=["stages", "tokens"], default="stages",
-                        help="show each stage when it ends (default), or its text as it is generated")
+    parser.add_argument(
+        "--stream",
+        choices=["stages", "tokens"],
+        default="stages",
+        help="show each stage when it ends (default), or its text as it is generated",
+    )
     parser.add_argument("--prompts", action="store_true", help="also show the prompt each stage received")
     parser.add_argument("--store", help="run store file (default: $FSLM_STORE or the per-user store)")
     parser.set_defaults(handler=run)
@@ -39,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input_file is not None and args.output is None:
         raise FslmError("--input-file needs --output FILE for the results")
     if args.resume and args.input_file is None:
-        raise FslmError("--resume continues a batch: give --input-file and --output as in the interrupted run")
+        raise FslmError(
+            "--resume continues a batch: give --input-file and --output as in the interrupted run"
+        )
     if args.batch_size < 1:
         raise FslmError("--batch-size must be at least 1")
     texts = read_inputs(args.input_file, args.field) if args.input_file else None
@@ -103,7 +112,11 @@ def read_inputs(path: Path, field: str) -> list[str]:
 
 def batch_key(pipeline, input_file: Path, output: Path) -> str:
     """What makes two batch runs the same batch: the pipeline as it is, the inputs, and the output file."""
-    parts = [pipeline.spec.source_hash, hashlib.sha256(input_file.read_bytes()).hexdigest(), str(resolved(output))]
+    parts = [
+        pipeline.spec.source_hash,
+        hashlib.sha256(input_file.read_bytes()).hexdigest(),
+        str(resolved(output)),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -123,7 +136,12 @@ def run_file(pipeline, texts: list[str], input_file: Path, output: Path, resume:
         index.start_batch(batch_id, key)
     err = console(stderr=True)
     err.print(f"[dim]batch {escaped(batch_id)}" + (" (resumed)" if resume else "") + "[/]")
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=err) as progress:
             task = progress.add_task(visible(pipeline.spec.name), total=len(texts))
@@ -142,4 +160,3 @@ def run_file(pipeline, texts: list[str], input_file: Path, output: Path, resume:
             "without running them again"
         ) from None
     err.print(f"wrote {len(results)} results to {escaped(output)}")
-

@@ -40,12 +40,22 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     replay = verbs.add_parser("replay", parents=[common], help="re-run a run from a stage, as a new run")
     replay.add_argument("run_id", help="run id (a unique prefix is enough)")
-    replay.add_argument("--from", dest="from_stage", required=True, metavar="STAGE", help="first stage to re-run")
-    replay.add_argument("--set", dest="edits", action="append", default=[], metavar="STAGE=TEXT",
-                        help="replace a recorded stage message before replaying (repeatable)")
+    replay.add_argument(
+        "--from", dest="from_stage", required=True, metavar="STAGE", help="first stage to re-run"
+    )
+    replay.add_argument(
+        "--set",
+        dest="edits",
+        action="append",
+        default=[],
+        metavar="STAGE=TEXT",
+        help="replace a recorded stage message before replaying (repeatable)",
+    )
     replay.set_defaults(handler=replay_command)
 
-    export = verbs.add_parser("export", parents=[common], help="(prompt, completion) pairs of one stage as JSONL")
+    export = verbs.add_parser(
+        "export", parents=[common], help="(prompt, completion) pairs of one stage as JSONL"
+    )
     export.add_argument("run_id", nargs="?", help="one run; or use --pipeline for all its finished runs")
     export.add_argument("--pipeline", help="every finished run of this pipeline (name or file)")
     export.add_argument("--stage", required=True, help="the stage whose messages to export")
@@ -75,8 +85,14 @@ def list_command(args: argparse.Namespace) -> int:
     for run in runs:
         seconds = f"{run.seconds:.1f}" if run.seconds is not None else ""
         status = run.status + (" ↺" if run.parent_id else "")  # ↺: a replay; `runs show` names its parent
-        table.add_row(literal(run.run_id), literal(run.pipeline_name), _when(run.started, short=True),
-                      literal(status), seconds, literal(_preview(run.input)))
+        table.add_row(
+            literal(run.run_id),
+            literal(run.pipeline_name),
+            _when(run.started, short=True),
+            literal(status),
+            seconds,
+            literal(_preview(run.input)),
+        )
     console().print(table)
     return 0
 
@@ -88,8 +104,10 @@ def show_command(args: argparse.Namespace) -> int:
         return 0
     record = details.record
     out = console()
-    out.print(f"[bold]run {escaped(record.run_id)}[/] · {escaped(record.pipeline_name)} ({escaped(record.pipeline)})"
-              f" · {escaped(record.status)} · started {_when(record.started)}")
+    out.print(
+        f"[bold]run {escaped(record.run_id)}[/] · {escaped(record.pipeline_name)} ({escaped(record.pipeline)})"
+        f" · {escaped(record.status)} · started {_when(record.started)}"
+    )
     if record.parent_id:
         out.print(f"replay of run {escaped(record.parent_id)} from stage '{escaped(record.replay_from)}'")
     if record.error:
@@ -112,9 +130,11 @@ def diff_command(args: argparse.Namespace) -> int:
     table.add_column(literal(b.record.run_id), ratio=1)
     for stage in stages:
         style = "" if stage.same else "yellow"
-        table.add_row(literal(stage.stage + ("" if stage.same else " ≠"), style=style),
-                      literal(stage.a if stage.a is not None else "(did not run)"),
-                      literal(stage.b if stage.b is not None else "(did not run)"))
+        table.add_row(
+            literal(stage.stage + ("" if stage.same else " ≠"), style=style),
+            literal(stage.a if stage.a is not None else "(did not run)"),
+            literal(stage.b if stage.b is not None else "(did not run)"),
+        )
     console().print(table)
     return 0
 
@@ -143,7 +163,9 @@ def replay_command(args: argparse.Namespace) -> int:
         raise FslmError(f"run {parent.run_id} was recorded from {parent.pipeline}, which no longer exists")
     pipeline = load_pipeline(parent.pipeline, store=open_store(args.store))
     if args.from_stage not in pipeline.spec.stages:
-        raise FslmError(f"no stage '{args.from_stage}' in {parent.pipeline}; stages: {', '.join(pipeline.spec.stages)}")
+        raise FslmError(
+            f"no stage '{args.from_stage}' in {parent.pipeline}; stages: {', '.join(pipeline.spec.stages)}"
+        )
     try:
         result = pipeline.replay(parent.run_id, args.from_stage, edits)
     finally:
@@ -152,8 +174,10 @@ def replay_command(args: argparse.Namespace) -> int:
         print(json.dumps({**result.to_dict(), "parent_id": parent.run_id}, ensure_ascii=False))
         return 0
     out = console()
-    out.print(f"[bold]run {escaped(result.run_id)}[/]: replay of {escaped(parent.run_id)} "
-              f"from '{escaped(args.from_stage)}'")
+    out.print(
+        f"[bold]run {escaped(result.run_id)}[/]: replay of {escaped(parent.run_id)} "
+        f"from '{escaped(args.from_stage)}'"
+    )
     for message in result.messages:
         print_message(out, message)
     return 0
@@ -168,7 +192,11 @@ def export_command(args: argparse.Namespace) -> int:
     runs = [store.index.find(args.run_id)] if args.run_id else list_runs(store, args.pipeline, "done", None)
     pairs = stage_pairs(store, runs, args.stage)
     if not pairs:
-        where = f"run {runs[0].run_id}" if args.run_id else f"the finished runs of '{args.pipeline}' ({len(runs)})"
+        where = (
+            f"run {runs[0].run_id}"
+            if args.run_id
+            else f"the finished runs of '{args.pipeline}' ({len(runs)})"
+        )
         raise FslmError(f"stage '{args.stage}' has no messages in {where}")
     if args.output:
         write_jsonl_atomically(args.output, pairs)

@@ -11,9 +11,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ui", help="browse recorded runs in a local web viewer")
     parser.add_argument("--store", help="run store file (default: $FSLM_STORE or the per-user store)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765; 0: any free)")
     parser.add_argument(
-        "--allow-remote", action="store_true",
+        "--port", type=int, default=8765, help="port to listen on (default: 8765; 0: any free)"
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
         help="allow a --host that other machines can reach (anyone with the printed address can read every run)",
     )
     parser.add_argument("--open", action="store_true", help="open the viewer in the default web browser")
@@ -34,7 +37,9 @@ def ui(args: argparse.Namespace) -> int:
             "the connection is plain HTTP, not encrypted.",
             soft_wrap=True,
         )
-    console.print(f"viewing runs of {escape(str(store.path))} at {escape(server.url)}  (Ctrl-C stops)", soft_wrap=True)
+    console.print(
+        f"viewing runs of {escape(str(store.path))} at {escape(server.url)}  (Ctrl-C stops)", soft_wrap=True
+    )
     if args.open:
         webbrowser.open(server.url)
     try:

@@ -45,7 +45,9 @@ class EvalReport:
         return [{"pipeline": self.pipeline, "metric": self.metric, **asdict(item)} for item in self.items]
 
 
-def read_eval_items(path: Path, input_field: str, answer_field: str, limit: int | None = None) -> list[EvalItem]:
+def read_eval_items(
+    path: Path, input_field: str, answer_field: str, limit: int | None = None
+) -> list[EvalItem]:
     records = read_records(path)
     fields = list(dict.fromkeys(key for record in records for key in record))
     missing = [field for field in (input_field, answer_field) if field not in fields]
@@ -81,11 +83,21 @@ def evaluate(
         raise FslmError(f"unknown metric '{metric}'; metrics: {', '.join(METRICS)}")
     started = time.perf_counter()
     results = pipeline.batch(
-        [item.input for item in items], batch_id=batch_id, on_done=lambda index, result: on_done and on_done(index)
+        [item.input for item in items],
+        batch_id=batch_id,
+        on_done=lambda index, result: on_done and on_done(index),
     )
     scored = [
-        ItemResult(result.run_id, item.input, item.reference, result.output, extracted(metric, result.output),
-                   score(metric, result.output, item.reference))
+        ItemResult(
+            result.run_id,
+            item.input,
+            item.reference,
+            result.output,
+            extracted(metric, result.output),
+            score(metric, result.output, item.reference),
+        )
         for item, result in zip(items, results, strict=True)
     ]
-    return EvalReport(pipeline.spec.name, str(pipeline.spec.path), metric, scored, time.perf_counter() - started)
+    return EvalReport(
+        pipeline.spec.name, str(pipeline.spec.path), metric, scored, time.perf_counter() - started
+    )

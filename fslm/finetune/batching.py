@@ -31,7 +31,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, seed: int) -> list[l
     """
     shuffler = random.Random(seed)
     order = sorted(range(len(lengths)), key=lambda index: (lengths[index], shuffler.random()))
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     shuffler.shuffle(batches)
     return batches
 

@@ -33,7 +33,9 @@ def save_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler:
     replace_directory(directory)
 
 
-def load_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler: Any, fingerprint: str) -> dict:
+def load_checkpoint(
+    directory: Path, peft_model: Any, optimizer: Any, scheduler: Any, fingerprint: str
+) -> dict:
     """Restore a checkpoint into the (freshly built) model, optimizer and scheduler; returns its progress."""
     from peft import set_peft_model_state_dict
     from safetensors import SafetensorError
@@ -56,8 +58,16 @@ def load_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError, EOFError, pickle.UnpicklingError,
-            SafetensorError) as error:
+    except (
+        OSError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        pickle.UnpicklingError,
+        SafetensorError,
+    ) as error:
         raise FslmError(
             f"the checkpoint in {directory} is damaged ({one_line(error)}); start afresh with --force"
         ) from error

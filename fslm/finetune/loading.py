@@ -38,7 +38,10 @@ def load_recipe(path: str | Path, overrides: dict[str, dict[str, Any]] | None = 
 
 
 def shorthand_recipe(
-    pipeline: str | Path, stage: str, data: str | Path, output: str | Path | None,
+    pipeline: str | Path,
+    stage: str,
+    data: str | Path,
+    output: str | Path | None,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Recipe:
     """The recipe `fslm finetune PIPELINE --stage NAME --data FILE` stands for: records hold the stage's

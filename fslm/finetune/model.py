@@ -25,7 +25,9 @@ def load_base(base_dir: Path, dtype: str) -> tuple[Any, Any]:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=TRAIN_DTYPES[dtype], attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(
+            base_dir, dtype=TRAIN_DTYPES[dtype], attn_implementation="sdpa"
+        )
     except (OSError, ValueError) as error:
         raise FslmError(f"Could not load the model in {base_dir}: {one_line(error)}") from error
     return tokenizer, model

@@ -46,7 +46,9 @@ class TargetSpec(RecipeModel):
 class DatasetSource(RecipeModel):
     """Examples from a file: JSONL, CSV or Parquet, or a directory written by `datasets`' `save_to_disk`."""
 
-    path: RecipePath = Field(description="The data file or `datasets` directory, relative to the recipe file.")
+    path: RecipePath = Field(
+        description="The data file or `datasets` directory, relative to the recipe file."
+    )
     split: str | None = Field(
         None, description="For a `datasets` directory holding a DatasetDict: the split to read."
     )
@@ -79,9 +81,12 @@ class RunsSource(RecipeModel):
         None, description="Run store file (relative to the recipe file); default: $FSLM_STORE or the user's."
     )
     pipeline: RecipePath | None = Field(
-        None, description="Only runs of this pipeline file (relative to the recipe file); default: the target's."
+        None,
+        description="Only runs of this pipeline file (relative to the recipe file); default: the target's.",
     )
-    stage: str | None = Field(None, description="The recorded stage to learn from; default: the target stage.")
+    stage: str | None = Field(
+        None, description="The recorded stage to learn from; default: the target stage."
+    )
     limit: int | None = Field(None, ge=1, description="At most this many of the latest finished runs.")
     filter: MetricFilter | None = Field(None, description="Keep only runs whose output scores well enough.")
 
@@ -98,7 +103,9 @@ class TeacherSource(RecipeModel):
     pipeline: RecipePath | None = Field(
         None, description="A teacher pipeline file (relative to the recipe file) instead of `model`."
     )
-    inputs: RecipePath = Field(description="JSONL, CSV or Parquet file of inputs, relative to the recipe file.")
+    inputs: RecipePath = Field(
+        description="JSONL, CSV or Parquet file of inputs, relative to the recipe file."
+    )
     field: str = Field("input", description="The field of `inputs` holding each input text.")
     store: RecipePath | None = Field(
         None, description="Run store the teacher's runs are recorded in (default: $FSLM_STORE or the user's)."
@@ -162,8 +169,12 @@ class TrainSpec(RecipeModel):
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     batch_size: int = Field(8, ge=1, description="Examples per micro-batch (examples of similar length).")
     gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
-    max_length: int = Field(1024, ge=8, description="Longest prompt + completion in tokens; longer examples "
-                            "are dropped (and counted in the training record).")
+    max_length: int = Field(
+        1024,
+        ge=8,
+        description="Longest prompt + completion in tokens; longer examples "
+        "are dropped (and counted in the training record).",
+    )
     seed: int = Field(
         0, ge=0, le=MAX_SEED, description="Seed of the adapter's initialisation and the data order (64 bits)."
     )
@@ -171,8 +182,9 @@ class TrainSpec(RecipeModel):
         "float32", description="Weight dtype during training (the adapter is saved in float32)."
     )
     gradient_checkpointing: bool = Field(
-        False, description="Recompute activations during the backward pass: much less memory, about a third more "
-        "compute (TRL's SFTTrainer does this by default)."
+        False,
+        description="Recompute activations during the backward pass: much less memory, about a third more "
+        "compute (TRL's SFTTrainer does this by default).",
     )
     checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints.")
     log_every: int = Field(1, ge=1, description="Steps between recorded training losses.")

@@ -22,7 +22,9 @@ def read_records(path: Path, split: str | None = None) -> list[dict[str, Any]]:
     if not path.is_file():
         if path.is_symlink():
             raise FslmError(f"data file {path} is a symbolic link that leads nowhere (broken, or a loop)")
-        raise FslmError(f"data file {path} " + ("is not a regular file" if path.exists() else "does not exist"))
+        raise FslmError(
+            f"data file {path} " + ("is not a regular file" if path.exists() else "does not exist")
+        )
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return _read_jsonl(path)

@@ -43,7 +43,14 @@ def render_reference() -> str:
         "with `# yaml-language-server: $schema=../docs/recipe.schema.json`.",
     ]
     for name, title in SECTIONS.items():
-        lines += ["", f"## {title}", "", definitions[name].get("description", ""), "", *_table(definitions[name])]
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            definitions[name].get("description", ""),
+            "",
+            *_table(definitions[name]),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -67,8 +67,10 @@ def examples_from_dataset(source: DatasetSource, variables: list[str]) -> list[E
         if absent:
             raise FslmError(f"{source.path}: record {number} has no value for {', '.join(absent)}")
         examples.append(
-            Example({variable: str(record[column]) for variable, column in wanted.items()},
-                    str(record[source.target]))
+            Example(
+                {variable: str(record[column]) for variable, column in wanted.items()},
+                str(record[source.target]),
+            )
         )
     return examples
 
@@ -86,7 +88,9 @@ def stage_examples(
     return examples
 
 
-def examples_from_runs(source: RunsSource, target: PipelineSpec, stage: str, variables: list[str]) -> list[Example]:
+def examples_from_runs(
+    source: RunsSource, target: PipelineSpec, stage: str, variables: list[str]
+) -> list[Example]:
     from fslm.inspection import list_runs, run_details
     from fslm.store import open_store
 
@@ -149,10 +153,14 @@ def examples_from_teacher(
     finally:
         pipeline.close()
     examples = [
-        example for result in results for example in stage_examples(result.input, result.messages, stage, variables)
+        example
+        for result in results
+        for example in stage_examples(result.input, result.messages, stage, variables)
     ]
     if not examples:
-        raise FslmError(f"the teacher never ran stage '{stage}' on the {len(inputs)} inputs of {source.inputs}")
+        raise FslmError(
+            f"the teacher never ran stage '{stage}' on the {len(inputs)} inputs of {source.inputs}"
+        )
     return examples
 
 
@@ -160,7 +168,9 @@ def _teacher_inputs(source: TeacherSource) -> list[str]:
     records = read_records(source.inputs)
     fields = list(dict.fromkeys(key for record in records for key in record))
     if source.field not in fields:
-        raise FslmError(f"{source.inputs} has no field '{source.field}'; fields available: {', '.join(fields)}")
+        raise FslmError(
+            f"{source.inputs} has no field '{source.field}'; fields available: {', '.join(fields)}"
+        )
     inputs = [str(record[source.field]) for record in records if record.get(source.field) is not None]
     if not inputs:
         raise FslmError(f"{source.inputs} holds no inputs")
@@ -183,13 +193,18 @@ def _teacher_pipeline(source: TeacherSource, target: PipelineSpec, stage: str):
         return pipeline
     assert source.model is not None
     # The target pipeline with every handle on the teacher model and no adapters, recorded under its own name.
-    spec = target.model_copy(update={
-        "name": f"{target.name}@teacher",
-        "path": Path(f"{target.path}#teacher={source.model}"),
-        "source_hash": hashlib.sha256(f"{target.source_hash}\n{source.model}".encode()).hexdigest(),
-        "stages": {name: item.model_copy(update={"adapter": None}) for name, item in target.stages.items()},
-    })
-    models = {handle: ModelRef(source=source.model, dtype=model.dtype) for handle, model in target.models.items()}
+    spec = target.model_copy(
+        update={
+            "name": f"{target.name}@teacher",
+            "path": Path(f"{target.path}#teacher={source.model}"),
+            "source_hash": hashlib.sha256(f"{target.source_hash}\n{source.model}".encode()).hexdigest(),
+            "stages": {
+                name: item.model_copy(update={"adapter": None}) for name, item in target.stages.items()
+            },
+        }
+    )
+    models = {
+        handle: ModelRef(source=source.model, dtype=model.dtype) for handle, model in target.models.items()
+    }
     runtime = Runtime(models, max_batch_size=source.batch_size)
     return Pipeline(spec, runtime, open_store(source.store))
-

@@ -20,16 +20,20 @@ def metric_before_after(
     """Mean `metric` of the stage's text against each example's target, before and after tuning."""
     stage = spec.stages[stage_name]
     template = compile_prompt(stage)
-    requests = [stage_request(stage, render_prompt(stage_name, stage, template, example.variables))
-                for example in examples]
+    requests = [
+        stage_request(stage, render_prompt(stage_name, stage, template, example.variables))
+        for example in examples
+    ]
     model = spec.models[stage.model]
     with Runtime({stage.model: ModelRef(model.source, model.dtype, model.revision)}) as runtime:
         before = runtime.generate(requests)
         after = runtime.generate([dataclasses.replace(request, adapter=str(adapter)) for request in requests])
 
     def mean(generations: list) -> float:
-        scores = [score(metric, generation.text, example.target)
-                  for generation, example in zip(generations, examples, strict=True)]
+        scores = [
+            score(metric, generation.text, example.target)
+            for generation, example in zip(generations, examples, strict=True)
+        ]
         return round(sum(scores) / len(scores), 4)
 
     return {"name": metric, "items": len(examples), "before": mean(before), "after": mean(after)}

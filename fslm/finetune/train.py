@@ -70,7 +70,7 @@ def mean_loss(peft_model: Any, examples: Sequence[Encoded], batch_size: int, pad
         order = sorted(range(len(examples)), key=lambda index: len(examples[index]))
         for start in range(0, len(order), batch_size):
             loss, tokens = completion_loss(
-                peft_model, collate([examples[i] for i in order[start:start + batch_size]], pad_id)
+                peft_model, collate([examples[i] for i in order[start : start + batch_size]], pad_id)
             )
             total, count = total + float(loss), count + tokens
     return total / max(count, 1)
@@ -98,7 +98,9 @@ class Trainer:
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(
-            SCHEDULERS[spec.scheduler], self.optimizer, num_warmup_steps=spec.warmup_steps,
+            SCHEDULERS[spec.scheduler],
+            self.optimizer,
+            num_warmup_steps=spec.warmup_steps,
             num_training_steps=self.total_steps,
         )
 
@@ -110,9 +112,9 @@ class Trainer:
         on_step: Callable[[StepLog], None] | None = None,
     ) -> Progress:
         if resume:
-            progress = Progress(**load_checkpoint(
-                checkpoint_dir, self.model, self.optimizer, self.scheduler, fingerprint
-            ))
+            progress = Progress(
+                **load_checkpoint(checkpoint_dir, self.model, self.optimizer, self.scheduler, fingerprint)
+            )
             progress.resumed_at.append(progress.step)
         else:
             progress = Progress(fingerprint=fingerprint)
@@ -127,7 +129,11 @@ class Trainer:
                 if stop_requested.is_set():
                     self._save(checkpoint_dir, progress)
                     raise Interrupted(checkpoint_dir, progress.step)
-                if self.eval_every and progress.step % self.eval_every == 0 and progress.step < self.total_steps:
+                if (
+                    self.eval_every
+                    and progress.step % self.eval_every == 0
+                    and progress.step < self.total_steps
+                ):
                     progress.eval_losses.append({"step": progress.step, "loss": self._eval_loss()})
                 if progress.step % self.spec.checkpoint_every == 0 and progress.step < self.total_steps:
                     self._save(checkpoint_dir, progress)
@@ -166,10 +172,22 @@ class Trainer:
         progress.seconds += time.perf_counter() - started
         loss_value = loss_sum / step_tokens
         if progress.step % self.spec.log_every == 0 or progress.step == self.total_steps:
-            progress.losses.append({"step": progress.step, "loss": round(loss_value, 5),
-                                    "learning_rate": learning_rate, "tokens": tokens})
-        return StepLog(progress.step, self.total_steps, loss_value, learning_rate, tokens,
-                       progress.tokens / max(progress.seconds, 1e-9))
+            progress.losses.append(
+                {
+                    "step": progress.step,
+                    "loss": round(loss_value, 5),
+                    "learning_rate": learning_rate,
+                    "tokens": tokens,
+                }
+            )
+        return StepLog(
+            progress.step,
+            self.total_steps,
+            loss_value,
+            learning_rate,
+            tokens,
+            progress.tokens / max(progress.seconds, 1e-9),
+        )
 
     def _eval_loss(self) -> float:
         return round(mean_loss(self.model, self.eval_set, self.spec.batch_size, self.pad_id), 5)

@@ -39,7 +39,9 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 @dataclass
 class Callbacks:
     on_teacher: Callable[[int, int], None] | None = None  # (done, total) teacher runs
-    on_start: Callable[[int, int, int], None] | None = None  # (total steps, train examples, held-out examples)
+    on_start: Callable[[int, int, int], None] | None = (
+        None  # (total steps, train examples, held-out examples)
+    )
     on_step: Callable[[StepLog], None] | None = None
     on_status: Callable[[str], None] | None = None
 
@@ -101,7 +103,9 @@ def held_out_split(recipe: Recipe, examples: list[Example]) -> tuple[list[Exampl
 
 def fingerprint(recipe: Recipe, train_hash: str) -> str:
     """What a checkpoint or finished adapter must share with this run to be continued or kept."""
-    settings = recipe.model_dump(mode="json", exclude={"output": True, "train": {"checkpoint_every", "log_every"}})
+    settings = recipe.model_dump(
+        mode="json", exclude={"output": True, "train": {"checkpoint_every", "log_every"}}
+    )
     return hashlib.sha256(json.dumps([settings, train_hash], sort_keys=True).encode()).hexdigest()
 
 

@@ -82,7 +82,9 @@ def pipeline_file_model() -> type[StrictModel]:
     class PipelineFileSpec(StrictModel):
         """A pipeline file: models, stages and (optionally) the wiring between them."""
 
-        name: str | None = Field(None, description="Pipeline name; defaults to the file name without extension.")
+        name: str | None = Field(
+            None, description="Pipeline name; defaults to the file name without extension."
+        )
         description: str = Field("", description="What the pipeline does.")
         models: dict[str, ModelSpec] = Field(default_factory=dict, description="Named model handles.")
         stages: dict[str, StageEntrySpec] = Field(  # type: ignore[valid-type]

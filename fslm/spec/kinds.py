@@ -73,7 +73,9 @@ def node_kinds() -> dict[str, NodeKind]:
     # fslm's own kinds first, the plain stage before them all: messages and docs list them in this order
     for _, kind in sorted(loaded, key=lambda item: (not item[0], item[1].name != "stage", item[1].name)):
         if kind.key in kinds and kinds[kind.key] != kind:
-            raise KindRegistryError(f"kinds {kinds[kind.key].name!r} and {kind.name!r} both use the key {kind.key!r}")
+            raise KindRegistryError(
+                f"kinds {kinds[kind.key].name!r} and {kind.name!r} both use the key {kind.key!r}"
+            )
         kinds[kind.key] = kind
     if not kinds:
         raise KindRegistryError(
@@ -84,7 +86,7 @@ def node_kinds() -> dict[str, NodeKind]:
 
 
 def kind_keys_text() -> str:
-    """"'model' or 'ensemble'" — the keys a stage chooses its kind with, for messages."""
+    """ "'model' or 'ensemble'" — the keys a stage chooses its kind with, for messages."""
     keys = [repr(key) for key in node_kinds()]
     return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} or {keys[-1]}"
 

@@ -135,7 +135,9 @@ class Case(StrictModel):
             except re.error as error:
                 raise ValueError(f"invalid regular expression {regex!r}: {error}") from None
             except (RecursionError, OverflowError):
-                raise ValueError("the regular expression is nested too deeply or too large to compile") from None
+                raise ValueError(
+                    "the regular expression is nested too deeply or too large to compile"
+                ) from None
         return regex
 
     @model_validator(mode="after")

@@ -35,7 +35,9 @@ class SpecError(FslmError):
         self.problems: list[Problem] = _in_reading_order(problems)
         shown = [str(problem) for problem in self.problems[:MOST_PROBLEMS]]
         if len(self.problems) >= MOST_PROBLEMS:
-            shown.append(f"… the first {MOST_PROBLEMS} problems are shown (checking stops there); fix these first")
+            shown.append(
+                f"… the first {MOST_PROBLEMS} problems are shown (checking stops there); fix these first"
+            )
         super().__init__("\n".join(shown))
 
 

@@ -41,14 +41,21 @@ def _type(schema: dict[str, Any]) -> str:
         return f"list of {_type(schema.get('items', {}))}"
     if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
         return f"mapping of name → {_type(schema['additionalProperties'])}"
-    return {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
-            "null": "null"}.get(kind, kind)
+    return {
+        "string": "string",
+        "integer": "integer",
+        "number": "number",
+        "boolean": "boolean",
+        "null": "null",
+    }.get(kind, kind)
 
 
 def _bounds(schema: dict[str, Any]) -> str:
     marks = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}
     options = schema.get("anyOf", [schema])
-    return ", ".join(f"{mark} {option[key]}" for option in options for key, mark in marks.items() if key in option)
+    return ", ".join(
+        f"{mark} {option[key]}" for option in options for key, mark in marks.items() if key in option
+    )
 
 
 def _default(schema: dict[str, Any], required: bool) -> str:

@@ -46,7 +46,9 @@ class StageLoader:
         path: KeyPath = ("stages", name)
         self._check_stage_name(name)
         if not isinstance(raw_stage, dict):
-            self.sink.add(path, f"stage {name!r} must be a mapping of stage keys ({kind_keys_text()}, prompt, ...)")
+            self.sink.add(
+                path, f"stage {name!r} must be a mapping of stage keys ({kind_keys_text()}, prompt, ...)"
+            )
             return
         merged = self._with_used_file(name, without_unknown_keys(stage_entry_model(), raw_stage))
         if merged is None:

@@ -62,7 +62,11 @@ def _refusal(node: nodes.Node) -> str | None:
         return f"templates cannot use {node.name!r}: the only function they can call is 'range'"
     if isinstance(node, nodes.Filter | nodes.Test | nodes.Call):
         return _call_refusal(node)
-    if isinstance(node, nodes.Mod) and isinstance(node.left, nodes.Const) and isinstance(node.left.value, str | bytes):
+    if (
+        isinstance(node, nodes.Mod)
+        and isinstance(node.left, nodes.Const)
+        and isinstance(node.left.value, str | bytes)
+    ):
         return "templates cannot format strings with '%'; write the text around the values instead"
     return None
 
@@ -70,7 +74,10 @@ def _refusal(node: nodes.Node) -> str | None:
 def _call_refusal(node: nodes.Filter | nodes.Test | nodes.Call) -> str | None:
     if isinstance(node, nodes.Filter) and node.name == "attr" and any(map(_is_underscore_string, node.args)):
         return "templates cannot use names that start with '_'"
-    if any(keyword.key in _ATTRIBUTE_ARGUMENTS and _is_underscore_string(keyword.value) for keyword in node.kwargs):
+    if any(
+        keyword.key in _ATTRIBUTE_ARGUMENTS and _is_underscore_string(keyword.value)
+        for keyword in node.kwargs
+    ):
         return "templates cannot use names that start with '_'"
     if isinstance(node, nodes.Filter) and node.name == "format":
         return "templates cannot use the 'format' filter; write the text around the values instead"

@@ -133,7 +133,9 @@ def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]
         arguments = [*rest, *kwargs.values()]
         if name == "sum" and not all(map(_is_number, arguments)):
             raise SecurityError("the filter 'sum' adds numbers only")  # adding lists one by one takes n² time
-        return _guarded(f"the filter '{name}'", lambda: function(*args, **kwargs), _estimate(subject, arguments))
+        return _guarded(
+            f"the filter '{name}'", lambda: function(*args, **kwargs), _estimate(subject, arguments)
+        )
 
     return guarded
 

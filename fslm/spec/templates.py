@@ -55,7 +55,9 @@ def _checked(source: str) -> CheckedTemplate:
     if refused:
         return CheckedTemplate(tuple(refused), ())
     try:
-        environment.compile(source, raw=True)  # generating code finds unknown filters and tests; parsing does not
+        environment.compile(
+            source, raw=True
+        )  # generating code finds unknown filters and tests; parsing does not
     except jinja2.TemplateSyntaxError as error:
         return CheckedTemplate((_syntax_problem(error),), ())
     return CheckedTemplate((), _free_variables(tree, set(environment.globals)))
@@ -70,7 +72,9 @@ def _free_variables(tree: nodes.Template, globals_: set[str]) -> tuple[TemplateV
     first_line: dict[str, int] = {}
     for name_node in tree.find_all(nodes.Name):
         if name_node.ctx == "load" and name_node.name in undeclared:
-            first_line[name_node.name] = min(name_node.lineno, first_line.get(name_node.name, name_node.lineno))
+            first_line[name_node.name] = min(
+                name_node.lineno, first_line.get(name_node.name, name_node.lineno)
+            )
     variables = (TemplateVariable(name, first_line.get(name, 1)) for name in undeclared)
     return tuple(sorted(variables, key=lambda variable: (variable.line, variable.name)))
 
@@ -84,7 +88,9 @@ def compile_template(source: str, what: str = "the prompt template") -> jinja2.T
     return template_environment().from_string(source)
 
 
-def render_template(template: jinja2.Template, variables: Mapping[str, str], what: str = "the prompt template") -> str:
+def render_template(
+    template: jinja2.Template, variables: Mapping[str, str], what: str = "the prompt template"
+) -> str:
     """`template` rendered with `variables`. Whatever the template's own expressions raise (an undefined
     variable, a refused operation, 1/0) is the template's mistake: it becomes an FslmError."""
     try:

@@ -80,7 +80,9 @@ def _read_regular_file(file: Path, what: str) -> bytes:
             raise ValueError(f"this is not a regular file (a device or a pipe?); expected a {what}")
         raw = handle.read(MAX_FILE_BYTES + 1)
     if len(raw) > MAX_FILE_BYTES:
-        raise ValueError(f"this {what} is larger than {MAX_FILE_BYTES // 2**20} MiB; such files are far smaller")
+        raise ValueError(
+            f"this {what} is larger than {MAX_FILE_BYTES // 2**20} MiB; such files are far smaller"
+        )
     return raw
 
 

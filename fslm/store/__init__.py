@@ -114,11 +114,23 @@ def _connect(target: str | Path) -> sqlite3.Connection:
 
 def store_problem(file: Path | None, error: sqlite3.DatabaseError) -> str:
     if "locked" in str(error) or "busy" in str(error):
-        return (f"the run store {file} stayed locked by another process for {LOCK_WAIT_SECONDS} s; "
-                "try again when it finishes")
-    return (f"the run store {file} cannot be used ({error}); it is damaged or not an fslm run store. "
-            "Point --store (or $FSLM_STORE) at another file; this one was left as it is")
+        return (
+            f"the run store {file} stayed locked by another process for {LOCK_WAIT_SECONDS} s; "
+            "try again when it finishes"
+        )
+    return (
+        f"the run store {file} cannot be used ({error}); it is damaged or not an fslm run store. "
+        "Point --store (or $FSLM_STORE) at another file; this one was left as it is"
+    )
 
 
-__all__ = ["STATUSES", "DamagedStoreError", "RunIndex", "RunRecord", "RunStore", "default_store_path", "open_store",
-           "store_problem"]
+__all__ = [
+    "STATUSES",
+    "DamagedStoreError",
+    "RunIndex",
+    "RunRecord",
+    "RunStore",
+    "default_store_path",
+    "open_store",
+    "store_problem",
+]

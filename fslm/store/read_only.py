@@ -34,8 +34,10 @@ def checked_connection(file: Path, allow_empty: bool) -> sqlite3.Connection | No
         return None
     if not is_sqlite(header):
         state = "is empty" if not header else "is not an SQLite file: it is damaged or"
-        raise FslmError(f"{file} {state} not an fslm run store. fslm left it as it is; "
-                        "point --store (or $FSLM_STORE) at an fslm run store")
+        raise FslmError(
+            f"{file} {state} not an fslm run store. fslm left it as it is; "
+            "point --store (or $FSLM_STORE) at an fslm run store"
+        )
     connection = _connect_read_only(file, header)
     tables = table_columns(connection)
     if tables or not allow_empty:
@@ -65,7 +67,9 @@ class StoreFile:
         self.file = file
         self.snapshot: sqlite3.Connection | None = None
         self.snapshot_of: tuple[int, int, int] | None = None  # the file's inode, size and mtime then
-        connection = checked_connection(file, allow_empty=False)  # is it a store? Asked now, not at the first read
+        connection = checked_connection(
+            file, allow_empty=False
+        )  # is it a store? Asked now, not at the first read
         assert connection is not None
         connection.close()
 
@@ -83,7 +87,9 @@ class StoreFile:
                     self.snapshot, self.snapshot_of = checked_connection(self.file, allow_empty=False), state
                 connection = self.snapshot
         except (FslmError, OSError) as error:
-            raise DamagedStoreError(f"the run store {self.file} changed and can no longer be read: {error}") from error
+            raise DamagedStoreError(
+                f"the run store {self.file} changed and can no longer be read: {error}"
+            ) from error
         assert connection is not None
         try:
             yield connection

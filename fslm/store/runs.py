@@ -128,8 +128,10 @@ class RunIndex:
 
     def start(self, record: RunRecord) -> None:
         columns = asdict(record)
-        self._write(f"INSERT OR REPLACE INTO fslm_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                    tuple(columns.values()))
+        self._write(
+            f"INSERT OR REPLACE INTO fslm_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            tuple(columns.values()),
+        )
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         self._write(
@@ -146,7 +148,9 @@ class RunIndex:
         self._write("INSERT INTO fslm_batches VALUES (?, ?, ?)", (batch_id, key, time.time()))
 
     def latest_batch(self, key: str) -> str | None:
-        rows = self._read("SELECT batch_id FROM fslm_batches WHERE key = ? ORDER BY started DESC LIMIT 1", (key,))
+        rows = self._read(
+            "SELECT batch_id FROM fslm_batches WHERE key = ? ORDER BY started DESC LIMIT 1", (key,)
+        )
         return rows[0][0] if rows else None
 
     def get(self, run_id: str) -> RunRecord:
@@ -166,10 +170,15 @@ class RunIndex:
             return self._record((exact or rows)[0])
         if not rows:
             raise FslmError(f"no run '{prefix}' in this store; `fslm runs list` shows the recorded runs")
-        raise FslmError(f"'{prefix}' matches several runs ({', '.join(str(r[0]) for r in rows)}, …); give more of the id")
+        raise FslmError(
+            f"'{prefix}' matches several runs ({', '.join(str(r[0]) for r in rows)}, …); give more of the id"
+        )
 
     def list(
-        self, pipeline: str | None = None, status: str | None = None, limit: int | None = 50,
+        self,
+        pipeline: str | None = None,
+        status: str | None = None,
+        limit: int | None = 50,
         batch_id: str | None = None,
     ) -> list[RunRecord]:
         clauses, values = [], []

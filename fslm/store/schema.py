@@ -8,13 +8,32 @@ from fslm.errors import FslmError
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WAL_FORMAT = 2  # header bytes 18 and 19 (write and read format versions) in a WAL-mode file
 
-RUN_COLUMNS = ("run_id", "pipeline", "pipeline_name", "pipeline_hash", "input", "status", "started", "seconds",
-               "error", "parent_id", "replay_from", "batch_id")
+RUN_COLUMNS = (
+    "run_id",
+    "pipeline",
+    "pipeline_name",
+    "pipeline_hash",
+    "input",
+    "status",
+    "started",
+    "seconds",
+    "error",
+    "parent_id",
+    "replay_from",
+    "batch_id",
+)
 # The columns fslm reads; LangGraph may add columns of its own (it added writes.task_path).
 EXPECTED_COLUMNS: dict[str, set[str]] = {
     "fslm_runs": set(RUN_COLUMNS),
-    "checkpoints": {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "type", "checkpoint",
-                    "metadata"},
+    "checkpoints": {
+        "thread_id",
+        "checkpoint_ns",
+        "checkpoint_id",
+        "parent_checkpoint_id",
+        "type",
+        "checkpoint",
+        "metadata",
+    },
     "writes": {"thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "value"},
     "fslm_batches": {"batch_id", "key", "started"},
 }
@@ -37,20 +56,26 @@ def is_wal_mode(header: bytes) -> bool:
 
 def table_columns(connection: sqlite3.Connection) -> dict[str, set[str]]:
     names = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return {name: {row[1] for row in connection.execute("SELECT * FROM pragma_table_info(?)", (name,))}
-            for name in names}
+    return {
+        name: {row[1] for row in connection.execute("SELECT * FROM pragma_table_info(?)", (name,))}
+        for name in names
+    }
 
 
 def check_fslm_tables(file: Path, tables: dict[str, set[str]]) -> None:
     """Raise FslmError unless `tables` are those of an fslm run store."""
     missing = [name for name in EXPECTED_COLUMNS if name not in tables and name not in OPTIONAL_TABLES]
-    clashing = [name for name, columns in EXPECTED_COLUMNS.items()
-                if name in tables and not columns <= tables[name]]
+    clashing = [
+        name for name, columns in EXPECTED_COLUMNS.items() if name in tables and not columns <= tables[name]
+    ]
     if not missing and not clashing:
         return
     found = ", ".join(sorted(tables)) or "none"
-    problem = (f"its table {', '.join(clashing)} has other columns than fslm's" if clashing
-               else f"it has no {' or '.join(missing)} table")
+    problem = (
+        f"its table {', '.join(clashing)} has other columns than fslm's"
+        if clashing
+        else f"it has no {' or '.join(missing)} table"
+    )
     raise FslmError(
         f"{file} is an SQLite file but not an fslm run store: {problem} (tables: {found}). "
         "fslm left it as it is; point --store (or $FSLM_STORE) at an fslm run store, or at a new file to record runs"

@@ -64,14 +64,17 @@ def runs(store: RunStore, query: dict[str, str]) -> dict:
     limit = query.get("limit", "50")
     # isdigit() alone lets "²" through; the bound keeps the value inside SQLite's integers.
     if not re.fullmatch("[0-9]{1,6}", limit) or not 1 <= int(limit) <= MAX_LIMIT:
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"limit must be a whole number from 1 to {MAX_LIMIT}, "
-                                               f"not '{_shown(limit)}'")
+        raise ApiError(
+            HTTPStatus.BAD_REQUEST,
+            f"limit must be a whole number from 1 to {MAX_LIMIT}, not '{_shown(limit)}'",
+        )
     pipeline, status = query.get("pipeline") or None, query.get("status") or None
     for name, value in (("pipeline", pipeline), ("status", status)):
         if value is not None:
             _check_text(name, value, HTTPStatus.BAD_REQUEST)
-    records = _asked(HTTPStatus.BAD_REQUEST, lambda: list_runs(store, pipeline=pipeline, status=status,
-                                                                limit=int(limit)))
+    records = _asked(
+        HTTPStatus.BAD_REQUEST, lambda: list_runs(store, pipeline=pipeline, status=status, limit=int(limit))
+    )
     return {"runs": [record.to_dict() for record in records]}
 
 

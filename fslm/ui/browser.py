@@ -10,9 +10,16 @@ from pathlib import Path
 from fslm.errors import FslmError
 
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--force-device-scale-factor=1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
 )
 PAGE_WAIT_SECONDS = 20
 
@@ -62,7 +69,8 @@ def save_screenshot(driver, url: str, path: Path) -> Path:
     )
     # Sizing the window would include the browser's own frame; the device metrics are the page's exactly.
     driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
     )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

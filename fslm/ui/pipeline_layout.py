@@ -48,9 +48,15 @@ def run_graph(record: RunRecord) -> PipelineGraph:
     try:
         spec = load_spec(record.pipeline)
     except FslmError as error:
-        return PipelineGraph(available=False, note=f"graph unavailable: {record.pipeline} is not valid now: {error}")
-    note = "" if spec.source_hash == record.pipeline_hash else (
-        f"{record.pipeline} (or a stage file it uses) changed since this run: this is the graph of the current file"
+        return PipelineGraph(
+            available=False, note=f"graph unavailable: {record.pipeline} is not valid now: {error}"
+        )
+    note = (
+        ""
+        if spec.source_hash == record.pipeline_hash
+        else (
+            f"{record.pipeline} (or a stage file it uses) changed since this run: this is the graph of the current file"
+        )
     )
     return layered_graph(spec, note)
 
@@ -62,7 +68,12 @@ def layered_graph(spec: PipelineSpec, note: str = "") -> PipelineGraph:
     unreached = [stage for stage in spec.stages if stage not in layers]
     layers.update({stage: last + 1 for stage in unreached})
     nodes = [
-        GraphNode(name=name, layer=layers[name], model=stage.model, adapter=str(stage.adapter) if stage.adapter else None)
+        GraphNode(
+            name=name,
+            layer=layers[name],
+            model=stage.model,
+            adapter=str(stage.adapter) if stage.adapter else None,
+        )
         for name, stage in spec.stages.items()
     ]
     if any(edge.target == END for edge in edges):

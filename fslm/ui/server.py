@@ -83,22 +83,29 @@ class ViewerHandler(BaseHTTPRequestHandler):
             status, body, content_type = self._reply()
         except Exception:
             # A bug: the client hears of it, and the traceback still reaches the terminal running the viewer.
-            self._send_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "the viewer failed on this request; "
-                                                                        "the terminal running it shows why"})
+            self._send_json(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": "the viewer failed on this request; the terminal running it shows why"},
+            )
             raise
         self._send(status, body, content_type)
 
     def _reply(self) -> tuple[HTTPStatus, bytes, str]:
         if not self.server.accepts_host(self.headers.get("Host", "")):
             names = " or ".join(sorted(self.server.host_names))
-            return json_reply(HTTPStatus.FORBIDDEN, f"this viewer answers only requests addressed to {names} "
-                                                    "or to an IP address of this machine")
+            return json_reply(
+                HTTPStatus.FORBIDDEN,
+                f"this viewer answers only requests addressed to {names} or to an IP address of this machine",
+            )
         url = urlsplit(self.path)
         if url.path.startswith("/api/"):
             if not self.server.token_matches(self.headers.get("Authorization", "")):
-                return json_reply(HTTPStatus.FORBIDDEN, "this viewer needs its access token: open the address "
-                                  "`fslm ui` printed (it ends in ?token=…); API clients send the header "
-                                  "'Authorization: Bearer TOKEN'")
+                return json_reply(
+                    HTTPStatus.FORBIDDEN,
+                    "this viewer needs its access token: open the address "
+                    "`fslm ui` printed (it ends in ?token=…); API clients send the header "
+                    "'Authorization: Bearer TOKEN'",
+                )
             query = {key: values[-1] for key, values in parse_qs(url.query).items()}
             status, payload = answer(self.server.store, url.path, query)
             return status, json.dumps(payload, ensure_ascii=False).encode(), "application/json"
@@ -155,8 +162,13 @@ def static_file(path: str) -> Path | None:
 
 
 def make_server(
-    store: RunStore, host: str = "127.0.0.1", port: int = 8765, *, allow_remote: bool = False,
-    token: str | None = None, request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    store: RunStore,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    *,
+    allow_remote: bool = False,
+    token: str | None = None,
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS,
 ) -> ViewerServer:
     """A viewer bound to host:port (port 0: any free port), not yet serving.
 

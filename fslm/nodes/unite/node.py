@@ -31,7 +31,9 @@ def ensemble_request(stage: EnsembleStageSpec, prompt: str) -> EnsembleRequest:
     )
 
 
-def make_unite_node(name: str, stage: EnsembleStageSpec, generate: GenerateEnsemble) -> Callable[[RunState], dict]:
+def make_unite_node(
+    name: str, stage: EnsembleStageSpec, generate: GenerateEnsemble
+) -> Callable[[RunState], dict]:
     template = compile_prompt(stage)
     labels = [member.label for member in stage.ensemble.members]
 

@@ -39,7 +39,9 @@ class EnsembleMemberSpec(_Strict):
 class EnsembleSpec(_Strict):
     """Several models answer as one: at each step they vote over the union of their top-k tokens (UniTE)."""
 
-    method: Literal["unite"] = Field("unite", description="The ensembling method; `unite` is the one there is.")
+    method: Literal["unite"] = Field(
+        "unite", description="The ensembling method; `unite` is the one there is."
+    )
     members: list[EnsembleMemberSpec] = Field(
         min_length=1, description="The members: model handles, each with an optional adapter."
     )
