@@ -91,6 +91,12 @@ def kind_keys_text() -> str:
     return keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} or {keys[-1]}"
 
 
-def kinds_in(stage: Mapping[str, Any]) -> list[NodeKind]:
-    """The kinds whose key `stage` (a stage's YAML mapping) holds; a valid stage holds exactly one."""
-    return [kind for key, kind in node_kinds().items() if stage.get(key) is not None]
+def kinds_for(stage: Mapping[str, Any]) -> list[NodeKind]:
+    """The kinds `stage` (a stage's YAML mapping) can be; a valid stage has exactly one.
+
+    A stage is the kind whose key it holds. It may hold another kind's key too when its kind has that key as
+    a field of its own (a choice stage holds `choices` and `model`): the kind that has every held key wins."""
+    held = [key for key in node_kinds() if stage.get(key) is not None]
+    return [
+        node_kinds()[key] for key in held if all(other in node_kinds()[key].spec.model_fields for other in held)
+    ]

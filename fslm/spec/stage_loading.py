@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from fslm.errors import FslmError
 from fslm.spec.file_format import stage_entry_model
-from fslm.spec.kinds import kind_keys_text, kinds_in
+from fslm.spec.kinds import kind_keys_text, kinds_for
 from fslm.spec.models import END, INPUT_VARIABLE, StageSpecBase
 from fslm.spec.paths import is_dir, is_file, resolve_path
 from fslm.spec.reporting import ProblemSink, did_you_mean, without_unknown_keys
@@ -56,7 +56,7 @@ class StageLoader:
         prompt = merged.get("prompt")
         if isinstance(prompt, str):
             self._check_template_syntax(name, prompt)
-        kinds = kinds_in(merged)
+        kinds = kinds_for(merged)
         if len(kinds) != 1:
             self.sink.add(path, f"stage {name!r}: a stage needs exactly one of {kind_keys_text()}")
             return
@@ -78,8 +78,8 @@ class StageLoader:
         elif not name.isidentifier() or keyword.iskeyword(name):
             self.sink.add(
                 path,
-                f"stage name {name!r} is not a valid identifier: prompt templates refer to stages by name, so use "
-                "letters, digits and '_' (not starting with a digit, not a Python keyword)",
+                f"stage name {name!r} is not a valid identifier: prompt templates refer to stages by name, "
+                "so use letters, digits and '_' (not starting with a digit, not a Python keyword)",
             )
 
     def _with_used_file(self, name: str, raw_stage: dict[str, Any]) -> dict[str, Any] | None:
@@ -100,8 +100,8 @@ class StageLoader:
             choices = available_stage_files(self.file.parent)
             self.sink.add(
                 use_path,
-                f"stage {name!r} uses stage file {use!r}, which was not found in stages/ or ../stages/ next to "
-                f"the pipeline{did_you_mean(use, choices, what='stage files')}",
+                f"stage {name!r} uses stage file {use!r}, which was not found in stages/ or ../stages/ next "
+                f"to the pipeline{did_you_mean(use, choices, what='stage files')}",
             )
             return None
         if found not in self.stage_files:
@@ -137,8 +137,8 @@ class StageLoader:
         elif not is_file(directory / "adapter_config.json"):
             self.sink.add(
                 adapter_path,
-                f"stage {name!r}: adapter directory {adapter!r} has no adapter_config.json, so it is not a peft "
-                "adapter",
+                f"stage {name!r}: adapter directory {adapter!r} has no adapter_config.json, so it is not a "
+                "peft adapter",
             )
         return True
 
