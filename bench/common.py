@@ -23,7 +23,10 @@ def machine() -> str:
         ),
         platform.processor(),
     )
-    return f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {sys.version.split()[0]}"
+    return (
+        f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {sys.version.split()[0]}"
+    )
 
 
 def questions(count: int) -> list[str]:

@@ -245,8 +245,8 @@ def main() -> None:
         f"checkpointing "
         f"{'on' if args.checkpointing else 'off'} in both. Best of "
         f"{args.repeats}: fslm {best['fslm']} vs TRL {best['trl']} tokens/s = "
-        f"**{best['fslm'] / best['trl']:.2f}×**; peak RSS fslm {memory['fslm']} MiB vs TRL {memory['trl']} MiB. "
-        "load_1min is the 1-minute load average when each run started (the machine is shared)."
+        f"**{best['fslm'] / best['trl']:.2f}×**; peak RSS fslm {memory['fslm']} MiB vs TRL {memory['trl']} "
+        "MiB. load_1min is the 1-minute load average when each run started (the machine is shared)."
     )
     name = "finetune_speed_checkpointing" if args.checkpointing else "finetune_speed"
     print(record(name, rows, notes))

@@ -94,12 +94,12 @@ def main() -> None:
     steps = {name: record["recipe"]["train"]["max_steps"] for name, record in records.items()}
     tokens = {name: record["train_tokens"] for name, record in records.items()}
     notes = (
-        f"GSM8K, numeric answer accuracy on the same {len(items)} held-out items (train items 7000+, never trained "
-        f"on). SmolLM2-135M-Instruct, float32, greedy. Training: 200 problems; the stack's recipes take "
-        f"{steps['solve']} + {steps['answer']} steps ({tokens['solve']} + {tokens['answer']} tokens), the single "
-        f"model {steps['single']} steps ({tokens['single']} tokens), LoRA r=16 on all linear layers. "
-        f"1-minute load average at the start: {load:.2f}. Per-item outputs (run ids into the run store) are in "
-        "finetune_stack_items.jsonl."
+        f"GSM8K, numeric answer accuracy on the same {len(items)} held-out items (train items 7000+, never "
+        "trained on). SmolLM2-135M-Instruct, float32, greedy. Training: 200 problems; the stack's recipes "
+        f"take {steps['solve']} + {steps['answer']} steps ({tokens['solve']} + {tokens['answer']} tokens), "
+        f"the single model {steps['single']} steps ({tokens['single']} tokens), LoRA r=16 on all linear "
+        f"layers. 1-minute load average at the start: {load:.2f}. Per-item outputs (run ids into the run "
+        "store) are in finetune_stack_items.jsonl."
     )
     (RESULTS / "finetune_stack_items.jsonl").write_text(
         "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in per_item)

@@ -78,8 +78,10 @@ def throughput_and_overhead() -> list[dict]:
             "measure": "same generations via Runtime.generate",
             "seconds": round(direct, 2),
             "items/s": round(INPUTS / direct, 3),
-            "note": f"orchestration + recording {100 * (through_graph - direct) / direct:+.1f}% (target <= 5%); "
-            f"{same}/32 outputs identical",
+            "note": (
+                f"orchestration + recording {100 * (through_graph - direct) / direct:+.1f}% (target <= 5%); "
+                f"{same}/32 outputs identical"
+            ),
         },
     ]
 

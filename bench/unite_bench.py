@@ -63,7 +63,8 @@ def ensemble(runtime: Runtime, prompts: list[str], tokens: int, batch: int) -> t
 
 
 def reference_loop(runtime: Runtime, prompt: str, tokens: int) -> tuple[float, int]:
-    """Paper-style: the primary appends its token ids with a cache; the other re-encodes everything each step."""
+    """Paper-style: the primary appends its token ids with a cache; the other re-encodes everything each
+    step."""
     smol, gemma = runtime.base_for("smol"), runtime.base_for("gemma")
     members = [
         LoadedMember(smol, "__base__", token_text_for(smol), "smol"),
@@ -158,14 +159,15 @@ def main() -> None:
         )
     load_after = os.getloadavg()[0]
     notes = (
-        f"{args.prompts} TriviaQA prompts, greedy, up to {args.tokens} new tokens, batch {args.batch}, float32. "
-        f"1-minute load average {load:.2f} before, {load_after:.2f} after (2 cores, shared machine). "
-        "A step is one forward pass over the batch; its rows generate one token each. "
+        f"{args.prompts} TriviaQA prompts, greedy, up to {args.tokens} new tokens, batch {args.batch}, "
+        f"float32. 1-minute load average {load:.2f} before, {load_after:.2f} after (2 cores, shared "
+        "machine). A step is one forward pass over the batch; its rows generate one token each. "
         f"Ensemble step / sum of members' steps = **{per_step / members_sum:.2f}×** (target ≤ 1.3×); "
         f"reference / ensemble per generated token = **{ref_per_token / per_token:.1f}×** (target ≥ 3×; the "
         "reference loop has no batched form, so it runs one prompt at a time). "
         f"Members disagreed on their top-1 token at {disagreements} of {generated} generated tokens. "
-        f"Command: `python bench/unite_bench.py --tokens {args.tokens} --prompts {args.prompts} --batch {args.batch}`."
+        f"Command: `python bench/unite_bench.py --tokens {args.tokens} --prompts {args.prompts} --batch "
+        f"{args.batch}`."
     )
     path = record(f"unite_speed_batch{args.batch}", rows, notes)
     print(path.read_text())

@@ -251,11 +251,12 @@ def notes(args: argparse.Namespace, done: list[str], seconds: float, loads: list
         "SmolLM2-135M-Instruct (smol) + Gemma-3-270m (gemma), float32, raw prompts (no chat template), "
         f"n = {args.n} evenly spaced items per set. UniTE: top-{TOP_K} union, equal weights. Multiple choice "
         'is scored on the first token: each member\'s argmax over the option-letter tokens (" A", " B", …); '
-        "the ensemble's pick is the letter with the highest average of the members' softmaxes over their top-10 "
-        "union plus the letters (UniTE's first step). Generative sets: 5-shot prompt.txt, greedy, ≤ 32 new "
-        "tokens, stop at newline, fslm.eval.metrics contains / exact against every alias. "
-        f"Sets measured: {', '.join(done)} in {seconds:.0f} s; 1-minute load {min(loads):.1f} to {max(loads):.1f} "
-        f"(2 cores, shared). Command: `python bench/unite_quality.py --n {args.n} --sets {args.sets}`."
+        "the ensemble's pick is the letter with the highest average of the members' softmaxes over their "
+        "top-10 union plus the letters (UniTE's first step). Generative sets: 5-shot prompt.txt, greedy, ≤ "
+        "32 new tokens, stop at newline, fslm.eval.metrics contains / exact against every alias. "
+        f"Sets measured: {', '.join(done)} in {seconds:.0f} s; 1-minute load {min(loads):.1f} to "
+        f"{max(loads):.1f} (2 cores, shared). Command: `python bench/unite_quality.py --n {args.n} --sets "
+        f"{args.sets}`."
     )
 
 

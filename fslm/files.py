@@ -21,7 +21,8 @@ from fslm.errors import FslmError
 
 
 def check_path_name(path: Path, what: str) -> None:
-    """Refuse a path no file system can hold: one with a NUL, or text that cannot be encoded as a file name."""
+    """Refuse a path no file system can hold: one with a NUL, or text that cannot be encoded as a file
+    name."""
     if "\0" in str(path):
         raise FslmError(
             f"the {what} path {str(path)!r} contains a NUL character, which no file name can hold"
@@ -36,13 +37,14 @@ def check_path_name(path: Path, what: str) -> None:
 
 
 def resolved(path: Path) -> Path:
-    """`path` made absolute with symbolic links followed, like `Path.resolve()`, which raises RuntimeError on a
-    symbolic link loop before Python 3.13: here the loop is left in, for reading it to report."""
+    """`path` made absolute with symbolic links followed, like `Path.resolve()`, which raises RuntimeError on
+    a symbolic link loop before Python 3.13: here the loop is left in, for reading it to report."""
     return Path(os.path.realpath(path))
 
 
 def read_text_file(path: Path, what: str, encoding: str = "utf-8") -> str:
-    """The text of the file at `path`; any reason it cannot be read is an FslmError naming `what` and the path."""
+    """The text of the file at `path`; any reason it cannot be read is an FslmError naming `what` and the
+    path."""
     check_path_name(path, what)
     if path.is_dir():
         raise FslmError(f"the {what} {path} is a directory, not a file")
@@ -90,8 +92,8 @@ def check_can_create(path: Path, what: str) -> None:
 
 
 def write_text_atomically(path: Path, text: str, check: Callable[[Path], object] | None = None) -> None:
-    """Replace `path` with `text` in one rename. `check` sees the finished temporary file (a sibling of `path`,
-    with its suffix) and may raise to keep the old file."""
+    """Replace `path` with `text` in one rename. `check` sees the finished temporary file (a sibling of
+    `path`, with its suffix) and may raise to keep the old file."""
     write_bytes_atomically(path, text.encode("utf-8"), check)
 
 
@@ -125,7 +127,8 @@ def write_bytes_atomically(path: Path, data: bytes, check: Callable[[Path], obje
 
 
 def staging_directory(target: Path) -> Path:
-    """A fresh, empty directory beside `target` to write its replacement in; `replace_directory` swaps it in."""
+    """A fresh, empty directory beside `target` to write its replacement in; `replace_directory` swaps it
+    in."""
     recover_directory(target)
     staged = _staged(target)
     _remove(staged)
@@ -134,8 +137,8 @@ def staging_directory(target: Path) -> Path:
 
 
 def replace_directory(target: Path) -> None:
-    """Swap the finished staging directory of `target` in: the old `target` is moved aside, the new one renamed
-    in, then the old one deleted."""
+    """Swap the finished staging directory of `target` in: the old `target` is moved aside, the new one
+    renamed in, then the old one deleted."""
     staged = _staged(target)
     _fsync_tree(staged)
     aside = _aside(target)
@@ -185,7 +188,8 @@ def _nearest_existing(directory: Path) -> Path:
 
 
 def _create_sibling(path: Path) -> tuple[int, Path]:
-    """A new file beside `path`, hidden, with the same suffix, created with the permissions the umask gives."""
+    """A new file beside `path`, hidden, with the same suffix, created with the permissions the umask
+    gives."""
     temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}{path.suffix}")
     return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
 

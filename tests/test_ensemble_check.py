@@ -211,7 +211,8 @@ def test_an_unknown_pipeline_handle_exits_2(
 ) -> None:
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(
-        f"models:\n  smol: {{source: {models['bpe']}}}\nstages:\n  s: {{model: smol, prompt: '{{{{ input }}}}'}}\n"
+        f"models:\n  smol: {{source: {models['bpe']}}}\n"
+        "stages:\n  s: {model: smol, prompt: '{{ input }}'}\n"
     )
     data = write_jsonl(tmp_path / "dev.jsonl", [{"input": "x", "answer": "y"}])
     code = main(

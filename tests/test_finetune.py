@@ -1,4 +1,5 @@
-"""Fine-tuning a stage on the tiny random model: ids that match inference, the loss, output, resume, attach."""
+"""Fine-tuning a stage on the tiny random model: ids that match inference, the loss, output, resume,
+attach."""
 
 import json
 import os

@@ -1,5 +1,6 @@
 """The layering of shared/DESIGN.md holds: spec knows nothing of torch, runtime nothing of LangGraph, nodes
-nothing of weights. Each check imports a layer in a fresh interpreter and reads what ended up in `sys.modules`.
+nothing of weights. Each check imports a layer in a fresh interpreter and reads what ended up in
+`sys.modules`.
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ def test_two_adapters_give_different_outputs(tmp_path, tiny_model, tiny_adapters
         f"""models:
   m: {{source: {tiny_model}, dtype: float32}}
 stages:
-  with_a: {{model: m, adapter: {tiny_adapters[0]}, prompt: "{{{{ input }}}}", generation: {{max_new_tokens: 16}}}}
-  with_b: {{model: m, adapter: {tiny_adapters[1]}, prompt: "{{{{ input }}}}", generation: {{max_new_tokens: 16}}}}
+  with_a: {{model: m, adapter: {tiny_adapters[0]}, prompt: "{{{{ input }}}}", \
+generation: {{max_new_tokens: 16}}}}
+  with_b: {{model: m, adapter: {tiny_adapters[1]}, prompt: "{{{{ input }}}}", \
+generation: {{max_new_tokens: 16}}}}
 """
     )
     result = load_pipeline(path, store=":memory:").invoke("the cat sat on the mat")

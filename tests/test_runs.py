@@ -1,4 +1,5 @@
-"""Recorded runs: replay from a stage, the `fslm runs` commands, bad stores, and durability across processes."""
+"""Recorded runs: replay from a stage, the `fslm runs` commands, bad stores, and durability across
+processes."""
 
 import json
 import os

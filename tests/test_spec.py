@@ -528,8 +528,8 @@ def test_use_of_a_missing_stage_file_lists_those_available(tmp_path: Path) -> No
     path = pipeline(tmp_path, "stages:\n  a:\n    use: plann\n")
     problem = only_problem(path)
     assert problem.message == (
-        "stage 'a' uses stage file 'plann', which was not found in stages/ or ../stages/ next to the pipeline; "
-        "did you mean 'plan'? (stage files: check, plan)"
+        "stage 'a' uses stage file 'plann', which was not found in stages/ or ../stages/ next to the "
+        "pipeline; did you mean 'plan'? (stage files: check, plan)"
     )
     assert problem.line == line_of(path, "use: plann")
 
@@ -567,7 +567,8 @@ def test_missing_adapter_directory(tmp_path: Path) -> None:
     path = pipeline(tmp_path, "stages:\n  a:\n    model: smol\n    adapter: ../adapters/a\n    prompt: x\n")
     problem = only_problem(path)
     assert problem.message == (
-        f"stage 'a': adapter directory '../adapters/a' does not exist ({(tmp_path / 'adapters' / 'a').resolve()})"
+        "stage 'a': adapter directory '../adapters/a' does not exist "
+        f"({(tmp_path / 'adapters' / 'a').resolve()})"
     )
     assert problem.line == line_of(path, "adapter:")
 
@@ -702,8 +703,8 @@ def test_template_variable_not_upstream_on_every_path(tmp_path: Path) -> None:
         (
             line_of(path, "Draft:"),
             (
-                "stage 'polish' prompt uses 'short', but stage 'short' is not sure to have run before 'polish' "
-                "on every path (available here: input, triage)"
+                "stage 'polish' prompt uses 'short', but stage 'short' is not sure to have run before "
+                "'polish' on every path (available here: input, triage)"
             ),
         ),
         (
@@ -744,15 +745,15 @@ def test_cycles_with_no_exit(tmp_path: Path) -> None:
         (
             line_of(path, "from: b"),
             (
-                "stages 'b', 'c' form a loop with no way out: no edge, case or 'otherwise' leads from them to "
-                "another stage or END"
+                "stages 'b', 'c' form a loop with no way out: no edge, case or 'otherwise' leads from them "
+                "to another stage or END"
             ),
         ),
         (
             line_of(path, "from: d"),
             (
-                "stage 'd' loops back to itself with no way out: no edge, case or 'otherwise' leads from it to "
-                "another stage or END"
+                "stage 'd' loops back to itself with no way out: no edge, case or 'otherwise' leads from it "
+                "to another stage or END"
             ),
         ),
     ]

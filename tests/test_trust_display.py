@@ -1,4 +1,5 @@
-"""Recorded text that looks like Rich markup, emoji codes or terminal control prints as it is, in every command."""
+"""Recorded text that looks like Rich markup, emoji codes or terminal control prints as it is, in every
+command."""
 
 import json
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Data files and output files: good data is read, bad data and bad paths are exit 2, nothing is lost or deleted."""
+"""Data files and output files: good data is read, bad data and bad paths are exit 2, nothing is lost or
+deleted."""
 
 import json
 import os
@@ -435,7 +436,11 @@ def test_replacing_swaps_in_the_new_directory_and_deletes_the_old(tmp_path):
 
 # 7: --force never replaces a directory that holds other things.
 
-RECIPE = "target: {pipeline: ../two.yaml, stage: second}\ndata:\n  dataset: {path: ../data.jsonl}\noutput: OUTPUT\n"
+RECIPE = (
+    "target: {pipeline: ../two.yaml, stage: second}\n"
+    "data:\n  dataset: {path: ../data.jsonl}\n"
+    "output: OUTPUT\n"
+)
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,8 @@ KEYS = st.one_of(
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the shipped pipelines and stage files, so that `use:` names resolve as they do in the repo."""
+    """A copy of the shipped pipelines and stage files, so that `use:` names resolve as they do in the
+    repo."""
     root = tmp_path_factory.mktemp("fuzz")
     shutil.copytree(REPO / "pipelines", root / "pipelines")
     shutil.copytree(REPO / "stages", root / "stages")

@@ -112,8 +112,9 @@ def test_rendering_refuses_what_only_shows_at_run_time(source, no_commands):
 
 def test_ordinary_templates_still_render():
     source = (
-        "{% set words = input.split() %}{% for word in words %}{{ loop.index }}. {{ word|upper }}\n{% endfor %}"
-        "{{ words|join(', ') }} {{ input|length * 2 }} {{ '-' * 3 }} {{ (input ~ '!')|replace('a', 'b') }}"
+        "{% set words = input.split() %}{% for word in words %}{{ loop.index }}. {{ word|upper }}\n"
+        "{% endfor %}{{ words|join(', ') }} {{ input|length * 2 }} {{ '-' * 3 }} "
+        "{{ (input ~ '!')|replace('a', 'b') }}"
         "{% if plan is defined %}{{ plan|trim|indent(2) }}{% endif %}{{ range(3)|list }} {{ 2 ** 10 }}"
     )
     rendered = render_template(compile_template(source), {"input": "a cat", "plan": " step "})

@@ -1,4 +1,5 @@
-"""Reading a run store never writes to it; a file that is not a store, or a damaged one, is exit 2 and left alone."""
+"""Reading a run store never writes to it; a file that is not a store, or a damaged one, is exit 2 and left
+alone."""
 
 import hashlib
 import json
@@ -46,7 +47,8 @@ def pipeline_file(tmp_path: Path) -> Path:
 
 
 def record_runs(tmp_path: Path, store_file: Path) -> list[str]:
-    """Two runs recorded the way `fslm run` records them, with the store closed afterwards as a process exit does."""
+    """Two runs recorded the way `fslm run` records them, with the store closed afterwards as a process
+    exit does."""
     store = open_store(store_file)
     pipeline = Pipeline(
         load_spec(pipeline_file(tmp_path)), ScriptedRuntime({"A ": "a says", "B ": "b says"}), store
@@ -202,7 +204,7 @@ def test_a_directory_as_the_store_is_exit_2(tmp_path, capsys):
     assert "is a directory" in capsys.readouterr().err
 
 
-# ---- damaged contents ------------------------------------------------------------------------------------------
+# ---- damaged contents --------------------------------------------------------------------------------------
 
 
 def damage(store_file: Path, sql: str, values: tuple = ()) -> None:

@@ -1,6 +1,6 @@
-"""The viewer trusts no request and changes no file: remote access needs a flag and a token, the Host header is
-checked, bad query values are 400, idle connections are cut off, the store is opened read-only, and recorded
-text reaches the page (and the terminal) as text."""
+"""The viewer trusts no request and changes no file: remote access needs a flag and a token, the Host header
+is checked, bad query values are 400, idle connections are cut off, the store is opened read-only, and
+recorded text reaches the page (and the terminal) as text."""
 
 import json
 import os
@@ -78,7 +78,7 @@ def no_serving(monkeypatch) -> None:
     monkeypatch.setattr(fslm.ui.server.ViewerServer, "serve_forever", interrupted)
 
 
-# ---- who may connect -----------------------------------------------------------------------------------------
+# ---- who may connect ---------------------------------------------------------------------------------------
 
 
 def test_a_remote_host_needs_allow_remote(store_path, capsys):
@@ -141,7 +141,7 @@ def test_a_remote_bind_accepts_this_machines_name_and_addresses_only(store_path)
         server.server_close()
 
 
-# ---- what a request may ask -----------------------------------------------------------------------------------
+# ---- what a request may ask --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -198,7 +198,7 @@ def test_an_idle_connection_is_closed_after_the_timeout(server):
         assert time.monotonic() - started < 9
 
 
-# ---- the store is only read -------------------------------------------------------------------------------------
+# ---- the store is only read --------------------------------------------------------------------------------
 
 
 def test_the_viewer_leaves_the_store_file_as_it_was(store_path, monkeypatch, capsys):
@@ -218,7 +218,7 @@ def test_a_missing_store_is_exit_2_and_creates_nothing(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-# ---- recorded text stays text ----------------------------------------------------------------------------------
+# ---- recorded text stays text ------------------------------------------------------------------------------
 
 
 def test_the_terminal_prints_a_store_path_with_markup_as_it_is(tmp_path, monkeypatch, capsys):

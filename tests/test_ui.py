@@ -1,4 +1,5 @@
-"""The run viewer: its JSON API over HTTP, the graph layout, `fslm ui`, and the page in a real headless Chromium."""
+"""The run viewer: its JSON API over HTTP, the graph layout, `fslm ui`, and the page in a real headless
+Chromium."""
 
 import http.client
 import json
@@ -99,7 +100,7 @@ def text_of(driver, selector: str) -> list[str]:
     ]
 
 
-# ---- the JSON API -------------------------------------------------------------------------------------------
+# ---- the JSON API ------------------------------------------------------------------------------------------
 
 
 def test_api_lists_runs_with_filters(server, runs):
@@ -157,7 +158,7 @@ def test_only_loopback_hosts_and_shipped_files_are_served(server):
     connection.close()
 
 
-# ---- the graph ------------------------------------------------------------------------------------------------
+# ---- the graph ---------------------------------------------------------------------------------------------
 
 
 def test_graph_layers_stages_by_distance_from_the_entry(tmp_path, tiny_model):
@@ -216,7 +217,7 @@ def test_graph_says_when_the_pipeline_changed_or_is_gone(pipeline_file, tmp_path
     assert not gone.available and "no longer exists" in gone.note
 
 
-# ---- fslm ui --------------------------------------------------------------------------------------------------
+# ---- fslm ui -----------------------------------------------------------------------------------------------
 
 
 def test_ui_exits_2_on_a_store_that_is_not_one(tmp_path, capsys):
@@ -236,7 +237,7 @@ def test_ui_exits_2_when_the_port_is_taken(tmp_path, capsys):
     assert f"cannot serve the viewer on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
-# ---- the page in a browser ------------------------------------------------------------------------------------
+# ---- the page in a browser ---------------------------------------------------------------------------------
 
 
 def test_run_page_shows_every_stage_message_escaped(browser, server, store, runs):

@@ -37,7 +37,8 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 def _never_emit_broken_utf8(base: LoadedBase) -> None:
     """Random tiny models emit stray bytes (a lone 0x8C) all the time; real models do not. A large negative
-    bias on every token that is not complete UTF-8 on its own keeps the tests about text, as with real models."""
+    bias on every token that is not complete UTF-8 on its own keeps the tests about text, as with real
+    models."""
     keys = token_text_for(base).keys
     broken = [
         i for i, key in enumerate(keys) if isinstance(key, bytes) and split_incomplete_utf8(key)[1:] != (b"",)

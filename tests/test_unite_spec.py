@@ -82,8 +82,8 @@ def ensemble_pipeline(tmp_path: Path) -> Path:
     path = tmp_path / "ens.yaml"
     path.write_text(
         f"models:\n  a: {{source: {bpe}, dtype: float32}}\n  b: {{source: {sp}, dtype: float32}}\n"
-        "stages:\n  first:\n    model: a\n    prompt: 'Say: {{ input }}'\n    generation: {max_new_tokens: 6}\n"
-        "  vote:\n    ensemble: {members: [a, b], top_k: 5}\n    chat_template: false\n"
+        "stages:\n  first:\n    model: a\n    prompt: 'Say: {{ input }}'\n    generation: {max_new_tokens: "
+        "6}\n  vote:\n    ensemble: {members: [a, b], top_k: 5}\n    chat_template: false\n"
         "    prompt: '{{ first }} and'\n    generation: {max_new_tokens: 10}\n"
     )
     return path

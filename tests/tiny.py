@@ -1,4 +1,5 @@
-"""Tiny, randomly initialised models for tests: a 2-layer Llama, a BPE tokenizer trained on the fly, LoRA adapters.
+"""Tiny, randomly initialised models for tests: a 2-layer Llama, a BPE tokenizer trained on the fly, LoRA
+adapters.
 
 Everything here builds in well under a second on a laptop CPU and needs no network.
 """

@@ -1,4 +1,5 @@
-"""`fslm eval`: score a pipeline (and optionally a second one) on labelled items, each item recorded as a run."""
+"""`fslm eval`: score a pipeline (and optionally a second one) on labelled items, each item recorded as a
+run."""
 
 import argparse
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""`fslm finetune`: train one stage's LoRA adapter from a recipe, or from a pipeline, a stage and a data file."""
+"""`fslm finetune`: train one stage's LoRA adapter from a recipe, or from a pipeline, a stage and a data
+file."""
 
 import argparse
 import os
@@ -149,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def attach_target(args: argparse.Namespace, recipe) -> Path | None:
-    """The pipeline `--attach` writes the adapter into, checked before training so that a mistake costs nothing."""
+    """The pipeline `--attach` writes the adapter into, checked before training so that a mistake costs
+    nothing."""
     if not args.attach:
         return None
     from fslm.files import check_path_name, resolved

@@ -1,4 +1,5 @@
-"""`fslm runs list|show|diff|replay|export`: read recorded runs, replay one from a stage, export a stage's pairs."""
+"""`fslm runs list|show|diff|replay|export`: read recorded runs, replay one from a stage, export a stage's
+pairs."""
 
 import argparse
 import json
@@ -105,8 +106,8 @@ def show_command(args: argparse.Namespace) -> int:
     record = details.record
     out = console()
     out.print(
-        f"[bold]run {escaped(record.run_id)}[/] · {escaped(record.pipeline_name)} ({escaped(record.pipeline)})"
-        f" · {escaped(record.status)} · started {_when(record.started)}"
+        f"[bold]run {escaped(record.run_id)}[/] · {escaped(record.pipeline_name)} "
+        f"({escaped(record.pipeline)}) · {escaped(record.status)} · started {_when(record.started)}"
     )
     if record.parent_id:
         out.print(f"replay of run {escaped(record.parent_id)} from stage '{escaped(record.replay_from)}'")

@@ -1,7 +1,8 @@
-"""Rich renderings of what stages said, shared by the commands that show runs, and the one way to print user text.
+"""Rich renderings of what stages said, shared by the commands that show runs, and the one way to print user
+text.
 
-Rich reads `[...]` as markup and `:name:` as an emoji code, and a terminal acts on control characters. Text from
-users, files, models and the run store goes through `literal` (a Text) or `escaped` (inside markup), on a
+Rich reads `[...]` as markup and `:name:` as an emoji code, and a terminal acts on control characters. Text
+from users, files, models and the run store goes through `literal` (a Text) or `escaped` (inside markup), on a
 console from `console()`, so it prints exactly as it is.
 """
 

@@ -17,7 +17,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--allow-remote",
         action="store_true",
-        help="allow a --host that other machines can reach (anyone with the printed address can read every run)",
+        help=(
+            "allow a --host that other machines can reach "
+            "(anyone with the printed address can read every run)"
+        ),
     )
     parser.add_argument("--open", action="store_true", help="open the viewer in the default web browser")
     parser.set_defaults(handler=ui)
@@ -32,8 +35,8 @@ def ui(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     if not server.is_loopback():
         console.print(
-            f"[bold yellow]warning:[/] the viewer listens on {escape(args.host)}: other machines can connect. "
-            "Anyone who has the address below, token included, can read every run in the store; "
+            f"[bold yellow]warning:[/] the viewer listens on {escape(args.host)}: other machines can "
+            "connect. Anyone who has the address below, token included, can read every run in the store; "
             "the connection is plain HTTP, not encrypted.",
             soft_wrap=True,
         )

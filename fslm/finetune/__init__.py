@@ -1,4 +1,5 @@
-"""Fine-tuning one stage of a pipeline: recipes, training examples, the training loop, and attaching the result.
+"""Fine-tuning one stage of a pipeline: recipes, training examples, the training loop, and attaching the
+result.
 
 Training renders each prompt with the stage's own template and the runtime's chat template, so the ids a
 stage is trained on are the ids it sees at inference.

@@ -26,7 +26,8 @@ def check_attachable(pipeline: Path, stage: str) -> ModelSpec:
 
 
 def attach_adapter(pipeline: Path, stage: str, adapter: Path) -> None:
-    """Set `stages.<stage>.adapter` in the pipeline file to `adapter`, after checking it fits the stage's base."""
+    """Set `stages.<stage>.adapter` in the pipeline file to `adapter`, after checking it fits the stage's
+    base."""
     from ruamel.yaml import YAML
 
     model = check_attachable(pipeline, stage)

@@ -1,4 +1,5 @@
-"""Resumable checkpoints: the adapter's weights, the optimizer and scheduler, RNG state and progress so far."""
+"""Resumable checkpoints: the adapter's weights, the optimizer and scheduler, RNG state and progress so
+far."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ STATE_KEYS = ("optimizer", "scheduler", "rng", "progress")
 
 
 def save_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler: Any, progress: dict) -> None:
-    """Write the checkpoint beside `directory`, then swap it in, so a crash leaves the old one or the new one."""
+    """Write the checkpoint beside `directory`, then swap it in, so a crash leaves the old one or the new
+    one."""
     staging = staging_directory(directory)
     peft_model.save_pretrained(staging, safe_serialization=True)
     torch.save(

@@ -1,4 +1,5 @@
-"""Recipe files → a validated `Recipe`, with line-numbered problems; and the recipe the CLI shorthand means."""
+"""Recipe files → a validated `Recipe`, with line-numbered problems; and the recipe the CLI shorthand
+means."""
 
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def shorthand_recipe(
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Recipe:
     """The recipe `fslm finetune PIPELINE --stage NAME --data FILE` stands for: records hold the stage's
-    template variables by name and `target`; the adapter goes to adapters/PIPELINE-STAGE beside the pipeline."""
+    template variables by name and `target`; the adapter goes to adapters/PIPELINE-STAGE beside the
+    pipeline."""
     for what, given in (("pipeline", pipeline), ("data file", data), ("output", output)):
         if given is not None:
             check_path_name(Path(given), what)

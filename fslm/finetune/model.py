@@ -49,7 +49,8 @@ def with_new_adapter(model: Any, lora: LoraSpec, seed: int, gradient_checkpointi
     except ValueError as error:
         raise FslmError(f"lora.target_modules does not fit this model: {one_line(error)}") from error
     if gradient_checkpointing:
-        # Non-reentrant checkpointing needs no gradient on the inputs, which a frozen embedding would not give.
+        # Non-reentrant checkpointing needs no gradient on the inputs, which a frozen embedding would not
+        # give.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return peft_model
 

@@ -29,9 +29,9 @@ def check_output_place(output: Path, files_read: Iterable[Path]) -> None:
         if target == directory or target in directory.parents:
             relation = name if target == directory else f"a parent of {name}"
             raise FslmError(
-                f"refusing the output directory {output}: it is {relation}. Training replaces the whole output "
-                "directory, so it must be a directory of its own, such as adapters/NAME (--force does not "
-                "change this)"
+                f"refusing the output directory {output}: it is {relation}. Training replaces the whole "
+                "output directory, so it must be a directory of its own, such as adapters/NAME (--force does "
+                "not change this)"
             )
     if output.exists() and not output.is_dir():
         raise FslmError(f"the output {output} exists and is not a directory")

@@ -157,7 +157,7 @@ class LoraSpec(RecipeModel):
 
 
 class TrainSpec(RecipeModel):
-    """Optimisation settings. Give `epochs` or `max_steps`; with both, training stops at whichever comes first."""
+    """Optimisation settings. Give `epochs` or `max_steps`; with both, training stops at whichever comes first."""  # noqa: E501 (the text is the schema description, one line)
 
     epochs: float | None = Field(1.0, gt=0, description="Passes over the training split.")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps to take.")
@@ -205,9 +205,11 @@ class EvalSpec(RecipeModel):
     )
     metric: MetricName | Literal["loss"] = Field(
         "loss",
-        description="`loss`: completion loss on the held-out examples. A text metric (choice, exact, numeric, "
-        "contains, f1) also generates the stage's text for each held-out example and scores it "
-        "against the example's target.",
+        description=(
+            "`loss`: completion loss on the held-out examples. A text metric (choice, exact, numeric, "
+            "contains, f1) also generates the stage's text for each held-out example and scores it "
+            "against the example's target."
+        ),
     )
     every: int | None = Field(None, ge=1, description="Steps between held-out loss evaluations.")
     max_items: int = Field(100, ge=1, description="Most held-out examples to evaluate.")

@@ -38,8 +38,14 @@ def render_reference() -> str:
         "# Fine-tuning recipe reference",
         "",
         "Generated from fslm's pydantic models by `python -m fslm.finetune.reference`; do not edit by hand.",
-        "Paths are relative to the recipe file. The `train` and `lora` keys can also be set on the command line",
-        "with the same names (`--max-steps 20` sets `train.max_steps`). For editor completion, start a recipe",
+        (
+            "Paths are relative to the recipe file. "
+            "The `train` and `lora` keys can also be set on the command line"
+        ),
+        (
+            "with the same names (`--max-steps 20` sets `train.max_steps`). "
+            "For editor completion, start a recipe"
+        ),
         "with `# yaml-language-server: $schema=../docs/recipe.schema.json`.",
     ]
     for name, title in SECTIONS.items():

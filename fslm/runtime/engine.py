@@ -204,8 +204,8 @@ class Runtime:
     def _serve(
         self, base: LoadedBase, requests: Sequence[GenerationRequest]
     ) -> list[Generation | BaseException]:
-        """Serve requests that all use `base`. A request's own fault (a bad adapter, an empty prompt) fails only
-        that request; the others are still served."""
+        """Serve requests that all use `base`. A request's own fault (a bad adapter, an empty prompt) fails
+        only that request; the others are still served."""
         outcomes: list[Generation | BaseException | None] = [None] * len(requests)
         with base.lock:
             rows: list[tuple[int, PreparedRow]] = []

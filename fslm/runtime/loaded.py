@@ -116,8 +116,8 @@ class LoadedBase:
         problem = identity_mismatch(recorded, base_identity(self.model, str(self.key.path)))
         if problem:
             raise FslmError(
-                f"The LoRA adapter in {path} was trained on another base model ({recorded.get('source')}) than "
-                f"the one it is attached to here ({self.key.path}): {problem}."
+                f"The LoRA adapter in {path} was trained on another base model ({recorded.get('source')}) "
+                f"than the one it is attached to here ({self.key.path}): {problem}."
             )
 
 

@@ -59,7 +59,7 @@ def _needs_use_or_a_kind_and_prompt(schema: dict[str, Any]) -> None:
 @cache
 def stage_entry_model() -> type[StrictModel]:
     class StageEntrySpec(stage_file_model()):  # type: ignore[misc]  # a class made at run time
-        """A stage in a pipeline file: written out in full, or `use: NAME` of a stage file, overridden key by key."""
+        """A stage in a pipeline file: written out in full, or `use: NAME` of a stage file, overridden key by key."""  # noqa: E501 (the text is the schema description, one line)
 
         model_config = ConfigDict(json_schema_extra=_needs_use_or_a_kind_and_prompt)
 
@@ -67,8 +67,8 @@ def stage_entry_model() -> type[StrictModel]:
             None,
             description=(
                 "Name of a reusable stage file: `stages/NAME.yaml` next to the pipeline file, else in "
-                "`../stages`. A plain name (letters, digits, `_`, `-`, `.`), not a path; a stage file that links "
-                "outside its stages directory is refused. Other keys given here override the file's."
+                "`../stages`. A plain name (letters, digits, `_`, `-`, `.`), not a path; a stage file that "
+                "links outside its stages directory is refused. Other keys given here override the file's."
             ),
         )
 
@@ -97,8 +97,8 @@ def pipeline_file_model() -> type[StrictModel]:
         edges: list[EdgeSpec] | None = Field(
             None,
             description=(
-                "The complete wiring. Without it the stages run one after another in file order. With it the run "
-                "starts at `entry`, and a stage with no outgoing edge ends its branch."
+                "The complete wiring. Without it the stages run one after another in file order. With it the "
+                "run starts at `entry`, and a stage with no outgoing edge ends its branch."
             ),
         )
         entry: str | None = Field(
@@ -106,7 +106,9 @@ def pipeline_file_model() -> type[StrictModel]:
         )
         output: str | None = Field(
             None,
-            description="The stage whose text is the run's final output; defaults to the last message of the run.",
+            description=(
+                "The stage whose text is the run's final output; defaults to the last message of the run."
+            ),
         )
 
     return PipelineFileSpec

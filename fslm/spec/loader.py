@@ -260,8 +260,8 @@ class _PipelineLoader:
                 )
             elif before.is_stage(variable.name):
                 message = (
-                    f"stage {name!r} prompt uses {variable.name!r}, but stage {variable.name!r} is not sure to have "
-                    f"run before {name!r} on every path (available here: {listed})"
+                    f"stage {name!r} prompt uses {variable.name!r}, but stage {variable.name!r} is not sure "
+                    f"to have run before {name!r} on every path (available here: {listed})"
                 )
             else:
                 message = (

@@ -39,9 +39,9 @@ class ModelSpec(StrictModel):
 
     source: str = Field(
         description=(
-            "Where the weights come from: a builtin alias (e.g. `smollm2-135m-instruct`), a local Hugging Face "
-            "model directory or `.gguf` file (relative to the pipeline file's directory; stored absolute once "
-            "loaded), or a Hugging Face hub id `org/name`."
+            "Where the weights come from: a builtin alias (e.g. `smollm2-135m-instruct`), a local Hugging "
+            "Face model directory or `.gguf` file (relative to the pipeline file's directory; stored "
+            "absolute once loaded), or a Hugging Face hub id `org/name`."
         ),
         min_length=1,
     )
@@ -85,16 +85,18 @@ class StageSpecBase(StrictModel):
     )
     prompt: str = Field(
         description=(
-            "Jinja2 template of the prompt. It may use `{{ input }}` and the output of any stage that is sure to "
-            "have run before this one, by the stage's name. Undefined variables are errors. Templates run in a "
-            "sandbox: no includes, imports, macros or `_` names (see docs/concepts.md, Prompt templates)."
+            "Jinja2 template of the prompt. It may use `{{ input }}` and the output of any stage that is "
+            "sure to have run before this one, by the stage's name. Undefined variables are errors. "
+            "Templates run in a sandbox: no includes, imports, macros or `_` names (see docs/concepts.md, "
+            "Prompt templates)."
         ),
     )
     generation: GenerationSpec = Field(default_factory=GenerationSpec, description="Decoding settings.")
 
 
 def first_word_label(text: str) -> str:
-    """The label a `label:` case compares with: the first word of `text`, lowercased, outer punctuation stripped."""
+    """The label a `label:` case compares with: the first word of `text`, lowercased, outer punctuation
+    stripped."""
     words = text.split(maxsplit=1)
     return words[0].strip(string.punctuation).lower() if words else ""
 
@@ -176,7 +178,8 @@ class EdgeSpec(StrictModel):
         alias="from",
         min_length=1,
         description=(
-            "The stage this edge leaves from, or a list of stages: the targets then wait for all of them (fan-in)."
+            "The stage this edge leaves from, or a list of stages: "
+            "the targets then wait for all of them (fan-in)."
         ),
     )
     targets: StageNames = Field(
@@ -209,7 +212,8 @@ class EdgeSpec(StrictModel):
         return bool(self.when)
 
     def next_stages(self) -> list[str]:
-        """Every place this edge can lead: its targets, or each case's target and `otherwise` (END included)."""
+        """Every place this edge can lead: its targets, or each case's target and `otherwise` (END
+        included)."""
         if self.is_conditional:
             return list(dict.fromkeys([case.to for case in self.when] + [self.otherwise]))
         return list(self.targets)

@@ -22,7 +22,8 @@ def resolve_path(path: str | Path, base_dir: Path | None = None, what: str = "fi
 
 
 def is_file(path: Path) -> bool:
-    """`path.is_file()`, False (not an exception) where the system refuses to look (a name too long, no access)."""
+    """`path.is_file()`, False (not an exception) where the system refuses to look (a name too long, no
+    access)."""
     try:
         return path.is_file()
     except OSError:
@@ -30,7 +31,8 @@ def is_file(path: Path) -> bool:
 
 
 def is_dir(path: Path) -> bool:
-    """`path.is_dir()`, False (not an exception) where the system refuses to look (a name too long, no access)."""
+    """`path.is_dir()`, False (not an exception) where the system refuses to look (a name too long, no
+    access)."""
     try:
         return path.is_dir()
     except OSError:

@@ -29,7 +29,8 @@ class Problem:
 
 
 class SpecError(FslmError):
-    """A pipeline file (or a stage file it uses) is invalid; `problems` lists everything found, in file order."""
+    """A pipeline file (or a stage file it uses) is invalid; `problems` lists everything found, in file
+    order."""
 
     def __init__(self, problems: Iterable[Problem]) -> None:
         self.problems: list[Problem] = _in_reading_order(problems)

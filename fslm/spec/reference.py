@@ -87,8 +87,14 @@ def render_reference() -> str:
         "# Pipeline YAML reference",
         "",
         "Generated from fslm's pydantic models by `python -m fslm.spec.reference`; do not edit by hand.",
-        "Every key is checked by `fslm validate` before any model loads. The same rules as JSON Schema are in",
-        "[`pipeline.schema.json`](pipeline.schema.json) and [`stage.schema.json`](stage.schema.json): point your",
+        (
+            "Every key is checked by `fslm validate` before any model loads. "
+            "The same rules as JSON Schema are in"
+        ),
+        (
+            "[`pipeline.schema.json`](pipeline.schema.json) and [`stage.schema.json`](stage.schema.json): "
+            "point your"
+        ),
         "editor at them for completion, e.g. with a first line",
         "`# yaml-language-server: $schema=../docs/pipeline.schema.json` in a pipeline file.",
     ]

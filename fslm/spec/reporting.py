@@ -35,7 +35,8 @@ def listing(names: list[str]) -> str:
 
 
 def describe_path(path: KeyPath, root: str | None = None) -> str:
-    """A readable name for a key path: ("stages", "plan", "generation", "top_p") → "stage 'plan' generation.top_p"."""
+    """A readable name for a key path: ("stages", "plan", "generation", "top_p") → "stage 'plan'
+    generation.top_p"."""
     things: list[str] = [root] if root else []
     rest: list[str] = []
     index = 0
@@ -120,7 +121,8 @@ class ProblemSink:
                     self.check_unknown_keys(nested_model, item, (*path, key, item_index))
 
     def add_validation_error(self, error: ValidationError, data: Any, path: KeyPath = ()) -> None:
-        """Report pydantic's errors for `data` (found at `path`); unknown keys are left to check_unknown_keys."""
+        """Report pydantic's errors for `data` (found at `path`); unknown keys are left to
+        check_unknown_keys."""
         for detail in error.errors():
             if detail["type"] == "extra_forbidden":
                 continue
@@ -141,7 +143,8 @@ _NO_INPUT_ECHO = {"literal_error", "model_type", "dict_type", "list_type", "valu
 
 
 def without_unknown_keys(model: type[BaseModel], data: Any) -> Any:
-    """`data` without the keys `model` (recursively) does not define, so one typo does not hide other checks."""
+    """`data` without the keys `model` (recursively) does not define, so one typo does not hide other
+    checks."""
     if not isinstance(data, dict):
         return data
     fields = {(info.alias or name): info.annotation for name, info in model.model_fields.items()}
@@ -172,7 +175,8 @@ def _is_scalar(value: object) -> bool:
 
 
 def _data_path(data: Any, loc: tuple[int | str, ...]) -> KeyPath:
-    """The part of a pydantic error location that names real keys in `data`: drops union-member tags and the like."""
+    """The part of a pydantic error location that names real keys in `data`: drops union-member tags and
+    the like."""
     path: list[str | int] = []
     current = data
     for part in loc:

@@ -47,8 +47,8 @@ def check_source(source: str, base_dir: Path) -> CheckedSource:
     return CheckedSource(
         source,
         "unknown",
-        f"source {source!r} is not a builtin alias, a local path (start it with ./, / or ~, or end it with .gguf) "
-        f"or a hub id 'org/name'{did_you_mean(source, aliases, what='builtin aliases')}",
+        f"source {source!r} is not a builtin alias, a local path (start it with ./, / or ~, or end it with "
+        f".gguf) or a hub id 'org/name'{did_you_mean(source, aliases, what='builtin aliases')}",
     )
 
 
@@ -62,5 +62,8 @@ def _local_path_problem(source: str, path: Path) -> str | None:
     if is_file(path):
         if path.suffix == ".gguf":
             return None
-        return f"local model file {source!r} ({path}) is not a .gguf file; point at a model directory or a .gguf file"
+        return (
+            f"local model file {source!r} ({path}) is not a .gguf file; "
+            "point at a model directory or a .gguf file"
+        )
     return f"local model path {source!r} does not exist (looked for {path})"

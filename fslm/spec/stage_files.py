@@ -37,8 +37,8 @@ def find_stage_file(name: str, pipeline_dir: Path) -> Path | None:
             found = resolve_path(candidate)
             if not found.is_relative_to(resolve_path(directory)):
                 raise FslmError(
-                    f"stage file {display_path(candidate)} is a link to {found}, outside {display_path(directory)}; "
-                    "stage files are read from the stages directories only"
+                    f"stage file {display_path(candidate)} is a link to {found}, outside "
+                    f"{display_path(directory)}; stage files are read from the stages directories only"
                 )
             return found
     return None

@@ -70,7 +70,8 @@ def _budget() -> _Budget:
     try:
         return _current_budget.get()
     except LookupError:
-        # Outside a rendering: the compiler folding constants. Refusing makes it leave the work to render time.
+        # Outside a rendering: the compiler folding constants. Refusing makes it leave the work to render
+        # time.
         raise SecurityError("template work outside a rendering") from None
 
 

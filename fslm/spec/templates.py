@@ -1,4 +1,5 @@
-"""Prompt templates: the one Jinja2 environment fslm compiles and renders them with, and static checks of them.
+"""Prompt templates: the one Jinja2 environment fslm compiles and renders them with, and static checks of
+them.
 
 The environment is a sandbox (see `template_sandbox`): a template reads its variables and formats text; it
 cannot reach Python internals, read files or run unbounded work.

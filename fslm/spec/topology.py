@@ -37,7 +37,8 @@ def successors(stages: Sequence[str], edges: Sequence[EdgeSpec]) -> dict[str, li
 
 
 def reachable_stages(stages: Sequence[str], entry: str, edges: Sequence[EdgeSpec]) -> set[str]:
-    """Stages that can run: the entry, and targets of edges whose sources can all run (fan-in waits for all)."""
+    """Stages that can run: the entry, and targets of edges whose sources can all run (fan-in waits for
+    all)."""
     known = set(stages)
     waiting = [len(set(edge.sources)) for edge in edges]  # sources of each edge not reached yet
     leaving: dict[str, list[int]] = {}
@@ -213,7 +214,8 @@ def stages_after(stages: Sequence[str], edges: Sequence[EdgeSpec], stage: str) -
 
 
 def upstream(spec: PipelineSpec, stage: str) -> set[str]:
-    """The stages sure to have run before `stage` on every path from the entry (their outputs are available)."""
+    """The stages sure to have run before `stage` on every path from the entry (their outputs are
+    available)."""
     _require_stage(spec, stage)
     return set(guaranteed_before(list(spec.stages), spec.entry, spec.edges).of(stage))
 

@@ -69,8 +69,8 @@ def read_yaml_file(file: Path, what: str) -> tuple[bytes, ParsedYaml]:
 
 
 def _read_regular_file(file: Path, what: str) -> bytes:
-    """The bytes of `file`; ValueError for a device, a pipe or the like (reading /dev/zero never ends) and for a
-    file larger than MAX_FILE_BYTES."""
+    """The bytes of `file`; ValueError for a device, a pipe or the like (reading /dev/zero never ends) and for
+    a file larger than MAX_FILE_BYTES."""
     # O_NONBLOCK: opening a named pipe would otherwise wait for a writer
     with os.fdopen(os.open(file, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
         status = os.fstat(handle.fileno())
@@ -95,8 +95,8 @@ def _unreadable(what: str, error: OSError) -> str:
 
 
 def parse_yaml(file: Path, text: str) -> ParsedYaml:
-    """Parse `text` (the contents of `file`); syntax errors, duplicate keys, control characters, and nesting or
-    alias expansion past the bounds become problems, not exceptions."""
+    """Parse `text` (the contents of `file`); syntax errors, duplicate keys, control characters, and nesting
+    or alias expansion past the bounds become problems, not exceptions."""
     parsed = ParsedYaml(file)
     parsed.problems += _control_characters(file, text)
     if parsed.problems:
@@ -130,7 +130,10 @@ def _control_characters(file: Path, text: str) -> list[Problem]:
         line += text.count("\n", counted_to, match.start())
         counted_to = match.start()
         character = ord(match.group())
-        message = f"U+{character:04X} ({_CONTROL_NAMES.get(character, 'a control character')}) is not allowed in YAML"
+        message = (
+            f"U+{character:04X} ({_CONTROL_NAMES.get(character, 'a control character')}) "
+            "is not allowed in YAML"
+        )
         if character < 0x100:
             message += f'; inside a double-quoted string, write it as the escape "\\x{character:02x}"'
         problems.append(Problem(file, line, message))

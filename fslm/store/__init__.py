@@ -1,8 +1,8 @@
 """Run store: LangGraph's SQLite checkpointer (each run's state) plus a run index, in one SQLite file.
 
 A run id is a LangGraph thread id, so replay and time travel are LangGraph's own.
-Commands that record runs open the store with `open_store(path)`, which creates it; commands that only read open
-it with `open_store(path, read_only=True)`, which never creates, changes or adds a file.
+Commands that record runs open the store with `open_store(path)`, which creates it; commands that only read
+open it with `open_store(path, read_only=True)`, which never creates, changes or adds a file.
 """
 
 import os
@@ -51,9 +51,9 @@ class RunStore:
 def open_store(path: str | Path | None = None, *, read_only: bool = False) -> RunStore:
     """Open the run store at `path` (default: $FSLM_STORE or the per-user store; ":memory:" for none).
 
-    Read-only, the file must exist and be an fslm run store; it stays byte for byte as it was. Otherwise a missing
-    file is created, readable by its owner only, and an existing file is used only if it is an fslm run store (or
-    an empty file). Either way, any other file is refused before anything is written to it.
+    Read-only, the file must exist and be an fslm run store; it stays byte for byte as it was. Otherwise a
+    missing file is created, readable by its owner only, and an existing file is used only if it is an fslm
+    run store (or an empty file). Either way, any other file is refused before anything is written to it.
     Checkpoints are read back with LangGraph's strict msgpack settings: they hold plain data, and nothing else
     may be revived from the file.
     """
@@ -84,7 +84,8 @@ def _writable_store(file: Path | None) -> RunStore:
 
 
 def _prepare_to_write(file: Path) -> None:
-    """Create a new store file, or make sure an existing one is a store (or empty) before anything writes to it."""
+    """Create a new store file, or make sure an existing one is a store (or empty) before anything writes
+    to it."""
     if not file.exists():
         file.parent.mkdir(parents=True, exist_ok=True)
         file.touch(mode=0o600)

@@ -1,9 +1,9 @@
 """Reading a run store without writing to it: no file created, changed, or added beside it.
 
-SQLite opens a WAL-mode file read-only by creating -wal and -shm files beside it, and leaves them there. Without
-a -wal file no process is writing and every commit is in the file itself, which `immutable=1` reads as it is,
-as a snapshot. With one, a writer is at work and `mode=ro` also sees its latest commits, through the files that
-writer made. A long-lived reader (the web viewer) sees runs recorded after it started.
+SQLite opens a WAL-mode file read-only by creating -wal and -shm files beside it, and leaves them there.
+Without a -wal file no process is writing and every commit is in the file itself, which `immutable=1` reads as
+it is, as a snapshot. With one, a writer is at work and `mode=ro` also sees its latest commits, through the
+files that writer made. A long-lived reader (the web viewer) sees runs recorded after it started.
 """
 
 import sqlite3
@@ -25,7 +25,8 @@ LOCK_WAIT_SECONDS = 30
 def checked_connection(file: Path, allow_empty: bool) -> sqlite3.Connection | None:
     """A read-only connection to `file` once it is known to be an fslm run store; None for an empty file.
 
-    With `allow_empty`, an empty file, or an SQLite file without tables, may become a store; else it is refused.
+    With `allow_empty`, an empty file, or an SQLite file without tables, may become a store; else it is
+    refused.
     """
     if file.is_dir():
         raise FslmError(f"the run store {file} is a directory; --store (or $FSLM_STORE) names a file")
@@ -58,9 +59,9 @@ def _wal_file(file: Path) -> Path:
 class StoreFile:
     """Read-only connections to a store file, for one reader at a time (its owner holds a lock).
 
-    With no writer at work, one snapshot connection serves every read until the file changes. While a writer is
-    at work, each read opens its own connection and closes it, so that the writer, when it closes last, folds its
-    -wal file back in and removes it as it does with no reader.
+    With no writer at work, one snapshot connection serves every read until the file changes. While a writer
+    is at work, each read opens its own connection and closes it, so that the writer, when it closes last,
+    folds its -wal file back in and removes it as it does with no reader.
     """
 
     def __init__(self, file: Path):
@@ -117,7 +118,8 @@ class ReadOnlyRunIndex(RunIndex):
 
 
 class ReadOnlySaver(SqliteSaver):
-    """LangGraph's SQLite checkpointer on a StoreFile: setup() would switch the file to WAL and create tables."""
+    """LangGraph's SQLite checkpointer on a StoreFile: setup() would switch the file to WAL and create
+    tables."""
 
     def __init__(self, source: StoreFile, serde: SerializerProtocol):
         with source.reading() as connection:

@@ -121,15 +121,16 @@ class RunIndex:
         problem = _field_problem(values)
         if problem is not None:
             raise DamagedStoreError(
-                f"the run store {self.path or '(in memory)'} is damaged: the record of run {values['run_id']!r} "
-                f"cannot be read ({problem}). fslm did not change it"
+                f"the run store {self.path or '(in memory)'} is damaged: the record of run "
+                f"{values['run_id']!r} cannot be read ({problem}). fslm did not change it"
             )
         return RunRecord(**values)  # type: ignore[arg-type]
 
     def start(self, record: RunRecord) -> None:
         columns = asdict(record)
         self._write(
-            f"INSERT OR REPLACE INTO fslm_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            f"INSERT OR REPLACE INTO fslm_runs ({', '.join(columns)}) VALUES "
+            f"({', '.join('?' * len(columns))})",
             tuple(columns.values()),
         )
 

@@ -78,5 +78,6 @@ def check_fslm_tables(file: Path, tables: dict[str, set[str]]) -> None:
     )
     raise FslmError(
         f"{file} is an SQLite file but not an fslm run store: {problem} (tables: {found}). "
-        "fslm left it as it is; point --store (or $FSLM_STORE) at an fslm run store, or at a new file to record runs"
+        "fslm left it as it is; point --store (or $FSLM_STORE) at an fslm run store, "
+        "or at a new file to record runs"
     )

@@ -1,4 +1,5 @@
-"""The graph of a recorded run's pipeline, as the viewer draws it: stages in layers by distance from the entry.
+"""The graph of a recorded run's pipeline, as the viewer draws it: stages in layers by distance from the
+entry.
 
 Reads the pipeline file the run names (no torch, no LangGraph). The file may have changed since the run or
 be gone; `note` then says which graph is shown, or why none is.
@@ -55,7 +56,8 @@ def run_graph(record: RunRecord) -> PipelineGraph:
         ""
         if spec.source_hash == record.pipeline_hash
         else (
-            f"{record.pipeline} (or a stage file it uses) changed since this run: this is the graph of the current file"
+            f"{record.pipeline} (or a stage file it uses) changed since this run: this is the graph of the "
+            "current file"
         )
     )
     return layered_graph(spec, note)
@@ -82,7 +84,8 @@ def layered_graph(spec: PipelineSpec, note: str = "") -> PipelineGraph:
 
 
 def graph_edges(edges: list[EdgeSpec]) -> list[GraphEdge]:
-    """One drawn edge per (source, target, kind); the labels of conditional cases sharing a target are joined."""
+    """One drawn edge per (source, target, kind); the labels of conditional cases sharing a target are
+    joined."""
     labels: dict[tuple[str, str, bool], list[str]] = {}
     for edge in edges:
         for source in edge.sources:

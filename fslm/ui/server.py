@@ -59,7 +59,8 @@ class ViewerServer(ThreadingHTTPServer):
 
     def accepts_host(self, header: str) -> bool:
         """Whether a request's Host header names this server. A page of another site that points its own DNS
-        name at this machine sends that name, so it is refused (DNS rebinding). An IP address cannot be rebound."""
+        name at this machine sends that name, so it is refused (DNS rebinding). An IP address cannot be
+        rebound."""
         try:
             host = urlsplit(f"//{header}").hostname or ""
         except ValueError:
@@ -186,8 +187,8 @@ def make_server(
         server.server_close()
         raise FslmError(
             f"--host {host} would let other machines connect to the viewer and read every recorded run. "
-            "Add --allow-remote if that is what you want (requests then need the access token printed at start), "
-            "or leave out --host to serve this machine only"
+            "Add --allow-remote if that is what you want (requests then need the access token printed at "
+            "start), or leave out --host to serve this machine only"
         )
     return server
 

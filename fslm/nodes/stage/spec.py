@@ -21,8 +21,8 @@ class StageSpec(StageSpecBase):
     adapter: Path | None = Field(
         None,
         description=(
-            "A peft (LoRA) adapter directory containing adapter_config.json, relative to the directory of the "
-            "file that names it."
+            "A peft (LoRA) adapter directory containing adapter_config.json, relative to the directory of "
+            "the file that names it."
         ),
     )
 

@@ -1,4 +1,5 @@
-"""The `unite` graph node: render the stage's prompt, ask the runtime for an ensemble generation, record it."""
+"""The `unite` graph node: render the stage's prompt, ask the runtime for an ensemble generation, record
+it."""
 
 from __future__ import annotations
 

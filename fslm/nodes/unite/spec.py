@@ -18,7 +18,7 @@ class _Strict(BaseModel):
 
 
 class EnsembleMemberSpec(_Strict):
-    """One member: a model handle, written alone (`smol`) or with an adapter (`{model: smol, adapter: ./a}`)."""
+    """One member: a model handle, written alone (`smol`) or with an adapter (`{model: smol, adapter: ./a}`)."""  # noqa: E501 (the text is the schema description, one line)
 
     model: str = Field(description="The member's model handle (a key of `models`).")
     adapter: Path | None = Field(
@@ -48,7 +48,9 @@ class EnsembleSpec(_Strict):
     top_k: int = Field(10, ge=1, le=1000, description="How many top tokens of each member join the union.")
     weights: list[float] | None = Field(
         None,
-        description="One weight (> 0) per member, in member order; they are normalised. Default: equal weights.",
+        description=(
+            "One weight (> 0) per member, in member order; they are normalised. Default: equal weights."
+        ),
     )
     primary: str | None = Field(
         None,
@@ -63,7 +65,8 @@ class EnsembleSpec(_Strict):
         if self.weights is not None:
             if len(self.weights) != len(self.members):
                 raise ValueError(
-                    f"'weights' has {len(self.weights)} values for {len(self.members)} members; give one per member"
+                    f"'weights' has {len(self.weights)} values for {len(self.members)} members; "
+                    "give one per member"
                 )
             if any(weight <= 0 for weight in self.weights):
                 raise ValueError("every weight must be greater than 0")

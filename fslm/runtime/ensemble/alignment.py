@@ -262,7 +262,8 @@ class IncrementalTokens:
         return 0
 
     def _boundaries(self, floor: int) -> list[int]:
-        """Safe boundaries from `floor` up to the last token, ascending; the last token is always in the tail."""
+        """Safe boundaries from `floor` up to the last token, ascending; the last token is always in the
+        tail."""
         last = len(self.ids) - 1
         return [
             index

@@ -20,7 +20,8 @@ def serve_ensemble(
 ) -> list[EnsembleGeneration | BaseException]:
     """Serve requests now: those with the same members run together, in batches of at most `max_batch_size`.
 
-    A fault of one member set (a member that cannot load, mismatched templates) fails only its own requests."""
+    A fault of one member set (a member that cannot load, mismatched templates) fails only its own
+    requests."""
     groups: dict[tuple[EnsembleMember, ...], list[int]] = {}
     for index, request in enumerate(requests):
         groups.setdefault(request.members, []).append(index)

@@ -1,4 +1,5 @@
-"""A toy node kind from outside fslm: `shout: HANDLE` runs a model like a plain stage and upper-cases its text.
+"""A toy node kind from outside fslm: `shout: HANDLE` runs a model like a plain stage and upper-cases its
+text.
 
 It is the worked example of docs/extending.md and is installed by tests/test_node_kinds.py.
 """
