@@ -1,7 +1,7 @@
 """The state a pipeline run carries through the graph: small, plain and serialisable."""
 
 import operator
-from typing import Annotated, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 
 class EnsembleRecord(TypedDict):
@@ -41,7 +41,11 @@ def merge_outputs(current: dict[str, str], update: dict[str, str]) -> dict[str, 
     return {**current, **update}
 
 
+# A run's input: a string (templates read it as `{{ input }}`) or a JSON object whose fields templates read.
+RunInput = str | dict[str, Any]
+
+
 class RunState(TypedDict):
-    input: str
+    input: RunInput
     outputs: Annotated[dict[str, str], merge_outputs]
     log: Annotated[list[StageMessage], operator.add]

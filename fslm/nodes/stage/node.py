@@ -7,7 +7,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from fslm.graph.state import RunState, StageMessage, TokenChunk
-from fslm.nodes.prompt import compile_prompt, render_prompt
+from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
 from fslm.spec import GenerationSpec
@@ -45,7 +45,7 @@ def make_stage_node(name: str, stage: StageSpec, generate: Generate) -> Callable
     template = compile_prompt(stage)
 
     def run_stage(state: RunState, config: RunnableConfig) -> dict:
-        prompt = render_prompt(name, stage, template, {"input": state["input"], **state["outputs"]})
+        prompt = render_prompt(name, stage, template, template_variables(state))
         on_text = None
         if config["configurable"].get(STREAM_TOKENS):
             writer = get_stream_writer()

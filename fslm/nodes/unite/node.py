@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fslm.graph.state import EnsembleRecord, RunState, StageMessage
-from fslm.nodes.prompt import compile_prompt, render_prompt
+from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.nodes.stage.node import generation_params
 from fslm.nodes.unite.spec import EnsembleStageSpec
 from fslm.runtime.ensemble import EnsembleGeneration, EnsembleMember, EnsembleRequest
@@ -39,7 +39,7 @@ def make_unite_node(
     labels = [member.label for member in stage.ensemble.members]
 
     def run_unite(state: RunState) -> dict:
-        prompt = render_prompt(name, stage, template, {"input": state["input"], **state["outputs"]})
+        prompt = render_prompt(name, stage, template, template_variables(state))
         result = generate(ensemble_request(stage, prompt))
         generation = result.generation
         message = StageMessage(
