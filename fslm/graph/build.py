@@ -1,12 +1,12 @@
 """Compile a PipelineSpec into a LangGraph StateGraph."""
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
 from fslm.graph.state import RunState
+from fslm.lazy import load_reference
 from fslm.spec import END as SPEC_END
 from fslm.spec import EdgeSpec, PipelineSpec, StageSpecBase
 from fslm.spec.kinds import node_kinds
@@ -32,8 +32,7 @@ def _router(edge: EdgeSpec) -> Callable[[RunState], str]:
 def node_factory(stage: StageSpecBase) -> Callable[..., Callable]:
     """The registered kind's `make_node(name, stage, submit)` for `stage`."""
     (kind,) = [kind for kind in node_kinds().values() if isinstance(stage, kind.spec)]
-    module, _, function = kind.node.partition(":")
-    return getattr(importlib.import_module(module), function)
+    return load_reference(kind.node)
 
 
 def build_graph(spec: PipelineSpec, submit: Submit) -> StateGraph:

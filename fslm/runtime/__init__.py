@@ -6,9 +6,9 @@ spec layer uses) does not import torch or transformers; the names that need them
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fslm.lazy import lazy_attributes
 from fslm.runtime.builtin import BUILTIN_MODELS, BuiltinModel, builtin_gguf_path
 from fslm.runtime.cache import CachedModel, cache_root, list_cached
 from fslm.runtime.resolve import ResolvedModel, prepare, resolve_model
@@ -25,12 +25,7 @@ _LAZY = {
     "LoadedBase": "fslm.runtime.loaded",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from fslm.errors import FslmError
+from fslm.lazy import load_reference
 from fslm.runtime.batcher import Batcher
 from fslm.runtime.decode import PreparedRow, decode_batch
 from fslm.runtime.ensemble.types import EnsembleGeneration, EnsembleRequest
@@ -194,8 +194,7 @@ class Runtime:
 
     def _serve_requests(self, requests: Sequence[Any]) -> list[Any]:
         (request_type,) = {type(request) for request in requests}
-        module, _, function = request_type.serve_with.partition(":")
-        serve = getattr(importlib.import_module(module), function)
+        serve = load_reference(request_type.serve_with)
         outcomes = serve(self.base_for, requests, self.max_batch_size)
         with self._state_lock:
             self.stats.request_batch_sizes.setdefault(request_type.__name__, []).append(len(requests))

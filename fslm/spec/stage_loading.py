@@ -13,10 +13,11 @@ from pydantic import ValidationError
 
 from fslm.errors import FslmError
 from fslm.spec.file_format import stage_entry_model
-from fslm.spec.kinds import kind_keys_text, kinds_for
-from fslm.spec.models import END, INPUT_VARIABLE, StageSpecBase
+from fslm.spec.kinds import kind_keys_text, kinds_for, node_kinds
+from fslm.spec.models import END, StageSpecBase
 from fslm.spec.paths import is_dir, is_file, resolve_path
 from fslm.spec.reporting import ProblemSink, did_you_mean, without_unknown_keys
+from fslm.spec.run_input import INPUT_VARIABLE
 from fslm.spec.stage_files import (
     StageFile,
     available_stage_files,
@@ -28,7 +29,19 @@ from fslm.spec.templates import TemplateVariable, check_template
 from fslm.spec.yaml_source import KeyPath
 
 # Names a prompt template could not refer to as a plain variable, or that mean something else there.
-_RESERVED_STAGE_NAMES = {INPUT_VARIABLE, END, "true", "false", "none", "loop", "self"}
+_RESERVED_NAMES = {INPUT_VARIABLE, END, "true", "false", "none", "loop", "self"}
+
+
+def variable_name_problem(what: str, name: str, things: str) -> str | None:
+    """Why `name` (of a stage, or of an input field: `things`) cannot be a template variable, or None."""
+    if name in _RESERVED_NAMES:
+        return f"{what} is reserved; choose another name"
+    if not name.isidentifier() or keyword.iskeyword(name):
+        return (
+            f"{what} is not a valid identifier: prompt templates refer to {things} by name, so use letters, "
+            "digits and '_' (not starting with a digit, not a Python keyword)"
+        )
+    return None
 
 
 class StageLoader:
@@ -58,7 +71,7 @@ class StageLoader:
             self._check_template_syntax(name, prompt)
         kinds = kinds_for(merged)
         if len(kinds) != 1:
-            self.sink.add(path, f"stage {name!r}: a stage needs exactly one of {kind_keys_text()}")
+            self.sink.add(path, f"stage {name!r}: {_kind_problem(merged)}")
             return
         (kind,) = kinds
         if kind.check is not None:
@@ -72,15 +85,9 @@ class StageLoader:
         self.sink.add(path, message)
 
     def _check_stage_name(self, name: str) -> None:
-        path: KeyPath = ("stages", name)
-        if name in _RESERVED_STAGE_NAMES:
-            self.sink.add(path, f"stage name {name!r} is reserved; choose another name")
-        elif not name.isidentifier() or keyword.iskeyword(name):
-            self.sink.add(
-                path,
-                f"stage name {name!r} is not a valid identifier: prompt templates refer to stages by name, "
-                "so use letters, digits and '_' (not starting with a digit, not a Python keyword)",
-            )
+        problem = variable_name_problem(f"stage name {name!r}", name, "stages")
+        if problem is not None:
+            self.sink.add(("stages", name), problem)
 
     def _with_used_file(self, name: str, raw_stage: dict[str, Any]) -> dict[str, Any] | None:
         """The stage's keys with its `use:` file merged in; None when the used file cannot be read."""
@@ -156,3 +163,10 @@ class StageLoader:
             self.sink.add(prompt_path, message)
         else:
             self.sink.add_at_line(location.file, location.value_line + template_line - 1, message)
+
+
+def _kind_problem(stage: dict[str, Any]) -> str:
+    held = [key for key in node_kinds() if stage.get(key) is not None]
+    if not held:
+        return f"a stage needs one of {kind_keys_text()} (and a prompt)"
+    return f"a stage needs exactly one of {' or '.join(repr(key) for key in held)}, the key of its kind"

@@ -12,9 +12,9 @@ Importing this package does not import torch; the names that need it load on fir
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fslm.lazy import lazy_attributes
 from fslm.runtime.ensemble.alignment import EOS, Special, TokenKey, TokenText
 from fslm.runtime.ensemble.types import EnsembleGeneration, EnsembleMember, EnsembleRequest
 
@@ -36,12 +36,7 @@ _LAZY = {
     "unite_vote": "fslm.runtime.ensemble.vote",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
