@@ -1,0 +1,80 @@
+"""Serving score requests for the runtime: grouped by base model, encoded, scored in batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from fslm.errors import FslmError
+from fslm.runtime.loaded import BaseKey, LoadedBase
+from fslm.runtime.scoring.encoding import EncodedRequest, encode_request
+from fslm.runtime.scoring.forward import ScoreRow, score_batch
+from fslm.runtime.scoring.types import OptionScores, ScoreRequest
+
+# lm-eval's fallback when neither the model config nor the tokenizer says how long a context may be.
+DEFAULT_MAX_LENGTH = 2048
+
+Item = tuple[int, ScoreRow, EncodedRequest]  # a request's index in the batch, its row, its encoding
+
+
+def serve_scores(
+    base_for: Callable[[str], LoadedBase], requests: Sequence[ScoreRequest], max_batch_size: int
+) -> list[OptionScores | BaseException]:
+    """Serve requests now. Those on one base model run together, in batches of at most `max_batch_size`
+    options (a request with more options runs alone). A request's own fault (an unknown handle, a bad adapter,
+    an option too long for the model) fails only that request."""
+    outcomes: dict[int, OptionScores | BaseException] = {}
+    by_base: dict[BaseKey, tuple[LoadedBase, list[Item]]] = {}
+    for index, request in enumerate(requests):
+        try:
+            base = base_for(request.model)
+            with base.lock:
+                encoded = encode_request(base.tokenizer, request, max_length(base))
+                adapter_name = base.adapter_name(request.adapter)
+            row = ScoreRow(adapter_name, encoded.context_ids, encoded.continuation_ids)
+        except FslmError as error:
+            outcomes[index] = error
+            continue
+        by_base.setdefault(base.key, (base, []))[1].append((index, row, encoded))
+    for base, items in by_base.values():
+        # Similar prompt lengths together means less padding.
+        items.sort(key=lambda item: len(item[1].context_ids))
+        for chunk in _chunks(items, max_batch_size):
+            started = time.perf_counter()
+            with base.lock:
+                scores = score_batch(base, [row for _, row, _ in chunk])
+            seconds = time.perf_counter() - started
+            for (index, row, encoded), logprobs in zip(chunk, scores, strict=True):
+                outcomes[index] = OptionScores(
+                    logprobs=tuple(logprobs),
+                    tokens=tuple(len(ids) for ids in row.continuation_ids),
+                    prompt_text=encoded.context_text,
+                    prompt_tokens=len(row.context_ids),
+                    seconds=seconds,
+                )
+    return [outcomes[index] for index in range(len(requests))]
+
+
+def max_length(base: LoadedBase) -> int:
+    """The longest input the model reads, found as lm-eval's HFLM finds it."""
+    config = base.model.config.get_text_config()
+    for attribute in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attribute, None)
+        if isinstance(value, int):
+            return value
+    value = getattr(base.tokenizer, "model_max_length", None)
+    # Tokenizers that do not know say int(1e30).
+    return value if isinstance(value, int) and value < 10**12 else DEFAULT_MAX_LENGTH
+
+
+def _chunks(items: list[Item], max_options: int) -> list[list[Item]]:
+    chunks: list[list[Item]] = []
+    count = 0
+    for item in items:
+        options = len(item[1].continuation_ids)
+        if not chunks or count + options > max_options:
+            chunks.append([])
+            count = 0
+        chunks[-1].append(item)
+        count += options
+    return chunks
