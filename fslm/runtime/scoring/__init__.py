@@ -11,9 +11,9 @@ Importing this package does not import torch; the names that need it load on fir
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fslm.lazy import lazy_attributes
 from fslm.runtime.scoring.types import OptionScores, ScoreRequest
 
 if TYPE_CHECKING:
@@ -26,11 +26,6 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = ["OptionScores", "ScoreRequest", "score_batch", "serve_scores"]
