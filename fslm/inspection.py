@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from fslm.errors import FslmError
 from fslm.graph import StageMessage
+from fslm.spec.run_input import RunInput
 from fslm.store import STATUSES, DamagedStoreError, RunRecord, RunStore
 
 # What each stage message must hold for the commands and the viewer to show it.
@@ -26,11 +27,17 @@ MESSAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
 @dataclass(frozen=True)
 class RunDetails:
     record: RunRecord
+    input: RunInput  # as given: a structured input stays an object (the record holds it as JSON text)
     messages: list[StageMessage]
     outputs: dict[str, str]
 
     def to_dict(self) -> dict:
-        return {**self.record.to_dict(), "messages": self.messages, "outputs": self.outputs}
+        return {
+            **self.record.to_dict(),
+            "input": self.input,
+            "messages": self.messages,
+            "outputs": self.outputs,
+        }
 
 
 @dataclass(frozen=True)
@@ -66,13 +73,17 @@ def run_details(store: RunStore, run_id: str) -> RunDetails:
     if not isinstance(values, dict):
         raise _damaged(store, record, "it holds no stage values")
     log, outputs = values.get("log", []), values.get("outputs", {})
-    problem = _state_problem(log, outputs)
+    run_input = values.get("input", record.input)
+    problem = _state_problem(run_input, log, outputs)
     if problem is not None:
         raise _damaged(store, record, problem)
-    return RunDetails(record=record, messages=list(log), outputs=dict(outputs))
+    return RunDetails(record=record, input=run_input, messages=list(log), outputs=dict(outputs))
 
 
-def _state_problem(log: object, outputs: object) -> str | None:
+def _state_problem(run_input: object, log: object, outputs: object) -> str | None:
+    structured = isinstance(run_input, dict) and all(isinstance(key, str) for key in run_input)
+    if not isinstance(run_input, str) and not structured:
+        return "its input is neither text nor a JSON object"
     if not isinstance(log, list) or not isinstance(outputs, dict):
         return "its stage log or outputs are not what fslm records"
     if not all(isinstance(key, str) and isinstance(value, str) for key, value in outputs.items()):
@@ -104,12 +115,14 @@ def stage_pairs(store: RunStore, runs: list[RunRecord], stage: str) -> list[dict
     """(prompt, completion) pairs of `stage` from `runs`, one per time the stage ran: fine-tuning input."""
     pairs = []
     for record in runs:
-        for message in run_details(store, record.run_id).messages:
+        details = run_details(store, record.run_id)
+        for message in details.messages:
             if message["stage"] == stage:
                 pairs.append(
                     {
                         "prompt": message["prompt"],
                         "completion": message["text"],
+                        "input": details.input,
                         "run_id": record.run_id,
                         "stage": stage,
                         "model": message["model"],

@@ -1,4 +1,4 @@
-"""The Python entry point: load a pipeline file, run it on text, read what every stage said."""
+"""The Python entry point: load a pipeline file, run it on text or JSON, read what every stage said."""
 
 import copy
 import time
@@ -17,6 +17,7 @@ from fslm.graph.build import build_graph
 from fslm.nodes.stage.node import STREAM_TOKENS
 from fslm.runtime import ModelRef, Runtime
 from fslm.spec import PipelineSpec, load_spec
+from fslm.spec.run_input import RunInput, input_text
 from fslm.store import RunRecord, RunStore, open_store
 
 # A loop that never takes its exit stops after this many stage runs.
@@ -26,7 +27,7 @@ MAX_STAGE_RUNS = 200
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
-    input: str
+    input: RunInput
     output: str
     messages: list[StageMessage]
 
@@ -48,22 +49,25 @@ class Pipeline:
         graph = build_graph(spec, runtime.submit)
         self.graph: CompiledStateGraph = graph.compile(checkpointer=store.saver)
 
-    def invoke(self, text: str, run_id: str | None = None) -> RunResult:
-        run_id = self._start(text, run_id)
+    def invoke(self, run_input: RunInput, run_id: str | None = None) -> RunResult:
+        """Run the pipeline on `run_input`: text, or a JSON object whose fields the templates read."""
+        self.spec.check_input(run_input)
+        run_id = self._start(run_input, run_id)
         with self._recording(run_id):
-            state = self.graph.invoke(_initial_state(text), self._config(run_id))
-        return self._result(run_id, text, state)
+            state = self.graph.invoke(_initial_state(run_input), self._config(run_id))
+        return self._result(run_id, run_input, state)
 
     def stream(
-        self, text: str, run_id: str | None = None, tokens: bool = False
+        self, run_input: RunInput, run_id: str | None = None, tokens: bool = False
     ) -> Iterator[StageMessage | TokenChunk]:
         """Yield each stage's message as soon as that stage ends; with `tokens`, also its text as it grows."""
-        run_id = self._start(text, run_id)
+        self.spec.check_input(run_input)
+        run_id = self._start(run_input, run_id)
         config = self._config(run_id)
         config["configurable"][STREAM_TOKENS] = tokens
         modes = ["updates", "custom"] if tokens else ["updates"]
         with self._recording(run_id):
-            for mode, chunk in self.graph.stream(_initial_state(text), config, stream_mode=modes):
+            for mode, chunk in self.graph.stream(_initial_state(run_input), config, stream_mode=modes):
                 if mode == "custom":
                     yield chunk
                     continue
@@ -72,7 +76,7 @@ class Pipeline:
 
     def batch(
         self,
-        texts: Sequence[str],
+        inputs: Sequence[RunInput],
         *,
         batch_id: str | None = None,
         resume: bool = False,
@@ -81,44 +85,47 @@ class Pipeline:
         """Run many inputs concurrently; their stages' generations are batched per base model.
 
         Item i is recorded as run `{batch_id}-{i}`. With `resume`, items already done are read back from the
-        store, interrupted ones continue from their last checkpoint, and only the rest start afresh.
+        store, interrupted ones continue from their last checkpoint, and only the rest start afresh. Every
+        input is checked before any runs.
         """
         if resume and batch_id is None:
             raise ValueError("resume needs the batch_id of the batch to continue")
+        for number, run_input in enumerate(inputs, start=1):
+            self.spec.check_input(run_input, f"item {number}: ")
         batch_id = batch_id or new_run_id()
-        run_ids = [f"{batch_id}-{index:05d}" for index in range(len(texts))]
-        results: list[RunResult | None] = [None] * len(texts)
-        pending, inputs = [], []
-        for index, (run_id, text) in enumerate(zip(run_ids, texts, strict=True)):
+        run_ids = [f"{batch_id}-{index:05d}" for index in range(len(inputs))]
+        results: list[RunResult | None] = [None] * len(inputs)
+        pending, states = [], []
+        for index, (run_id, run_input) in enumerate(zip(run_ids, inputs, strict=True)):
             snapshot = self.graph.get_state(self._config(run_id)) if resume else None
             # A stage that finished just before its process died leaves pending writes, not a new checkpoint:
             # LangGraph then reports it in `tasks` but not in `next`, so only `tasks` tells a run is complete.
             if snapshot is not None and snapshot.values.get("log") and not snapshot.tasks:
                 # Complete in the store; it may have finished after its process was told to stop.
                 self.store.index.mark(run_id, "done")
-                results[index] = self._result(run_id, text, snapshot.values)
+                results[index] = self._result(run_id, run_input, snapshot.values)
                 if on_done:
                     on_done(index, results[index])
                 continue
-            self._start(text, run_id, batch_id=batch_id)
+            self._start(run_input, run_id, batch_id=batch_id)
             pending.append(index)
             # A process killed while it recorded the input can leave a checkpoint with nothing to run next.
             part_way = snapshot is not None and bool(snapshot.tasks)
-            inputs.append(None if part_way else _initial_state(text))
+            states.append(None if part_way else _initial_state(run_input))
         configs = [
             {**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending
         ]
         unfinished = {run_ids[i] for i in pending}
         try:
             with _loop_guard():
-                for position, state in self.graph.batch_as_completed(inputs, configs, return_exceptions=True):
+                for position, state in self.graph.batch_as_completed(states, configs, return_exceptions=True):
                     index = pending[position]
                     unfinished.discard(run_ids[index])
                     if isinstance(state, BaseException):
                         self.store.index.finish(run_ids[index], "failed", str(state))
                         raise state
                     self.store.index.finish(run_ids[index], "done")
-                    results[index] = self._result(run_ids[index], texts[index], state)
+                    results[index] = self._result(run_ids[index], inputs[index], state)
                     if on_done:
                         on_done(index, results[index])
         finally:
@@ -156,7 +163,8 @@ class Pipeline:
                 _edit_last_message(log, stage, text)
 
         new_id = new_run_id()
-        self._start(parent.input, new_id, parent_id=parent.run_id, replay_from=from_stage)
+        parent_input = values["input"]  # as given, a structured input too (the index holds it as text)
+        self._start(parent_input, new_id, parent_id=parent.run_id, replay_from=from_stage)
         config = self.store.saver.put(
             {"configurable": {"thread_id": new_id, "checkpoint_ns": ""}},
             checkpoint,
@@ -172,7 +180,7 @@ class Pipeline:
                     config, {"outputs": {from_stage: edits[from_stage]}, "log": [message]}, as_node=from_stage
                 )
             state = self.graph.invoke(None, {**self._config(new_id), **config})
-        return self._result(new_id, parent.input, state)
+        return self._result(new_id, parent_input, state)
 
     def result(self, run_id: str) -> RunResult:
         """The recorded result of a run."""
@@ -191,7 +199,7 @@ class Pipeline:
             "recursion_limit": MAX_STAGE_RUNS,
         }
 
-    def _start(self, text: str, run_id: str | None, **links: str | None) -> str:
+    def _start(self, run_input: RunInput, run_id: str | None, **links: str | None) -> str:
         run_id = run_id or new_run_id()
         self.store.index.start(
             RunRecord(
@@ -199,7 +207,7 @@ class Pipeline:
                 pipeline=str(self.spec.path),
                 pipeline_name=self.spec.name,
                 pipeline_hash=self.spec.source_hash,
-                input=text,
+                input=input_text(run_input),
                 status="running",
                 started=time.time(),
                 **links,
@@ -238,13 +246,13 @@ class Pipeline:
         log = self._recorded_state(run_id)["log"]
         return dict(next(message for message in reversed(log) if message["stage"] == stage))
 
-    def _result(self, run_id: str, text: str, state: RunState) -> RunResult:
+    def _result(self, run_id: str, run_input: RunInput, state: RunState) -> RunResult:
         messages = list(state["log"])
         if self.spec.output is not None:
             output = state["outputs"].get(self.spec.output, "")
         else:
             output = messages[-1]["text"] if messages else ""
-        return RunResult(run_id=run_id, input=text, output=output, messages=messages)
+        return RunResult(run_id=run_id, input=run_input, output=output, messages=messages)
 
 
 def _edit_last_message(log: list[StageMessage], stage: str, text: str) -> None:
@@ -258,8 +266,8 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _initial_state(text: str) -> RunState:
-    return RunState(input=text, outputs={}, log=[])
+def _initial_state(run_input: RunInput) -> RunState:
+    return RunState(input=run_input, outputs={}, log=[])
 
 
 @contextmanager
@@ -275,7 +283,7 @@ def _loop_guard() -> Iterator[None]:
 
 
 def load_pipeline(
-    path: str | Path,
+    path: str | Path | PipelineSpec,
     *,
     store: str | Path | RunStore | None = None,
     runtime: Runtime | None = None,
@@ -283,9 +291,10 @@ def load_pipeline(
 ) -> Pipeline:
     """Validate the pipeline file, then compile it. Models load lazily, on their first generation.
 
-    `store` is a run-store path (default: $FSLM_STORE or the per-user store), ":memory:", or an open RunStore.
+    `path` may be a spec `load_spec` already returned. `store` is a run-store path (default: $FSLM_STORE or
+    the per-user store), ":memory:", or an open RunStore.
     """
-    spec = load_spec(path)
+    spec = path if isinstance(path, PipelineSpec) else load_spec(path)
     if runtime is None:
         models = {
             name: ModelRef(source=model.source, dtype=model.dtype, revision=model.revision)

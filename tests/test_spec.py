@@ -558,7 +558,8 @@ def test_problems_inside_a_used_stage_file_point_at_that_file(tmp_path: Path) ->
     )
     assert (
         found[(stage_file, 4)]
-        == "stage 'plan' prompt uses undefined variable 'nothing' (available here: input)"
+        == "stage 'plan' prompt uses undefined variable 'nothing' (available here: input); a field of a "
+        "structured input is read only when the pipeline declares it in `inputs:`"
     )
     assert len(found) == 3
 
@@ -709,7 +710,10 @@ def test_template_variable_not_upstream_on_every_path(tmp_path: Path) -> None:
         ),
         (
             line_of(path, "Notes:"),
-            "stage 'polish' prompt uses undefined variable 'notes' (available here: input, triage)",
+            (
+                "stage 'polish' prompt uses undefined variable 'notes' (available here: input, triage); a "
+                "field of a structured input is read only when the pipeline declares it in `inputs:`"
+            ),
         ),
     ]
 

@@ -1,10 +1,14 @@
-"""`fslm run`: one input with each stage's message shown as it completes, or a JSONL file batched."""
+"""`fslm run`: one input (text or a JSON object) with each stage's message shown as it completes, or a JSONL
+file batched."""
+
+from __future__ import annotations
 
 import argparse
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,16 +16,32 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fslm.cli.show import console, escaped, literal, print_message, visible
 from fslm.errors import FslmError
 from fslm.files import check_output_file, resolved, write_jsonl_atomically
-from fslm.jsonl import json_lines
+
+if TYPE_CHECKING:
+    from fslm.spec.run_input import RunInput
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("run", help="run a pipeline on text, or on every line of a JSONL file")
     parser.add_argument("pipeline", help="pipeline YAML file")
     parser.add_argument("text", nargs="?", help="the input text")
+    parser.add_argument(
+        "--input-json",
+        metavar="JSON",
+        help='the input as a JSON object, for a pipeline that declares `inputs:` (e.g. \'{"goal": "…"}\')',
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of panels")
-    parser.add_argument("--input-file", type=Path, help="JSONL file, one object per line with an input field")
-    parser.add_argument("--field", default="input", help="the input field of --input-file (default: input)")
+    parser.add_argument(
+        "--input-file",
+        type=Path,
+        help=(
+            "JSONL file, one input per line: a JSON object (passed whole when the pipeline declares "
+            "`inputs:`, else its --field is the text) or a JSON string"
+        ),
+    )
+    parser.add_argument(
+        "--field", help="with --input-file, for a pipeline without `inputs:`: the text field (default: input)"
+    )
     parser.add_argument("--output", type=Path, help="JSONL file for the results of --input-file")
     parser.add_argument(
         "--resume",
@@ -41,8 +61,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.text is None) == (args.input_file is None):
-        raise FslmError("give either the input text or --input-file FILE (not both)")
+    given = [args.text is not None, args.input_json is not None, args.input_file is not None]
+    if sum(given) != 1:
+        raise FslmError("give one of: the input text, --input-json JSON, or --input-file FILE")
+    if args.field is not None and args.input_file is None:
+        raise FslmError("--field picks the text field of each line of --input-file; give --input-file too")
     if args.input_file is not None and args.output is None:
         raise FslmError("--input-file needs --output FILE for the results")
     if args.resume and args.input_file is None:
@@ -51,33 +74,42 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.batch_size < 1:
         raise FslmError("--batch-size must be at least 1")
-    texts = read_inputs(args.input_file, args.field) if args.input_file else None
+    from fslm.cli.run_inputs import file_inputs, one_input, read_input_lines
+    from fslm.spec import load_spec
+
+    lines = read_input_lines(args.input_file) if args.input_file is not None else None
     if args.input_file is not None:
         check_output_file(args.output, "output", inputs=[args.input_file])
+    spec = load_spec(args.pipeline)
+    # Every input is checked against the pipeline here, before the store opens and any model loads.
+    if lines is not None:
+        inputs = file_inputs(args.input_file, lines, spec, args.field)
+    else:
+        run_input = one_input(spec, args.text, args.input_json)
 
     from fslm.pipeline import load_pipeline
 
-    pipeline = load_pipeline(args.pipeline, store=args.store, max_batch_size=args.batch_size)
+    pipeline = load_pipeline(spec, store=args.store, max_batch_size=args.batch_size)
     try:
-        if texts is not None:
-            run_file(pipeline, texts, args.input_file, args.output, args.resume)
+        if args.input_file is not None:
+            run_file(pipeline, inputs, args.input_file, args.output, args.resume)
         elif args.json:
-            print(json.dumps(pipeline.invoke(args.text).to_dict(), ensure_ascii=False))
+            print(json.dumps(pipeline.invoke(run_input).to_dict(), ensure_ascii=False))
         else:
-            run_one(pipeline, args.text, args.prompts, args.stream == "tokens")
+            run_one(pipeline, run_input, args.prompts, args.stream == "tokens")
     finally:
         pipeline.close()
     return 0
 
 
-def run_one(pipeline, text: str, show_prompts: bool, tokens: bool) -> None:
+def run_one(pipeline, run_input: RunInput, show_prompts: bool, tokens: bool) -> None:
     from fslm.pipeline import new_run_id
 
     out = console()
     run_id = new_run_id()
     out.print(f"[dim]run {run_id} · {escaped(pipeline.spec.name)}[/]")
     streaming = None
-    for event in pipeline.stream(text, run_id=run_id, tokens=tokens):
+    for event in pipeline.stream(run_input, run_id=run_id, tokens=tokens):
         if "token" in event:
             if streaming != event["stage"]:
                 out.print(f"[dim]{escaped(event['stage'])} …[/]")
@@ -92,38 +124,21 @@ def run_one(pipeline, text: str, show_prompts: bool, tokens: bool) -> None:
     out.print(Panel(literal(result.output), title="[bold green]output[/]", title_align="left"))
 
 
-def read_inputs(path: Path, field: str) -> list[str]:
-    texts = []
-    for number, record in json_lines(path, "input file"):
-        if isinstance(record, str):
-            texts.append(record)
-        elif isinstance(record, dict) and isinstance(record.get(field), str):
-            texts.append(record[field])
-        else:
-            fields = ", ".join(record) if isinstance(record, dict) else "none (not an object)"
-            raise FslmError(
-                f"{path}:{number}: no text field '{field}'; fields there: {fields}. "
-                "Pick one with --field NAME."
-            )
-    if not texts:
-        raise FslmError(f"{path} holds no inputs")
-    return texts
-
-
-def batch_key(pipeline, input_file: Path, output: Path) -> str:
-    """What makes two batch runs the same batch: the pipeline as it is, the inputs, and the output file."""
+def batch_key(pipeline, inputs: list[RunInput], output: Path) -> str:
+    """What makes two batch runs the same batch: the pipeline as it is, the inputs as passed (whole objects,
+    or the text each line gave), and the output file."""
     parts = [
         pipeline.spec.source_hash,
-        hashlib.sha256(input_file.read_bytes()).hexdigest(),
+        hashlib.sha256(json.dumps(inputs, sort_keys=True, ensure_ascii=False).encode()).hexdigest(),
         str(resolved(output)),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def run_file(pipeline, texts: list[str], input_file: Path, output: Path, resume: bool) -> None:
+def run_file(pipeline, inputs: list[RunInput], input_file: Path, output: Path, resume: bool) -> None:
     from fslm.pipeline import new_run_id
 
-    key = batch_key(pipeline, input_file, output)
+    key = batch_key(pipeline, inputs, output)
     index = pipeline.store.index
     batch_id = index.latest_batch(key) if resume else None
     if resume and batch_id is None:
@@ -144,9 +159,9 @@ def run_file(pipeline, texts: list[str], input_file: Path, output: Path, resume:
     )
     try:
         with Progress(*columns, console=err) as progress:
-            task = progress.add_task(visible(pipeline.spec.name), total=len(texts))
+            task = progress.add_task(visible(pipeline.spec.name), total=len(inputs))
             results = pipeline.batch(
-                texts, batch_id=batch_id, resume=resume, on_done=lambda index, result: progress.advance(task)
+                inputs, batch_id=batch_id, resume=resume, on_done=lambda index, result: progress.advance(task)
             )
     except KeyboardInterrupt:
         err.print("interrupted; finished items are recorded. Continue with the same command plus --resume")

@@ -4,12 +4,13 @@ pairs."""
 import argparse
 import json
 import sys
+import textwrap
 from datetime import datetime
 from pathlib import Path
 
 from rich.table import Table
 
-from fslm.cli.show import console, escaped, literal, print_message
+from fslm.cli.show import console, escaped, literal, print_message, readable_input
 from fslm.errors import FslmError
 from fslm.files import check_output_file, write_jsonl_atomically
 from fslm.inspection import diff_runs, list_runs, run_details, stage_pairs
@@ -113,7 +114,10 @@ def show_command(args: argparse.Namespace) -> int:
         out.print(f"replay of run {escaped(record.parent_id)} from stage '{escaped(record.replay_from)}'")
     if record.error:
         out.print(f"[red]error:[/] {escaped(record.error)}")
-    out.print(literal(f"input: {record.input}"))
+    if isinstance(details.input, dict):
+        out.print(literal("input:\n" + textwrap.indent(readable_input(details.input), "  ")))
+    else:
+        out.print(literal(f"input: {details.input}"))
     for message in details.messages:
         print_message(out, message, args.prompts)
     return 0

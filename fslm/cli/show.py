@@ -6,6 +6,7 @@ from users, files, models and the run store goes through `literal` (a Text) or `
 console from `console()`, so it prints exactly as it is.
 """
 
+import json
 import re
 
 from rich.console import Console
@@ -35,6 +36,17 @@ def literal(value: object, style: str = "") -> Text:
 def escaped(value: object) -> str:
     """`value` for use inside a markup string."""
     return escape(visible(value))
+
+
+def readable_input(run_input: object) -> str:
+    """A run's input for people: text as it is; a structured input one `field: value` line per field (text
+    values as they are, others as JSON)."""
+    if not isinstance(run_input, dict):
+        return str(run_input)
+    return "\n".join(
+        f"{field}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}"
+        for field, value in run_input.items()
+    )
 
 
 def message_title(message: StageMessage) -> str:

@@ -11,18 +11,19 @@ from typing import Any
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS, extracted, score
 from fslm.finetune.records import read_records
+from fslm.spec.run_input import RunInput
 
 
 @dataclass(frozen=True)
 class EvalItem:
-    input: str
+    input: RunInput  # text, or a JSON object for a pipeline that declares `inputs:`
     reference: str | list[str]
 
 
 @dataclass(frozen=True)
 class ItemResult:
     run_id: str
-    input: str
+    input: RunInput
     reference: str | list[str]
     output: str
     extracted: str

@@ -1,7 +1,8 @@
 """Training examples for one stage, from a data file, from recorded runs, or from a teacher's runs.
 
-An example is the stage's template variables (`input` and upstream stage outputs by name) and the text the
-stage should write. Prompts are rendered later, from the variables, with the stage's own template.
+An example is the stage's template variables (`input` or a structured input's fields, and upstream stage
+outputs by name) and the text the stage should write. Prompts are rendered later, from the variables, with
+the stage's own template.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fslm.errors import FslmError
 from fslm.eval.metrics import score
@@ -18,12 +20,13 @@ from fslm.finetune.recipe import DatasetSource, MetricFilter, RunsSource, Teache
 from fslm.finetune.records import read_records
 from fslm.graph import StageMessage
 from fslm.spec import INPUT_VARIABLE, PipelineSpec, load_spec
+from fslm.spec.run_input import RunInput, input_variables
 from fslm.spec.templates import check_template
 
 
 @dataclass(frozen=True)
 class Example:
-    variables: dict[str, str]
+    variables: dict[str, Any]
     target: str
 
 
@@ -76,10 +79,10 @@ def examples_from_dataset(source: DatasetSource, variables: list[str]) -> list[E
 
 
 def stage_examples(
-    input_text: str, messages: list[StageMessage], stage: str, variables: list[str]
+    run_input: RunInput, messages: list[StageMessage], stage: str, variables: list[str]
 ) -> list[Example]:
     """One example per time `stage` ran in a run's message log, with the upstream texts it saw then."""
-    latest: dict[str, str] = {INPUT_VARIABLE: input_text}
+    latest = input_variables(run_input)
     examples = []
     for message in messages:
         if message["stage"] == stage and all(variable in latest for variable in variables):
@@ -109,7 +112,7 @@ def examples_from_runs(
             reference = references.get(record.input)
             if reference is None or score(source.filter.metric, output, reference) < source.filter.min_score:
                 continue
-        examples.extend(stage_examples(record.input, details.messages, recorded_stage, variables))
+        examples.extend(stage_examples(details.input, details.messages, recorded_stage, variables))
     if not examples:
         kept = f"{len(runs)} finished runs of {pipeline.path}"
         raise FslmError(

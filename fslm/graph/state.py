@@ -1,7 +1,9 @@
 """The state a pipeline run carries through the graph: small, plain and serialisable."""
 
 import operator
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, NotRequired, TypedDict
+
+from fslm.spec.run_input import RunInput
 
 
 class EnsembleRecord(TypedDict):
@@ -39,10 +41,6 @@ class TokenChunk(TypedDict):
 
 def merge_outputs(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:
     return {**current, **update}
-
-
-# A run's input: a string (templates read it as `{{ input }}`) or a JSON object whose fields templates read.
-RunInput = str | dict[str, Any]
 
 
 class RunState(TypedDict):

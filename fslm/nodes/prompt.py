@@ -6,6 +6,7 @@ from jinja2 import Template
 
 from fslm.graph.state import RunState
 from fslm.spec.models import StageSpecBase
+from fslm.spec.run_input import input_variables
 from fslm.spec.templates import compile_template, render_template
 
 
@@ -16,9 +17,7 @@ def compile_prompt(stage: StageSpecBase) -> Template:
 def template_variables(state: RunState) -> dict[str, Any]:
     """The variables a stage's templates see: `input` for a string input, a structured input's own fields
     (which may include one named `input`), and the latest output of each stage that ran, by stage name."""
-    run_input = state["input"]
-    fields = run_input if isinstance(run_input, dict) else {"input": run_input}
-    return {**fields, **state["outputs"]}
+    return {**input_variables(state["input"]), **state["outputs"]}
 
 
 def render_prompt(name: str, stage: StageSpecBase, template: Template, variables: dict[str, Any]) -> str:

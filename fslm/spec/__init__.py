@@ -3,7 +3,6 @@
 from fslm.spec.loader import load_spec
 from fslm.spec.models import (
     END,
-    INPUT_VARIABLE,
     Case,
     EdgeSpec,
     GenerationSpec,
@@ -13,6 +12,7 @@ from fslm.spec.models import (
     first_word_label,
 )
 from fslm.spec.problems import Problem, SpecError
+from fslm.spec.run_input import INPUT_VARIABLE
 from fslm.spec.schema import pipeline_json_schema, stage_file_json_schema
 from fslm.spec.templates import template_environment
 from fslm.spec.topology import downstream, upstream

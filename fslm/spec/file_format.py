@@ -87,6 +87,14 @@ def pipeline_file_model() -> type[StrictModel]:
         )
         description: str = Field("", description="What the pipeline does.")
         models: dict[str, ModelSpec] = Field(default_factory=dict, description="Named model handles.")
+        inputs: list[str] = Field(
+            default_factory=list,
+            description=(
+                "Field names a structured input (a JSON object) supplies, which prompt templates may then "
+                "read by name (`{{ goal }}`). Identifiers, not stage names, not `input` (every template may "
+                "read `{{ input }}`). A run's input must then be an object with every declared field."
+            ),
+        )
         stages: dict[str, StageEntrySpec] = Field(  # type: ignore[valid-type]
             min_length=1,
             description=(

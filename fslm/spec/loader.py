@@ -15,7 +15,6 @@ from fslm.spec import topology
 from fslm.spec.file_format import pipeline_file_model
 from fslm.spec.models import (
     END,
-    INPUT_VARIABLE,
     EdgeSpec,
     ModelSpec,
     PipelineSpec,
@@ -24,8 +23,9 @@ from fslm.spec.models import (
 from fslm.spec.paths import resolve_path
 from fslm.spec.problems import Problem, SpecError
 from fslm.spec.reporting import ProblemSink, did_you_mean, listing, without_unknown_keys
+from fslm.spec.run_input import INPUT_VARIABLE
 from fslm.spec.sources import check_source
-from fslm.spec.stage_loading import StageLoader
+from fslm.spec.stage_loading import StageLoader, variable_name_problem
 from fslm.spec.templates import TemplateVariable
 from fslm.spec.yaml_source import KeyPath, read_yaml_file
 
@@ -40,6 +40,7 @@ class _TopLevel(StrictModel):
     models: dict[str, Any] = Field(default_factory=dict)
     stages: dict[str, Any]
     edges: list[Any] | None = None
+    inputs: list[str] = Field(default_factory=list)
     entry: str | None = None
     output: str | None = None
 
@@ -72,6 +73,7 @@ class _PipelineLoader:
         self.models: dict[str, ModelSpec] = {}
         self.stage_loader = StageLoader(file, sink, set())
         self.file_edges: list[tuple[int, EdgeSpec]] = []  # the file's valid edges, with their index in it
+        self.inputs: list[str] = []  # the valid names of the file's `inputs:`
 
     def load(self) -> PipelineSpec:
         self.sink.check_unknown_keys(pipeline_file_model(), self.data)
@@ -83,6 +85,7 @@ class _PipelineLoader:
                 break
             self.stage_loader.load(name, raw_stage)
         stage_names = list(top.stages)
+        self.inputs = self._declared_inputs(top.inputs, stage_names)
         edges, entry = self._wiring(top, stage_names)
         if entry in top.stages and not self.sink.is_full:  # a full sink may have skipped edges
             self._check_graph(stage_names, entry, edges)
@@ -94,6 +97,8 @@ class _PipelineLoader:
             models=self.models,
             stages=self.stage_loader.stages,
             edges=edges,
+            inputs=self.inputs,
+            input_fields=[*self.inputs, *self._input_variable_read()],
             entry=entry,
             output=top.output,
             path=self.file,
@@ -113,6 +118,34 @@ class _PipelineLoader:
         if not top.stages and isinstance(self.data.get("stages"), dict):
             self.sink.add(("stages",), "the pipeline has no stages")
         return top
+
+    def _declared_inputs(self, names: list[str], stage_names: list[str]) -> list[str]:
+        """The valid field names of `inputs:`, with a problem reported for each other one."""
+        valid: list[str] = []
+        for index, name in enumerate(names):
+            what = f"input field {name!r}"
+            if name == INPUT_VARIABLE:
+                problem: str | None = (
+                    f"{what} needs no declaration: every template may read `{{{{ input }}}}` (a text input, "
+                    "or a structured input's 'input' field)"
+                )
+            elif name in stage_names:
+                problem = f"{what} has the name of a stage: templates could not tell the two apart"
+            elif name in valid:
+                problem = f"{what} is listed twice"
+            else:
+                problem = variable_name_problem(what, name, "input fields")
+            if problem is None:
+                valid.append(name)
+            else:
+                self.sink.add(("inputs", index), problem)
+        return valid
+
+    def _input_variable_read(self) -> list[str]:
+        """[`input`] when a stage's prompt template reads `{{ input }}`, else []."""
+        templates = self.stage_loader.templates.values()
+        reads = any(variable.name == INPUT_VARIABLE for _, variables in templates for variable in variables)
+        return [INPUT_VARIABLE] if reads else []
 
     def _load_models(self, raw_models: dict[str, Any]) -> None:
         for handle, raw_model in raw_models.items():
@@ -247,11 +280,11 @@ class _PipelineLoader:
         missing = [
             variable
             for variable in variables
-            if variable.name != INPUT_VARIABLE and not before.has_run(name, variable.name)
+            if variable.name not in (INPUT_VARIABLE, *self.inputs) and not before.has_run(name, variable.name)
         ]
         if not missing:
             return
-        available = [INPUT_VARIABLE, *before.of(name)]
+        available = [INPUT_VARIABLE, *self.inputs, *before.of(name)]
         listed = listing(available)
         for variable in missing:
             if variable.name == name:
@@ -266,7 +299,8 @@ class _PipelineLoader:
             else:
                 message = (
                     f"stage {name!r} prompt uses undefined variable {variable.name!r}"
-                    f"{did_you_mean(variable.name, available, what='available here')}"
+                    f"{did_you_mean(variable.name, available, what='available here')}; a field of a "
+                    "structured input is read only when the pipeline declares it in `inputs:`"
                 )
             self.stage_loader.add_template_problem(prompt_path, variable.line, message)
 

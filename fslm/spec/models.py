@@ -21,8 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from fslm.spec.run_input import check_input
+
 END = "END"  # the one reserved target name: the run (or this branch of it) finishes
-INPUT_VARIABLE = "input"  # the run's input text, available to every prompt template
 MAX_SEED = 2**64 - 1  # torch seeds its generators with 64 bits
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
@@ -241,6 +242,16 @@ class PipelineSpec(StrictModel):
         description="Stages by name, in file order; each is its kind's spec class."
     )
     edges: list[EdgeSpec] = Field(description="The resolved wiring (see the class docstring).")
+    inputs: list[str] = Field(
+        default_factory=list, description="The fields a structured input supplies (the file's `inputs:`)."
+    )
+    input_fields: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The fields a structured (JSON object) input must have: `inputs`, and `input` when a prompt "
+            "template reads `{{ input }}`."
+        ),
+    )
     entry: str = Field(description="The stage that runs first.")
     output: str | None = Field(
         None,
@@ -250,3 +261,8 @@ class PipelineSpec(StrictModel):
     source_hash: str = Field(
         description="sha256 (hex) of the pipeline file's bytes and the stage files it uses."
     )
+
+    def check_input(self, value: object, where: str = "") -> None:
+        """Raise FslmError when `value` (text or a JSON object) cannot be a run's input; `where` names the
+        item in the message (e.g. "items.jsonl:3: ")."""
+        check_input(self, value, where)

@@ -51,6 +51,9 @@ const seconds = (value) => (value === null || value === undefined ? "–" : `${v
 const when = (epoch) => new Date(epoch * 1000).toLocaleString();
 const errorBox = (message) => el("div", { class: "error", role: "alert" }, message);
 const show = (...parts) => view.replaceChildren(...parts.filter(Boolean));
+// A run's input: text as it is; a structured input (a JSON object) one `field: value` line per field.
+const inputText = (input) => (typeof input === "string" ? input : Object.entries(input)
+  .map(([field, value]) => `${field}: ${typeof value === "string" ? value : JSON.stringify(value)}`).join("\n"));
 
 // ---- the list of runs ------------------------------------------------------------------------------------
 
@@ -111,7 +114,7 @@ async function showRun(runId) {
     el("h2", {}, "Run ", el("code", {}, run.run_id), " ", statusBadge(run.status)),
     runFacts(run),
     run.error ? errorBox(run.error) : null,
-    el("section", { class: "card input" }, el("h3", {}, "Input"), el("pre", { class: "text" }, run.input)),
+    el("section", { class: "card input" }, el("h3", {}, "Input"), el("pre", { class: "text" }, inputText(run.input))),
     el("section", { class: "card graph" }, el("h3", {}, "Pipeline"), graphView(graph, ran)),
     el("h3", {}, `Stage messages (${run.messages.length})`),
     el("ol", { class: "messages" }, run.messages.map(messageCard)),
@@ -247,8 +250,8 @@ async function showDiff(first, second) {
     el("table", { class: "diff" },
       el("thead", {}, el("tr", {}, el("th", {}, "stage"), side(diff.a), side(diff.b))),
       el("tbody", {},
-        el("tr", { class: diff.a.input === diff.b.input ? "same" : "differs", "data-stage": "input" },
-          el("th", {}, "input"), cell(diff.a.input), cell(diff.b.input)),
+        el("tr", { class: inputText(diff.a.input) === inputText(diff.b.input) ? "same" : "differs",
+          "data-stage": "input" }, el("th", {}, "input"), cell(inputText(diff.a.input)), cell(inputText(diff.b.input))),
         diff.stages.map((stage) => el("tr", { class: stage.same ? "same" : "differs", "data-stage": stage.stage },
           el("th", {}, stage.stage), cell(stage.a), cell(stage.b))))),
   );
