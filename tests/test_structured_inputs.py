@@ -10,6 +10,7 @@ import fslm.pipeline
 from fslm.cli.main import main
 from fslm.errors import FslmError
 from fslm.eval.runner import EvalItem, evaluate
+from fslm.finetune.sources import stage_examples
 from fslm.inspection import run_details
 from fslm.pipeline import load_pipeline
 from fslm.spec import SpecError, load_spec
@@ -419,3 +420,11 @@ def test_viewer_page_shows_each_field_as_text(recorded, tmp_path):
     expected = 'goal: boil water\nchoices: ["use a pot","use a sieve"]\nid: 7'  # JSON.stringify's spacing
     assert shown == expected
     assert compared == ("same", expected)
+
+
+def test_fine_tuning_from_recorded_runs_sees_the_fields(recorded):
+    store, run_id = recorded
+    details = run_details(open_store(store, read_only=True), run_id)
+    (example,) = stage_examples(details.input, details.messages, "check", ["pick", "goal"])
+    assert example.variables == {"pick": details.outputs["pick"], "goal": "boil water"}
+    assert example.target == details.outputs["check"]
