@@ -466,7 +466,7 @@ def test_malformed_edges(tmp_path: Path) -> None:
         ),
         (
             line_of(path, "regex: y"),
-            "edge 3 case 1: a case needs exactly one of 'label' or 'regex', and 'to'",
+            "edge 3 case 1: a case needs exactly one of 'label', 'regex' or 'equals', and 'to'",
         ),
     ]
 

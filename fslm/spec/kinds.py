@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol
 
 from fslm.spec.models import StageSpecBase
+from fslm.spec.templates import TemplateVariable
 from fslm.spec.yaml_source import KeyPath
 
 ENTRY_POINT_GROUP = "fslm.node_kinds"
@@ -26,6 +27,14 @@ class StageChecks(Protocol):
 
     def report(self, path: KeyPath, message: str) -> None:
         """A problem at `path` (a key path in the pipeline file, e.g. ("stages", name, "model"))."""
+
+    def check_template(
+        self, stage: str, key: str, source: str, provided: frozenset[str] = frozenset()
+    ) -> tuple[TemplateVariable, ...] | None:
+        """Check a template the stage holds in `key` (other than its prompt, which is always checked) as the
+        prompt is: its syntax, and the variables it reads, but `provided` (which the kind supplies), against
+        the pipeline's inputs and the stages sure to run before it. The variables it reads, or None when it
+        is not a valid template (the problem is reported)."""
 
     def resolve_adapter(self, stage: str, holder: dict[str, Any], path: KeyPath) -> bool:
         """Make `holder["adapter"]` an absolute Path and report a missing or non-peft directory.
@@ -98,5 +107,7 @@ def kinds_for(stage: Mapping[str, Any]) -> list[NodeKind]:
     a field of its own (a choice stage holds `choices` and `model`): the kind that has every held key wins."""
     held = [key for key in node_kinds() if stage.get(key) is not None]
     return [
-        node_kinds()[key] for key in held if all(other in node_kinds()[key].spec.model_fields for other in held)
+        node_kinds()[key]
+        for key in held
+        if all(other in node_kinds()[key].spec.model_fields for other in held)
     ]

@@ -143,8 +143,8 @@ class _PipelineLoader:
 
     def _input_variable_read(self) -> list[str]:
         """[`input`] when a stage's prompt template reads `{{ input }}`, else []."""
-        templates = self.stage_loader.templates.values()
-        reads = any(variable.name == INPUT_VARIABLE for _, variables in templates for variable in variables)
+        templates = self.stage_loader.templates
+        reads = any(variable.name == INPUT_VARIABLE for read in templates for variable in read.variables)
         return [INPUT_VARIABLE] if reads else []
 
     def _load_models(self, raw_models: dict[str, Any]) -> None:
@@ -243,11 +243,11 @@ class _PipelineLoader:
         for loop in topology.cycles_without_exit(stage_names, edges):
             self._report_endless_loop(loop)
         before = topology.guaranteed_before(stage_names, entry, edges)
-        for name, (prompt_path, variables) in self.stage_loader.templates.items():
+        for read in self.stage_loader.templates:
             if self.sink.is_full:
                 break
-            if before.is_reachable(name):
-                self._check_template_variables(name, prompt_path, variables, before, stage_names)
+            if before.is_reachable(read.stage):
+                self._check_template_variables(read.stage, read.path, read.variables, before, stage_names)
 
     def _report_endless_loop(self, loop: list[str]) -> None:
         members = set(loop)
@@ -286,19 +286,20 @@ class _PipelineLoader:
             return
         available = [INPUT_VARIABLE, *self.inputs, *before.of(name)]
         listed = listing(available)
+        key = prompt_path[-1]  # "prompt", or a kind's other template key
         for variable in missing:
             if variable.name == name:
                 message = (
-                    f"stage {name!r} prompt uses its own output {variable.name!r} (available here: {listed})"
+                    f"stage {name!r} {key} uses its own output {variable.name!r} (available here: {listed})"
                 )
             elif before.is_stage(variable.name):
                 message = (
-                    f"stage {name!r} prompt uses {variable.name!r}, but stage {variable.name!r} is not sure "
+                    f"stage {name!r} {key} uses {variable.name!r}, but stage {variable.name!r} is not sure "
                     f"to have run before {name!r} on every path (available here: {listed})"
                 )
             else:
                 message = (
-                    f"stage {name!r} prompt uses undefined variable {variable.name!r}"
+                    f"stage {name!r} {key} uses undefined variable {variable.name!r}"
                     f"{did_you_mean(variable.name, available, what='available here')}; a field of a "
                     "structured input is read only when the pipeline declares it in `inputs:`"
                 )

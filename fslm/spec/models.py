@@ -103,7 +103,7 @@ def first_word_label(text: str) -> str:
 
 
 class Case(StrictModel):
-    """One branch of a conditional edge. Give exactly one of `label` or `regex`."""
+    """One branch of a conditional edge. Give exactly one of `label`, `regex` or `equals`."""
 
     label: str | None = Field(
         None,
@@ -114,6 +114,13 @@ class Case(StrictModel):
     )
     regex: str | None = Field(
         None, description="Matches when this Python regular expression is found in the output."
+    )
+    equals: str | None = Field(
+        None,
+        description=(
+            "Matches when the output is exactly this text: for a choices stage, whose output is the option "
+            "it picked."
+        ),
     )
     to: str = Field(description="The stage to run next when this case matches, or END.")
 
@@ -145,11 +152,13 @@ class Case(StrictModel):
 
     @model_validator(mode="after")
     def _one_test(self) -> Case:
-        if (self.label is None) == (self.regex is None):
-            raise ValueError("a case needs exactly one of 'label' or 'regex', and 'to'")
+        if [self.label, self.regex, self.equals].count(None) != 2:
+            raise ValueError("a case needs exactly one of 'label', 'regex' or 'equals', and 'to'")
         return self
 
     def matches(self, output: str) -> bool:
+        if self.equals is not None:
+            return output == self.equals
         if self.label is not None:
             return first_word_label(output) == self.label
         assert self.regex is not None

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import keyword
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,15 @@ def variable_name_problem(what: str, name: str, things: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class TemplateReads:
+    """A stage's valid template (its prompt, or a kind's other template key) and what it reads."""
+
+    stage: str
+    path: KeyPath  # ("stages", stage, key)
+    variables: tuple[TemplateVariable, ...]  # the ones the pipeline must supply: inputs and stage outputs
+
+
 class StageLoader:
     def __init__(self, file: Path, sink: ProblemSink, model_handles: set[str]) -> None:
         self.file = file
@@ -51,8 +61,8 @@ class StageLoader:
         self.model_handles = model_handles
         self.stages: dict[str, StageSpecBase] = {}
         self.stage_files: dict[Path, StageFile] = {}
-        # each valid template's key path and the variables it reads, for the wiring checks
-        self.templates: dict[str, tuple[KeyPath, tuple[TemplateVariable, ...]]] = {}
+        # every valid template of every stage and the variables it reads, for the wiring checks
+        self.templates: list[TemplateReads] = []
 
     def load(self, name: str, raw_stage: Any) -> None:
         """Check one stage entry of the pipeline file; a valid stage is added to `stages`."""
@@ -68,7 +78,7 @@ class StageLoader:
             return
         prompt = merged.get("prompt")
         if isinstance(prompt, str):
-            self._check_template_syntax(name, prompt)
+            self.check_template(name, "prompt", prompt)
         kinds = kinds_for(merged)
         if len(kinds) != 1:
             self.sink.add(path, f"stage {name!r}: {_kind_problem(merged)}")
@@ -149,13 +159,21 @@ class StageLoader:
             )
         return True
 
-    def _check_template_syntax(self, name: str, prompt: str) -> None:
-        prompt_path: KeyPath = ("stages", name, "prompt")
-        checked = check_template(prompt)
+    def check_template(
+        self, name: str, key: str, source: str, provided: frozenset[str] = frozenset()
+    ) -> tuple[TemplateVariable, ...] | None:
+        """Check the template `source` in stage `name`'s `key`: its syntax now, and the variables it reads
+        (but `provided`) against the pipeline's inputs and upstream stages once the wiring is known. Returns
+        the variables it reads, or None when it is not a valid template."""
+        path: KeyPath = ("stages", name, key)
+        checked = check_template(source)
         for problem in checked.problems:
-            self.add_template_problem(prompt_path, problem.line, f"stage {name!r} prompt: {problem.message}")
-        if not checked.problems:
-            self.templates[name] = (prompt_path, checked.free_variables)
+            self.add_template_problem(path, problem.line, f"stage {name!r} {key}: {problem.message}")
+        if checked.problems:
+            return None
+        reads = tuple(variable for variable in checked.free_variables if variable.name not in provided)
+        self.templates.append(TemplateReads(name, path, reads))
+        return checked.free_variables
 
     def add_template_problem(self, prompt_path: KeyPath, template_line: int, message: str) -> None:
         location = self.sink.locate(prompt_path)

@@ -5,12 +5,13 @@ Reads the pipeline file the run names (no torch, no LangGraph). The file may hav
 be gone; `note` then says which graph is shown, or why none is.
 """
 
+import json
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fslm.errors import FslmError
-from fslm.spec import END, EdgeSpec, PipelineSpec, load_spec
+from fslm.spec import END, Case, EdgeSpec, PipelineSpec, load_spec
 from fslm.store import RunRecord
 
 
@@ -27,7 +28,7 @@ class GraphEdge:
     source: str
     target: str
     conditional: bool
-    label: str = ""  # a conditional edge's cases that lead here: "math", "/regex/", "otherwise"
+    label: str = ""  # a conditional edge's cases that lead here: "math", "/regex/", "\"yes\"", "otherwise"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,12 @@ def layered_graph(spec: PipelineSpec, note: str = "") -> PipelineGraph:
     return PipelineGraph(available=True, note=note, entry=spec.entry, nodes=nodes, edges=edges)
 
 
+def _case_label(case: Case) -> str:
+    if case.equals is not None:
+        return json.dumps(case.equals, ensure_ascii=False)
+    return case.label if case.label is not None else f"/{case.regex}/"
+
+
 def graph_edges(edges: list[EdgeSpec]) -> list[GraphEdge]:
     """One drawn edge per (source, target, kind); the labels of conditional cases sharing a target are
     joined."""
@@ -91,8 +98,7 @@ def graph_edges(edges: list[EdgeSpec]) -> list[GraphEdge]:
         for source in edge.sources:
             if edge.is_conditional:
                 for case in edge.when:
-                    label = case.label if case.label is not None else f"/{case.regex}/"
-                    labels.setdefault((source, case.to, True), []).append(label)
+                    labels.setdefault((source, case.to, True), []).append(_case_label(case))
                 labels.setdefault((source, edge.otherwise, True), []).append("otherwise")
             else:
                 for target in edge.targets:
