@@ -9,12 +9,14 @@ console from `console()`, so it prints exactly as it is.
 import json
 import re
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.panel import Panel
+from rich.table import Table
 from rich.text import Text
 
 from fslm.graph import StageMessage
+from fslm.nodes.choices.record import ChoicesRecord
 
 # C0 and C1 control characters except tab and newline: ESC and CSI would let text steer the terminal.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -58,8 +60,36 @@ def message_title(message: StageMessage) -> str:
     )
 
 
+def choices_table(record: ChoicesRecord) -> Table:
+    """A choices stage's options, one row each: the chosen one marked, each model's score (with its log P and
+    tokens when one model scored alone, a mark on each model's own pick) and the probability chosen by."""
+    table = Table(box=None, pad_edge=False, header_style="dim")
+    table.add_column("")
+    table.add_column("option")
+    scorers = record["scorers"]
+    if len(scorers) == 1:
+        table.add_column("log P", justify="right")
+        table.add_column("tokens", justify="right")
+    for scorer in scorers:
+        table.add_column(literal(f"{scorer['model']} {record['normalize']}"), justify="right")
+    table.add_column("p", justify="right")
+    for index, option in enumerate(record["options"]):
+        cells: list[Text | str] = ["✓" if index == record["chosen"] else "", literal(option)]
+        if len(scorers) == 1:
+            cells += [f"{scorers[0]['logprobs'][index]:.3f}", str(scorers[0]["tokens"][index])]
+        for scorer in scorers:
+            picked = " ✓" if len(scorers) > 1 and scorer["chosen"] == index else ""
+            cells.append(f"{scorer['scores'][index]:.3f}{picked}")
+        cells.append(f"{record['probabilities'][index]:.2f}")
+        table.add_row(*cells, style="bold" if index == record["chosen"] else "")
+    return table
+
+
 def print_message(out: Console, message: StageMessage, show_prompt: bool = False) -> None:
     if show_prompt:
         title = f"prompt to {escaped(message['stage'])}"
         out.print(Panel(literal(message["prompt"]), title=title, border_style="dim"))
-    out.print(Panel(literal(message["text"]), title=message_title(message), title_align="left"))
+    body: RenderableType = literal(message["text"])
+    if "choices" in message:
+        body = Group(body, choices_table(message["choices"]))
+    out.print(Panel(body, title=message_title(message), title_align="left"))

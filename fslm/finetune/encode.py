@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fslm.finetune.sources import Example
+from fslm.nodes.choices.spec import CHOICE_VARIABLE, ChoiceStageSpec
 from fslm.nodes.prompt import compile_prompt, render_prompt
 from fslm.nodes.stage.node import stage_request
 from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime.prompt import encode_prompt as model_input
+from fslm.runtime.scoring import ScoreRequest
+from fslm.runtime.scoring.encoding import encode_request
+from fslm.spec.templates import compile_template, render_template
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,42 @@ class StageEncoder:
 
     def encode(self, example: Example) -> Encoded:
         return Encoded(self.prompt_ids(example.variables), self.completion_ids(example.target))
+
+
+class ChoiceEncoder:
+    """A choices stage's example: its prompt, then the gold option (the example's target) appended with the
+    stage's continuation template, split into tokens exactly as the runtime scores them (lm-eval's pair
+    encoding). The loss covers the continuation's tokens; no end-of-sequence token follows, since an option is
+    scored without one."""
+
+    def __init__(self, name: str, stage: ChoiceStageSpec, tokenizer: Any) -> None:
+        assert stage.model is not None  # a tunable choices stage runs on one model
+        self.name = name
+        self.stage = stage
+        self.model = stage.model
+        self.tokenizer = tokenizer
+        self.template = compile_prompt(stage)
+        self.continuation = compile_template(stage.continuation, f"stage '{name}': its continuation template")
+
+    def encode(self, example: Example) -> Encoded:
+        prompt = render_prompt(self.name, self.stage, self.template, example.variables)
+        variables = {**example.variables, CHOICE_VARIABLE: example.target}
+        continuation = render_template(self.continuation, variables, f"stage '{self.name}': its continuation")
+        request = ScoreRequest(
+            self.model,
+            prompt,
+            (continuation,),
+            system=self.stage.system,
+            chat_template=self.stage.chat_template,
+        )
+        encoded = encode_request(self.tokenizer, request, max_length=None)
+        return Encoded(list(encoded.context_ids), list(encoded.continuation_ids[0]))
+
+
+def stage_encoder(
+    name: str, stage: StageSpec | ChoiceStageSpec, tokenizer: Any
+) -> StageEncoder | ChoiceEncoder:
+    """The encoder for a tunable stage of either kind."""
+    if isinstance(stage, ChoiceStageSpec):
+        return ChoiceEncoder(name, stage, tokenizer)
+    return StageEncoder(name, stage, tokenizer)

@@ -19,6 +19,7 @@ from fslm.eval.metrics import score
 from fslm.finetune.recipe import DatasetSource, MetricFilter, RunsSource, TeacherSource
 from fslm.finetune.records import read_records
 from fslm.graph import StageMessage
+from fslm.nodes.choices.spec import CHOICE_VARIABLE, ChoiceStageSpec
 from fslm.spec import INPUT_VARIABLE, PipelineSpec, load_spec
 from fslm.spec.run_input import RunInput, input_variables
 from fslm.spec.templates import check_template
@@ -31,8 +32,14 @@ class Example:
 
 
 def template_variables(spec: PipelineSpec, stage: str) -> list[str]:
-    """The variables the stage's prompt template reads, in order of first use."""
-    return [variable.name for variable in check_template(spec.stages[stage].prompt).free_variables]
+    """The variables the stage's templates read, in order of first use: its prompt's, and a choices stage's
+    continuation's but the option."""
+    item = spec.stages[stage]
+    templates = [item.prompt]
+    if isinstance(item, ChoiceStageSpec):
+        templates.append(item.continuation)
+    names = [variable.name for source in templates for variable in check_template(source).free_variables]
+    return [name for name in dict.fromkeys(names) if name != CHOICE_VARIABLE]
 
 
 def data_hash(examples: Iterable[Example]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 from fslm.errors import FslmError
 from fslm.files import replace_directory, staging_directory
-from fslm.finetune.encode import Encoded, StageEncoder
+from fslm.finetune.encode import ChoiceEncoder, Encoded, StageEncoder, stage_encoder
 from fslm.finetune.output import CHECKPOINT_DIR, RECORD_FILE, check_output, check_output_place
 from fslm.finetune.recipe import DataSpec, Recipe
 from fslm.finetune.sources import (
@@ -30,6 +30,7 @@ from fslm.finetune.sources import (
 )
 from fslm.finetune.target import tunable_stage
 from fslm.finetune.train import StepLog, Trainer
+from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.runtime.base_identity import IDENTITY_FILE, base_identity
 from fslm.spec import PipelineSpec, load_spec
 
@@ -54,7 +55,13 @@ class FinetuneResult:
 
 def target_spec(recipe: Recipe) -> PipelineSpec:
     spec = load_spec(recipe.target.pipeline)
-    tunable_stage(spec, recipe.target.stage)
+    stage = tunable_stage(spec, recipe.target.stage)
+    if isinstance(stage, ChoiceStageSpec) and recipe.eval.metric != "loss":
+        raise FslmError(
+            f"stage '{recipe.target.stage}' is a choices stage: it picks an option rather than writing text, "
+            f"so eval.metric {recipe.eval.metric!r} does not apply; its held-out evaluation here is the loss "
+            "(`fslm eval` measures how often it picks right)"
+        )
     return spec
 
 
@@ -143,7 +150,7 @@ def finetune(
     base_dir = prepare(model_spec.source, model_spec.revision)
     tokenizer, base = load_base(base_dir, recipe.train.dtype)
     identity = base_identity(base, model_spec.source)
-    encoder = StageEncoder(stage_name, stage, tokenizer)
+    encoder = stage_encoder(stage_name, stage, tokenizer)
     train_set, too_long = _fitting(encoder, train_examples, recipe.train.max_length)
     eval_set, _ = _fitting(encoder, eval_examples, recipe.train.max_length)
     if not train_set:
@@ -152,7 +159,8 @@ def finetune(
             f"{recipe.train.max_length} tokens"
         )
     model = with_new_adapter(base, recipe.lora, recipe.train.seed, recipe.train.gradient_checkpointing)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encoder.eos_id
+    # Padding is masked out of attention and loss, so any id does.
+    pad_id = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     trainer = Trainer(model, train_set, eval_set, recipe.train, pad_id, recipe.eval.every)
     if callbacks.on_start:
         callbacks.on_start(trainer.total_steps, len(train_set), len(eval_set))
@@ -182,7 +190,9 @@ def finetune(
     return FinetuneResult(recipe.output, record)
 
 
-def _fitting(encoder: StageEncoder, examples: list[Example], max_length: int) -> tuple[list[Encoded], int]:
+def _fitting(
+    encoder: StageEncoder | ChoiceEncoder, examples: list[Example], max_length: int
+) -> tuple[list[Encoded], int]:
     encoded = [encoder.encode(example) for example in examples]
     kept = [item for item in encoded if len(item) <= max_length]
     return kept, len(encoded) - len(kept)

@@ -3,6 +3,7 @@
 import operator
 from typing import Annotated, NotRequired, TypedDict
 
+from fslm.nodes.choices.record import ChoicesRecord
 from fslm.spec.run_input import RunInput
 
 
@@ -30,6 +31,7 @@ class StageMessage(TypedDict):
     seconds: float
     edited: NotRequired[bool]  # set on a message a user replaced when replaying a run
     ensemble: NotRequired[EnsembleRecord]  # set by an ensemble stage
+    choices: NotRequired[ChoicesRecord]  # set by a choices stage
 
 
 class TokenChunk(TypedDict):

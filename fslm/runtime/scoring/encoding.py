@@ -24,10 +24,10 @@ class EncodedRequest:
     continuation_ids: tuple[tuple[int, ...], ...]  # one per continuation, each at least one token
 
 
-def encode_request(tokenizer: Any, request: ScoreRequest, max_length: int) -> EncodedRequest:
+def encode_request(tokenizer: Any, request: ScoreRequest, max_length: int | None) -> EncodedRequest:
     """The context and each continuation as token ids. An empty prompt, a continuation that adds no tokens or
     one the tokenizer cannot encode, and a context plus continuation longer than `max_length` tokens (the
-    model's context) are the request's errors: nothing is truncated."""
+    model's context; None: no limit) are the request's errors: nothing is truncated."""
     text, templated = prompt_text(tokenizer, request.prompt, request.system, request.chat_template)
     context = text.rstrip()
     moved = text[len(context) :]
@@ -53,7 +53,12 @@ def encode_request(tokenizer: Any, request: ScoreRequest, max_length: int) -> En
 
 
 def _check_continuation(
-    tokenizer: Any, request: ScoreRequest, index: int, tail: list[int], context_tokens: int, max_length: int
+    tokenizer: Any,
+    request: ScoreRequest,
+    index: int,
+    tail: list[int],
+    context_tokens: int,
+    max_length: int | None,
 ) -> None:
     what = f"option {index + 1} ({_shown(request.continuations[index])})"
     if not tail:
@@ -66,7 +71,7 @@ def _check_continuation(
         )
     # The model reads the context and every continuation token but the last (lm-eval's input[:-1]).
     length = context_tokens + len(tail) - 1
-    if length > max_length:
+    if max_length is not None and length > max_length:
         raise FslmError(
             f"{what} with the prompt is {context_tokens + len(tail)} tokens ({context_tokens} of prompt), "
             f"longer than the {max_length}-token context of model handle {request.model!r}; fslm does not "

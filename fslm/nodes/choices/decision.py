@@ -1,0 +1,65 @@
+"""From option log-likelihoods to a pick: normalised scores, probabilities over the options, the choice.
+
+Plain Python (no torch): the node does this for each scorer's result, and the eval reads the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from fslm.nodes.choices.record import ChoicesRecord, ScorerRecord
+
+
+def normalised(
+    logprobs: Sequence[float], tokens: Sequence[int], sizes: Sequence[int], how: str
+) -> list[float]:
+    """Each option's score: its summed log-probability (`none`), per token (`token`) or per byte (`byte`) of
+    its text; `sizes` are the options' UTF-8 lengths."""
+    if how == "none":
+        return list(logprobs)
+    divisors = tokens if how == "token" else sizes
+    return [logprob / divisor for logprob, divisor in zip(logprobs, divisors, strict=True)]
+
+
+def softmax(scores: Sequence[float]) -> list[float]:
+    top = max(scores)
+    weights = [math.exp(score - top) for score in scores]
+    total = sum(weights)
+    return [weight / total for weight in weights]
+
+
+def argmax(values: Sequence[float]) -> int:
+    """The first index of the largest value (numpy's and so lm-eval's tie rule)."""
+    return max(range(len(values)), key=lambda index: (values[index], -index))
+
+
+def scorer_record(
+    label: str, logprobs: Sequence[float], tokens: Sequence[int], sizes: Sequence[int], how: str
+) -> ScorerRecord:
+    scores = normalised(logprobs, tokens, sizes, how)
+    return ScorerRecord(
+        model=label, logprobs=list(logprobs), tokens=list(tokens), scores=scores, chosen=argmax(scores)
+    )
+
+
+def choose(
+    options: list[str], sizes: list[int], how: str, scorers: list[ScorerRecord], weights: Sequence[float]
+) -> ChoicesRecord:
+    """The stage's decision: each scorer's softmax over the options (of its normalised scores), averaged with
+    `weights` (normalised to sum 1), and the option of highest probability. One scorer picks what its own
+    scores pick."""
+    total = sum(weights)
+    probabilities = [0.0] * len(options)
+    for scorer, weight in zip(scorers, weights, strict=True):
+        for index, probability in enumerate(softmax(scorer["scores"])):
+            probabilities[index] += weight / total * probability
+    chosen = scorers[0]["chosen"] if len(scorers) == 1 else argmax(probabilities)
+    return ChoicesRecord(
+        options=options,
+        bytes=sizes,
+        normalize=how,
+        probabilities=probabilities,
+        chosen=chosen,
+        scorers=scorers,
+    )

@@ -1,0 +1,28 @@
+"""What a choices stage records in its stage message (`StageMessage["choices"]`): plain, serialisable."""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class ScorerRecord(TypedDict):
+    """One model's view of the options (in option order)."""
+
+    model: str  # the model handle, with `+adapter` when it runs with one
+    logprobs: list[float]  # summed log P(continuation | prompt)
+    tokens: list[int]  # the continuation's tokens, in this model's tokenizer
+    scores: list[float]  # the logprobs normalised as the stage says
+    chosen: int  # the option this model alone would pick
+
+
+class ChoicesRecord(TypedDict):
+    """How a choices stage picked: its options, each scorer's numbers (one for a model stage, each member's
+    for an ensemble), the probabilities it chose by, and the chosen index."""
+
+    options: list[str]  # as scored: in input order, each once
+    bytes: list[int]  # each option's UTF-8 length
+    normalize: str  # "none" | "token" | "byte"
+    probabilities: list[float]  # softmax of the scores over the options; an ensemble's, averaged by weight
+    chosen: int
+    scorers: list[ScorerRecord]
+    duplicates: NotRequired[list[str]]  # options the input listed more than once (scored once)

@@ -1,0 +1,153 @@
+"""The `choices` kind's YAML keys: the options, how each is appended to the prompt, how scores are normalised,
+and the model (or ensemble) that scores them; and the kind's checks against the pipeline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from fslm.nodes.stage.spec import check_stage
+from fslm.nodes.unite.spec import EnsembleSpec, check_ensemble
+from fslm.spec.kinds import StageChecks
+from fslm.spec.models import StageSpecBase
+
+CHOICE_VARIABLE = "choice"  # what the continuation template calls the option it appends
+DEFAULT_CONTINUATION = " {{ choice }}"
+Normalize = Literal["none", "token", "byte"]
+_FIELD_REFERENCE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_YAML_BOOLEANS = "YAML reads unquoted yes, no, on, off, true and false as booleans: quote them ('yes')"
+
+
+class ChoiceStageSpec(StageSpecBase):
+    """A stage that picks one of its options by the likelihood a model (or an ensemble) gives each."""
+
+    kind: ClassVar[str] = "choices"
+
+    choices: str | list[str] = Field(
+        description=(
+            "Makes a choices stage (see docs/choices.md): the options, a list of at least two distinct texts "
+            "or a list field of a structured input written exactly `{{ name }}` (declared in `inputs:`). The "
+            "stage writes the option it picks; its `chat_template` defaults to false."
+        )
+    )
+    model: str | None = Field(
+        None, description="The model handle (a key of `models`) that scores the options; or give `ensemble`."
+    )
+    adapter: Path | None = Field(
+        None,
+        description="A peft (LoRA) adapter directory for `model`, relative to the directory of the file "
+        "that names it.",
+    )
+    ensemble: EnsembleSpec | None = Field(
+        None,
+        description=(
+            "Instead of `model`: several models serve the stage. They vote token by token on the text it "
+            "generates (docs/unite.md), or, in a choices stage, average their probabilities over the options "
+            "(docs/choices.md; `top_k` and `primary` do not apply there)."
+        ),
+    )
+    continuation: str = Field(
+        DEFAULT_CONTINUATION,
+        description=(
+            "Choices stage: Jinja2 template of the text scored after the prompt for each option, which it "
+            "reads as `{{ choice }}`; it may read what the prompt may read too. Default: ` {{ choice }}`."
+        ),
+    )
+    normalize: Normalize = Field(
+        "token",
+        description=(
+            "Choices stage: how an option's summed log-probability becomes its score: `none` (the sum, "
+            "lm-eval's acc), `token` (per token of the continuation; the default) or `byte` (per UTF-8 byte "
+            "of the option, lm-eval's acc_norm on ASCII text)."
+        ),
+    )
+    chat_template: bool = Field(
+        False,
+        description=(
+            "Wrap the prompt (and system message) in the model's chat template, options following the "
+            "assistant's generation prompt. Off by default for choice stages, as in lm-eval-harness."
+        ),
+    )
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _a_reference_or_options(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not _FIELD_REFERENCE.fullmatch(value.strip()):
+                raise ValueError(
+                    "a text 'choices' names one list field of the input, written exactly '{{ name }}'; "
+                    "or give a list of options"
+                )
+            return value
+        if isinstance(value, list):
+            _check_options(value)
+            return value
+        raise ValueError("'choices' is a list of options or '{{ name }}' of an input field")
+
+    @model_validator(mode="after")
+    def _model_or_ensemble(self) -> ChoiceStageSpec:
+        if (self.model is None) == (self.ensemble is None):
+            raise ValueError("a choices stage needs exactly one of 'model' or 'ensemble'")
+        return self
+
+    @property
+    def choices_field(self) -> str | None:
+        """The input field holding the options, or None when the stage lists them itself."""
+        if isinstance(self.choices, list):
+            return None
+        match = _FIELD_REFERENCE.fullmatch(self.choices.strip())
+        assert match is not None  # validated
+        return match.group(1)
+
+
+def _check_options(options: list[Any]) -> None:
+    if any(isinstance(option, bool) for option in options):
+        raise ValueError(f"the options {options!r} hold booleans: {_YAML_BOOLEANS}")
+    if not all(isinstance(option, str) for option in options):
+        raise ValueError(f"every option must be text (quote numbers): {options!r}")
+    if any(not option.strip() for option in options):
+        raise ValueError("an option is empty")
+    if len(options) < 2:
+        raise ValueError("a choice needs at least two options")
+    repeated = sorted({option for option in options if options.count(option) > 1})
+    if repeated:
+        raise ValueError(f"options are listed twice: {', '.join(map(repr, repeated))}")
+
+
+def check_choices(name: str, stage: dict[str, Any], checks: StageChecks) -> None:
+    """The model or the ensemble's members as for those kinds; no decoding settings; an input field named
+    as the options is declared; the continuation template compiles and appends the option."""
+    if stage.get("model") is not None:
+        check_stage(name, stage, checks)
+    ensemble = stage.get("ensemble")
+    if ensemble is not None:
+        check_ensemble(name, stage, checks)
+    for key in ("top_k", "primary"):
+        if isinstance(ensemble, dict) and key in ensemble:
+            checks.report(
+                ("stages", name, "ensemble", key),
+                f"stage {name!r}: ensemble {key!r} applies to generating, not to a choices stage, whose "
+                "members each score the whole options",
+            )
+    if "generation" in stage:
+        checks.report(
+            ("stages", name, "generation"),
+            f"stage {name!r}: a choices stage scores its options and generates nothing, so it takes no "
+            "'generation' settings",
+        )
+        stage.pop("generation")
+    choices = stage.get("choices")
+    if isinstance(choices, str) and _FIELD_REFERENCE.fullmatch(choices.strip()):
+        checks.check_template(name, "choices", choices)
+    continuation = stage.get("continuation")
+    if isinstance(continuation, str):
+        reads = checks.check_template(name, "continuation", continuation, frozenset({CHOICE_VARIABLE}))
+        if reads is not None and CHOICE_VARIABLE not in {variable.name for variable in reads}:
+            checks.report(
+                ("stages", name, "continuation"),
+                f"stage {name!r}: the continuation template never uses {{{{ {CHOICE_VARIABLE} }}}}, so every "
+                f"option would be scored as the same text (default: {DEFAULT_CONTINUATION!r})",
+            )
