@@ -123,6 +123,8 @@ class Pipeline:
                     unfinished.discard(run_ids[index])
                     if isinstance(state, BaseException):
                         self.store.index.finish(run_ids[index], "failed", str(state))
+                        if isinstance(state, FslmError):  # a stage refused this item's input: say which
+                            raise FslmError(f"item {index + 1} (run {run_ids[index]}): {state}") from state
                         raise state
                     self.store.index.finish(run_ids[index], "done")
                     results[index] = self._result(run_ids[index], inputs[index], state)

@@ -596,3 +596,10 @@ def test_a_text_metric_is_refused_for_a_choices_stage(
     )
     assert main(["finetune", str(recipe)]) == 2
     assert "'pick' is a choices stage" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_batch_names_the_item_whose_options_are_refused(tmp_path: Path, models: dict[str, Path]) -> None:
+    pipeline = load_pipeline(write_pipeline(tmp_path, models, STRUCTURED), store=":memory:")
+    items = [ITEMS[0], {"goal": "open a jar", "choices": []}, ITEMS[1]]
+    with pytest.raises(FslmError, match=r"^item 2 \(run .*-00001\): stage 'pick': the options .* empty list"):
+        pipeline.batch(items)
