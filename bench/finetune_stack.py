@@ -20,7 +20,8 @@ from pathlib import Path
 
 from common import RESULTS, record
 
-from fslm.eval.runner import evaluate, read_eval_items
+from fslm.eval.items import read_eval_items
+from fslm.eval.runner import evaluate
 from fslm.finetune import Callbacks, finetune, load_recipe
 from fslm.finetune.attach import attach_adapter
 from fslm.finetune.train import StepLog

@@ -13,7 +13,7 @@ from fslm.cli.main import main
 from fslm.errors import FslmError
 from fslm.eval.ensemble_check import candidate_models, measure_candidates, parse_candidates, render_prompts
 from fslm.eval.ensemble_determine import CandidateResult, recommend
-from fslm.eval.runner import EvalItem
+from fslm.eval.items import EvalItem
 from fslm.runtime import GenerationParams, GenerationRequest, ModelRef, Runtime
 from fslm.spec import load_spec
 

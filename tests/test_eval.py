@@ -45,7 +45,12 @@ def test_eval_scores_every_item_records_runs_and_compares(tmp_path, tiny_model, 
     assert code == 0
     shown = capsys.readouterr().out
     assert "f1 on 5 items" in shown
-    assert [line.split()[1] for line in shown.splitlines() if line.startswith("│")] == ["a", "b"]
+    summary, comparison = shown.split("item by item")
+    assert [line.split()[1:4:2] for line in summary.splitlines() if line.startswith("│")] == [
+        ["a", "f1"],
+        ["b", "f1"],
+    ]
+    assert "a against b" in summary and "p (exact sign test)" in comparison
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [row["pipeline"].rsplit("/", 1)[-1] for row in rows] == ["a.yaml"] * 5 + ["b.yaml"] * 5
     assert [row["input"] for row in rows[:5]] == [f"the cat {i}" for i in range(5)]
@@ -53,7 +58,7 @@ def test_eval_scores_every_item_records_runs_and_compares(tmp_path, tiny_model, 
     assert details.record.input == "the cat 1"
     assert details.messages[0]["prompt"] == "two the cat 1"
     assert details.messages[0]["text"] == rows[6]["output"]
-    assert all(0.0 <= row["score"] <= 1.0 for row in rows)
+    assert all(0.0 <= row["score"] <= 1.0 and row["scores"] == {"f1": row["score"]} for row in rows)
 
 
 def test_eval_data_without_the_fields_is_refused(tmp_path, tiny_model, capsys):

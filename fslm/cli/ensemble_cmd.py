@@ -110,7 +110,7 @@ def run_check(args: argparse.Namespace) -> int:
         render_prompts,
     )
     from fslm.eval.ensemble_determine import recommend
-    from fslm.eval.runner import read_eval_items
+    from fslm.eval.items import read_eval_items
     from fslm.finetune.records import read_records
     from fslm.runtime import Runtime
     from fslm.runtime.types import GenerationParams

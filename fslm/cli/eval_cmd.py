@@ -1,10 +1,13 @@
-"""`fslm eval`: score a pipeline (and optionally a second one) on labelled items, each item recorded as a
-run."""
+"""`fslm eval`: score a pipeline on labelled items, each item recorded as a run; compare two evaluations of
+the same items (pipelines run now, or results files written before), item by item."""
+
+from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -12,17 +15,37 @@ from fslm.cli.show import console, escaped, literal, visible
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS
 
+if TYPE_CHECKING:
+    from fslm.eval.items import EvalItem
+    from fslm.spec.models import PipelineSpec
+
+PIPELINE_SUFFIXES = (".yaml", ".yml")
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("eval", help="score a pipeline's outputs on a labelled data file")
-    parser.add_argument("pipeline", type=Path, help="pipeline YAML file")
+    parser.add_argument("pipeline", type=Path, nargs="?", help="pipeline YAML file")
+    parser.add_argument("--data", type=Path, help="JSONL, CSV or Parquet with inputs and answers")
     parser.add_argument(
-        "--data", type=Path, required=True, help="JSONL, CSV or Parquet with inputs and answers"
+        "--metric",
+        choices=list(METRICS),
+        help="how outputs are scored; not needed when the output stage is a choice stage (acc, acc_norm)",
     )
-    parser.add_argument("--metric", required=True, choices=list(METRICS), help="how outputs are scored")
-    parser.add_argument("--compare", type=Path, metavar="OTHER_PIPELINE", help="also score this pipeline")
-    parser.add_argument("--field", default="input", help="the input field of --data (default: input)")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        metavar="OTHER",
+        help="a second pipeline to run on the same items, or results files of `fslm eval --output`: with no "
+        "PIPELINE, two of them (`--compare A B`); prints paired wins, losses and a sign-test p-value",
+    )
+    parser.add_argument("--field", help="the input field of --data for a text pipeline (default: input)")
     parser.add_argument("--answer-field", default="answer", help="the reference field (default: answer)")
+    parser.add_argument(
+        "--choices-field",
+        help="for a choice stage: the field of --data holding each item's options (default: the field the "
+        "stage reads)",
+    )
     parser.add_argument("--limit", type=int, help="only the first N items")
     parser.add_argument(
         "--output", type=Path, help="per-item results, JSONL (default: PIPELINE.eval.jsonl here)"
@@ -33,32 +56,72 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fslm.eval.runner import read_eval_items
+    from fslm.eval.compare import read_reports
     from fslm.files import check_output_file, write_jsonl_atomically
     from fslm.pipeline import load_pipeline
 
     if args.limit is not None and args.limit < 1:
         raise FslmError("--limit must be at least 1")
-    items = read_eval_items(args.data, args.field, args.answer_field, args.limit)
-    paths = [args.pipeline] + ([args.compare] if args.compare else [])
-    output = args.output or Path(f"{args.pipeline.stem}.eval.jsonl")
-    check_output_file(output, "output", inputs=[args.data, *paths])
-    pipelines = [load_pipeline(path, store=args.store, max_batch_size=args.batch_size) for path in paths]
+    sources = ([args.pipeline] if args.pipeline else []) + (args.compare or [])
+    if not sources:
+        raise FslmError("give a pipeline to evaluate, or two results files to compare: --compare A B")
+    pipelines = [path for path in sources if path.suffix.lower() in PIPELINE_SUFFIXES]
+    if pipelines and args.data is None:
+        raise FslmError("give the labelled items to run the pipeline on: --data FILE")
+    reports = {path: read_reports(path) for path in sources if path not in pipelines}
+    count = sum(len(found) for found in reports.values()) + len(pipelines)
+    if count != (2 if args.compare else 1):
+        raise FslmError(
+            f"{'--compare compares two evaluations' if args.compare else 'give one pipeline'}; these "
+            f"arguments give {count} (a results file gives one per pipeline it holds)"
+        )
+    output = (args.output or Path(f"{pipelines[0].stem}.eval.jsonl")) if pipelines else None
+    if output is not None:
+        check_output_file(output, "output", inputs=[args.data, *sources])
+    # Every pipeline and its items are checked before any runs.
+    prepared = {path: prepare(path, args) for path in pipelines}
     err = console(stderr=True)
-    reports = []
-    try:
-        for pipeline in pipelines:
-            reports.append(evaluate_with_progress(pipeline, items, args.metric, err))
-    finally:
-        for pipeline in pipelines:
+    for path, (spec, items) in prepared.items():
+        pipeline = load_pipeline(spec, store=args.store, max_batch_size=args.batch_size)
+        try:
+            reports[path] = [evaluate_with_progress(pipeline, items, args.metric, err)]
+        finally:
             pipeline.close()
-    write_jsonl_atomically(output, [row for report in reports for row in report.rows()])
-    console().print(summary_table(reports))
-    err.print(f"wrote {sum(len(report.items) for report in reports)} per-item results to {escaped(output)}")
+    ordered = [report for path in sources for report in reports[path]]
+    ran = [report for path in pipelines for report in reports[path]]
+    if output is not None:
+        write_jsonl_atomically(output, [row for report in ran for row in report.rows()])
+    console().print(Group(summary_table(ordered), *([paired_table(*ordered)] if len(ordered) == 2 else [])))
+    if output is not None:
+        err.print(f"wrote {sum(len(report.items) for report in ran)} per-item results to {escaped(output)}")
     return 0
 
 
-def evaluate_with_progress(pipeline, items: list, metric: str, err: Console):
+def prepare(path: Path, args: argparse.Namespace) -> tuple[PipelineSpec, list[EvalItem]]:
+    """The pipeline at `path`, validated, and its items from --data, each checked as its input."""
+    from fslm.eval.choices import output_choice_stage
+    from fslm.eval.items import read_choice_items, read_eval_items
+    from fslm.spec.loader import load_spec
+
+    spec = load_spec(path)
+    stage = output_choice_stage(spec)
+    if args.metric is None and stage is None:
+        raise FslmError(
+            f"pipeline '{spec.name}' does not end in a choice stage, so give a --metric: {', '.join(METRICS)}"
+        )
+    if args.metric is None:
+        items = read_choice_items(args.data, stage, args.choices_field, args.answer_field, args.limit)
+    elif args.choices_field is not None:
+        raise FslmError("--choices-field is for scoring a choice stage by acc and acc_norm, without --metric")
+    else:
+        whole = bool(spec.inputs)
+        items = read_eval_items(args.data, args.field, args.answer_field, args.limit, whole=whole)
+    for number, item in enumerate(items, start=1):
+        spec.check_input(item.input, f"{args.data}, item {number}: ")
+    return spec, items
+
+
+def evaluate_with_progress(pipeline, items: list, metric: str | None, err: Console):
     from fslm.eval.runner import evaluate
     from fslm.pipeline import new_run_id
 
@@ -80,19 +143,47 @@ def evaluate_with_progress(pipeline, items: list, metric: str, err: Console):
 
 
 def summary_table(reports: list) -> Table:
-    table = Table(title=f"{reports[0].metric} on {len(reports[0].items)} items")
+    """Each report's mean score by each of its metrics, with a 95% interval (Wilson's for 0/1 scores, else
+    the normal approximation)."""
+    from fslm.eval.stats import interval95
+
+    metrics = list(dict.fromkeys(metric for report in reports for metric in report.metrics))
+    table = Table(title=f"{', '.join(metrics)} on {len(reports[0].items)} items")
     table.add_column("pipeline")
+    table.add_column("metric")
     table.add_column("score", justify="right")
-    table.add_column("full marks", justify="right")
+    table.add_column("95% interval", justify="right")
     table.add_column("seconds", justify="right")
     for report in reports:
-        full = sum(1 for item in report.items if item.score >= 1.0)
+        for metric in report.metrics:
+            bounds = interval95([item.scores[metric] for item in report.items])
+            seconds = "" if report.seconds is None else f"{report.seconds:.1f}"
+            table.add_row(
+                literal(report.name),
+                metric,
+                f"{report.mean_of(metric):.3f}",
+                f"{bounds.low:.3f}–{bounds.high:.3f} ({bounds.method})",
+                seconds,
+            )
+    return table
+
+
+def paired_table(first, second) -> Table:
+    """Item by item: where the first scores higher (wins) and lower (losses), and the exact two-sided sign
+    test on wins against losses (McNemar's exact test when scores are 0 or 1)."""
+    from fslm.eval.compare import compare
+
+    table = Table(title=f"{escaped(first.name)} against {escaped(second.name)}, item by item")
+    for column in ("metric", "first", "second", "wins", "losses", "ties", "p (exact sign test)"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for row in compare(first, second):
         table.add_row(
-            literal(report.name), f"{report.mean:.3f}", f"{full}/{len(report.items)}", f"{report.seconds:.1f}"
+            row.metric,
+            f"{row.first:.3f}",
+            f"{row.second:.3f}",
+            str(row.paired.wins),
+            str(row.paired.losses),
+            str(row.paired.ties),
+            f"{row.paired.p_value:.3g}",
         )
-    if len(reports) == 2:
-        pairs = list(zip(reports[0].items, reports[1].items, strict=True))
-        wins = sum(a.score > b.score for a, b in pairs)
-        losses = sum(a.score < b.score for a, b in pairs)
-        table.caption = f"item by item, the first pipeline scores higher on {wins} and lower on {losses}"
     return table

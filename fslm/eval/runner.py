@@ -1,23 +1,21 @@
-"""Running a pipeline over labelled items and scoring its outputs; each item is recorded as a run."""
+"""Running a pipeline over labelled items and scoring its outputs; each item is recorded as a run.
+
+A generating pipeline is scored by one metric (`fslm.eval.metrics`). A pipeline whose output stage is a choice
+stage is scored by `acc` and `acc_norm` (`fslm.eval.choices`), read from that stage's record.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
+from fslm.eval.choices import CHOICE_METRICS, ChoiceStage, choice_scores, output_choice_stage
+from fslm.eval.items import EvalItem
 from fslm.eval.metrics import METRICS, extracted, score
-from fslm.finetune.records import read_records
 from fslm.spec.run_input import RunInput
-
-
-@dataclass(frozen=True)
-class EvalItem:
-    input: RunInput  # text, or a JSON object for a pipeline that declares `inputs:`
-    reference: str | list[str]
 
 
 @dataclass(frozen=True)
@@ -27,60 +25,53 @@ class ItemResult:
     reference: str | list[str]
     output: str
     extracted: str
-    score: float
+    score: float  # by the report's first metric
+    scores: dict[str, float]  # by each of the report's metrics
 
 
 @dataclass(frozen=True)
 class EvalReport:
     name: str  # the pipeline's name
     pipeline: str  # its file
-    metric: str
+    metrics: list[str]  # one for a generating pipeline; acc and acc_norm for a choice stage
     items: list[ItemResult]
-    seconds: float
+    seconds: float | None  # None for a report read back from a results file
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
 
     @property
     def mean(self) -> float:
-        return sum(item.score for item in self.items) / len(self.items) if self.items else 0.0
+        return self.mean_of(self.metric)
+
+    def mean_of(self, metric: str) -> float:
+        return sum(item.scores[metric] for item in self.items) / len(self.items) if self.items else 0.0
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"pipeline": self.pipeline, "metric": self.metric, **asdict(item)} for item in self.items]
-
-
-def read_eval_items(
-    path: Path, input_field: str, answer_field: str, limit: int | None = None
-) -> list[EvalItem]:
-    records = read_records(path)
-    fields = list(dict.fromkeys(key for record in records for key in record))
-    missing = [field for field in (input_field, answer_field) if field not in fields]
-    if missing:
-        raise FslmError(
-            f"{path} has no field {', '.join(repr(field) for field in missing)}; fields available: "
-            f"{', '.join(fields) or 'none'}. Choose them with --field and --answer-field."
-        )
-    items = [
-        EvalItem(str(record[input_field]), _reference(record[answer_field]))
-        for record in records
-        if record.get(input_field) is not None and record.get(answer_field) is not None
-    ][:limit]
-    if not items:
-        raise FslmError(f"{path} holds no items with both '{input_field}' and '{answer_field}'")
-    return items
-
-
-def _reference(value: Any) -> str | list[str]:
-    return [str(option) for option in value] if isinstance(value, list) else str(value)
+        return [
+            {"pipeline": self.pipeline, "name": self.name, "metric": self.metric, **asdict(item)}
+            for item in self.items
+        ]
 
 
 def evaluate(
     pipeline: Any,
     items: Sequence[EvalItem],
-    metric: str,
+    metric: str | None,
     *,
     batch_id: str | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Run `pipeline` (a `fslm.Pipeline`) on every item in one batch and score each output by `metric`."""
-    if metric not in METRICS:
+    """Run `pipeline` (a `fslm.Pipeline`) on every item in one batch and score each output by `metric`; with
+    `metric` None, the pipeline's output stage must be a choice stage, scored by acc and acc_norm."""
+    stage = output_choice_stage(pipeline.spec)
+    if metric is None and stage is None:
+        raise FslmError(
+            f"pipeline '{pipeline.spec.name}' does not end in a choice stage, so it needs a --metric: "
+            f"{', '.join(METRICS)}"
+        )
+    if metric is not None and metric not in METRICS:
         raise FslmError(f"unknown metric '{metric}'; metrics: {', '.join(METRICS)}")
     started = time.perf_counter()
     results = pipeline.batch(
@@ -88,17 +79,35 @@ def evaluate(
         batch_id=batch_id,
         on_done=lambda index, result: on_done and on_done(index),
     )
-    scored = [
-        ItemResult(
+    scored = [_scored(result, item, metric, stage) for item, result in zip(items, results, strict=True)]
+    return EvalReport(
+        pipeline.spec.name,
+        str(pipeline.spec.path),
+        [metric] if metric is not None else CHOICE_METRICS,
+        scored,
+        time.perf_counter() - started,
+    )
+
+
+def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage | None) -> ItemResult:
+    if metric is not None:
+        value = score(metric, result.output, item.reference)
+        return ItemResult(
             result.run_id,
             item.input,
             item.reference,
             result.output,
             extracted(metric, result.output),
-            score(metric, result.output, item.reference),
+            value,
+            {metric: value},
         )
-        for item, result in zip(items, results, strict=True)
-    ]
-    return EvalReport(
-        pipeline.spec.name, str(pipeline.spec.path), metric, scored, time.perf_counter() - started
+    assert stage is not None and isinstance(item.reference, str)  # a choice item's reference is its gold
+    record = next(
+        (message["choices"] for message in reversed(result.messages) if message["stage"] == stage.name), None
+    )
+    if record is None:
+        raise FslmError(f"run {result.run_id} ended without running the choice stage {stage.name!r}")
+    scores = choice_scores(record, item.reference, stage.weights)
+    return ItemResult(
+        result.run_id, item.input, item.reference, result.output, result.output, scores["acc"], scores
     )

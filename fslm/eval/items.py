@@ -1,0 +1,141 @@
+"""The labelled items `fslm eval` reads from a data file: each a run's input and its reference.
+
+A pipeline that reads text (`{{ input }}`) gets one field of each record as its input (`--field`). A pipeline
+that declares `inputs:` gets each record whole, as a structured input, less its answer field, so its
+templates read the record's fields by their own names.
+
+For a pipeline whose output stage is a choice stage, the reference is the gold option's text. The record's
+answer is that text, or the option's index (a JSON integer, from 0). The options are the record's
+`--choices-field` (default: the field the stage reads, `choices: "{{ NAME }}"`), handed to the pipeline under
+the stage's own name `NAME`; a stage that lists its own options reads none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fslm.errors import FslmError
+from fslm.eval.choices import ChoiceStage
+from fslm.finetune.records import read_records
+from fslm.spec.run_input import RunInput
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    input: RunInput  # text, or a JSON object for a pipeline that declares `inputs:`
+    reference: str | list[str]  # accepted answers; for a choice stage, the gold option's text
+
+
+def read_eval_items(
+    path: Path, input_field: str | None, answer_field: str, limit: int | None = None, *, whole: bool = False
+) -> list[EvalItem]:
+    """Items for a generating pipeline: `input_field` of each record as text (default `input`), or with
+    `whole` each record less its answer field."""
+    records = read_records(path)
+    fields = list(dict.fromkeys(key for record in records for key in record))
+    if whole and input_field is not None:
+        raise FslmError(
+            "the pipeline declares `inputs:`, so each item is passed whole as a structured input and "
+            "--field does not apply; leave it out"
+        )
+    input_field = None if whole else input_field or "input"
+    missing = [field for field in (input_field, answer_field) if field is not None and field not in fields]
+    if missing:
+        raise FslmError(
+            f"{path} has no field {', '.join(repr(field) for field in missing)}; fields available: "
+            f"{', '.join(fields) or 'none'}. Choose them with --field and --answer-field."
+        )
+    items = [
+        EvalItem(_input(record, input_field, answer_field), _reference(record[answer_field]))
+        for record in records
+        if (input_field is None or record.get(input_field) is not None)
+        and record.get(answer_field) is not None
+    ][:limit]
+    if not items:
+        raise FslmError(f"{path} holds no items with both '{input_field or 'fields'}' and '{answer_field}'")
+    return items
+
+
+def _input(record: dict[str, Any], input_field: str | None, answer_field: str) -> RunInput:
+    if input_field is None:
+        return {key: value for key, value in record.items() if key != answer_field}
+    return str(record[input_field])
+
+
+def _reference(value: Any) -> str | list[str]:
+    return [str(option) for option in value] if isinstance(value, list) else str(value)
+
+
+def read_choice_items(
+    path: Path, stage: ChoiceStage, choices_field: str | None, answer_field: str, limit: int | None = None
+) -> list[EvalItem]:
+    """Items for a pipeline whose output stage is the choice stage `stage`; an item whose options or answer
+    are unusable is an error that names it."""
+    own_field = stage.spec.choices_field
+    if own_field is None and choices_field is not None:
+        raise FslmError(
+            f"stage {stage.name!r} lists its own options ({', '.join(map(repr, stage.spec.choices))}), "
+            "so it reads no --choices-field; leave it out"
+        )
+    field = choices_field or own_field
+    items = []
+    for number, record in enumerate(read_records(path)[:limit], start=1):
+        where = f"{path}, item {number}"
+        if record.get(answer_field) is None:
+            raise FslmError(f"{where} has no answer field {answer_field!r}; name it with --answer-field")
+        fields = {key: value for key, value in record.items() if key != answer_field}
+        if field is None:
+            options = [str(option) for option in stage.spec.choices]
+        else:
+            options = _options(where, field, record)
+            if own_field is not None and own_field != field:
+                fields[own_field] = fields.pop(field)
+        items.append(EvalItem(fields, _gold(where, answer_field, record[answer_field], options)))
+    if not items:
+        raise FslmError(f"{path} holds no items")
+    return items
+
+
+def _options(where: str, field: str, record: dict[str, Any]) -> list[str]:
+    if field not in record:
+        raise FslmError(
+            f"{where} has no options field {field!r} (its fields: {', '.join(record) or 'none'}); name it "
+            "with --choices-field"
+        )
+    value = record[field]
+    if not isinstance(value, list):
+        raise FslmError(
+            f"{where}: its options field {field!r} is {type(value).__name__}, not a list of texts"
+        )
+    for index, option in enumerate(value):
+        if not isinstance(option, str):
+            raise FslmError(
+                f"{where}: option {index} of its options field {field!r} is {type(option).__name__}, not text"
+            )
+        if not option:
+            raise FslmError(
+                f"{where}: option {index} of its options field {field!r} is empty; acc_norm divides an "
+                "option's score by its length in bytes"
+            )
+    if len(set(value)) < 2:
+        held = "no options" if not value else f"one option ({value[0]!r})"
+        raise FslmError(f"{where}: its options field {field!r} holds {held}; a choice needs at least two")
+    return value
+
+
+def _gold(where: str, answer_field: str, answer: Any, options: list[str]) -> str:
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        if 0 <= answer < len(options):
+            return options[answer]
+        raise FslmError(
+            f"{where}: answer {answer} (field {answer_field!r}) is not an option's index: there are "
+            f"{len(options)} options, indexed 0 to {len(options) - 1}"
+        )
+    if isinstance(answer, str) and answer in options:
+        return answer
+    raise FslmError(
+        f"{where}: answer {answer!r} (field {answer_field!r}) is not among its options "
+        f"({', '.join(map(repr, options[:10]))}); give the gold option's text or its index from 0"
+    )
