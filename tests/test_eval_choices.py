@@ -222,6 +222,20 @@ def test_compare_two_choice_pipelines_pairs_every_metric(
     assert main(["eval", "--compare", str(output)]) == 0
     again = capsys.readouterr().out
     assert again.split("item by item")[1] == shown.split("item by item")[1]
+    # A pipeline run now against an earlier results file: the second against the first's rows.
+    earlier = write_data(tmp_path / "first.jsonl", ours)
+    rerun = eval_args(
+        tmp_path, second, data, "--compare", str(earlier), "--output", str(tmp_path / "s.jsonl")
+    )
+    assert main(rerun) == 0
+    reversed_part = capsys.readouterr().out.split("item by item")[1]
+    for metric in ("acc", "acc_norm"):
+        result = paired([row["scores"][metric] for row in theirs], [row["scores"][metric] for row in ours])
+        line = next(line for line in reversed_part.splitlines() if line.startswith(f"│ {metric} "))
+        cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+        assert cells[3:5] == [str(result.wins), str(result.losses)]
+    assert main(eval_args(tmp_path, second, data, "--compare", str(output))) == 2
+    assert "these arguments give 3" in capsys.readouterr().err
 
 
 def test_compare_two_results_files_for_any_metric(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     pipelines = [path for path in sources if path.suffix.lower() in PIPELINE_SUFFIXES]
     if pipelines and args.data is None:
         raise FslmError("give the labelled items to run the pipeline on: --data FILE")
-    reports = {path: read_reports(path) for path in sources if path not in pipelines}
-    count = sum(len(found) for found in reports.values()) + len(pipelines)
+    # Per argument, in order: a results file's reports now, a pipeline's once it has run.
+    reports = [read_reports(path) if path not in pipelines else [] for path in sources]
+    count = sum(len(found) for found in reports) + len(pipelines)
     if count != (2 if args.compare else 1):
         raise FslmError(
             f"{'--compare compares two evaluations' if args.compare else 'give one pipeline'}; these "
@@ -78,17 +79,17 @@ def run(args: argparse.Namespace) -> int:
     output = (args.output or Path(f"{pipelines[0].stem}.eval.jsonl")) if pipelines else None
     if output is not None:
         check_output_file(output, "output", inputs=[args.data, *sources])
-    # Every pipeline and its items are checked before any runs.
-    prepared = {path: prepare(path, args) for path in pipelines}
+    # Every pipeline and its items are checked before any of them runs.
+    prepared = {index: prepare(path, args) for index, path in enumerate(sources) if path in pipelines}
     err = console(stderr=True)
-    for path, (spec, items) in prepared.items():
+    for index, (spec, items) in prepared.items():
         pipeline = load_pipeline(spec, store=args.store, max_batch_size=args.batch_size)
         try:
-            reports[path] = [evaluate_with_progress(pipeline, items, args.metric, err)]
+            reports[index] = [evaluate_with_progress(pipeline, items, args.metric, err)]
         finally:
             pipeline.close()
-    ordered = [report for path in sources for report in reports[path]]
-    ran = [report for path in pipelines for report in reports[path]]
+    ordered = [report for found in reports for report in found]
+    ran = [reports[index][0] for index in prepared]
     if output is not None:
         write_jsonl_atomically(output, [row for report in ran for row in report.rows()])
     console().print(Group(summary_table(ordered), *([paired_table(*ordered)] if len(ordered) == 2 else [])))
