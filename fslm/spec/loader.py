@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from fslm.spec import topology
+from fslm.spec.edge_loading import EdgeLoader
 from fslm.spec.file_format import pipeline_file_model
 from fslm.spec.models import (
-    END,
     EdgeSpec,
     ModelSpec,
     PipelineSpec,
@@ -72,7 +72,6 @@ class _PipelineLoader:
         self.sink.problems.extend(problems)
         self.models: dict[str, ModelSpec] = {}
         self.stage_loader = StageLoader(file, sink, set())
-        self.file_edges: list[tuple[int, EdgeSpec]] = []  # the file's valid edges, with their index in it
         self.inputs: list[str] = []  # the valid names of the file's `inputs:`
 
     def load(self) -> PipelineSpec:
@@ -86,9 +85,10 @@ class _PipelineLoader:
             self.stage_loader.load(name, raw_stage)
         stage_names = list(top.stages)
         self.inputs = self._declared_inputs(top.inputs, stage_names)
-        edges, entry = self._wiring(top, stage_names)
+        wiring = EdgeLoader(self.sink, stage_names)
+        edges, entry = wiring.load(top.edges, top.entry, top.output)
         if entry in top.stages and not self.sink.is_full:  # a full sink may have skipped edges
-            self._check_graph(stage_names, entry, edges)
+            self._check_graph(stage_names, entry, edges, wiring)
         if self.sink.problems:
             raise SpecError(self.sink.problems)
         return PipelineSpec(
@@ -167,72 +167,9 @@ class _PipelineLoader:
                 )
             self.models[handle] = model.model_copy(update={"source": checked.source})
 
-    def _wiring(self, top: _TopLevel, stage_names: list[str]) -> tuple[list[EdgeSpec], str]:
-        """The resolved edges and the entry, with every unknown name reported."""
-        first = stage_names[0] if stage_names else ""
-        if top.edges is None:
-            if top.entry is not None and top.entry != first:
-                self.sink.add(
-                    ("entry",),
-                    f"entry {top.entry!r} needs 'edges': without them the stages run in file order from the "
-                    f"first stage {first!r}",
-                )
-            edges = topology.sequential_edges(stage_names)
-            entry = first
-        else:
-            edges = [
-                edge
-                for index, raw in enumerate(top.edges)
-                if not self.sink.is_full and (edge := self._load_edge(index, raw, stage_names))
-            ]
-            entry = top.entry if top.entry is not None else first
-            if top.entry is not None:
-                self._check_stage_reference(("entry",), "entry", top.entry, stage_names)
-        if top.output is not None:
-            self._check_stage_reference(("output",), "output", top.output, stage_names)
-        return topology.with_end_edges(stage_names, edges), entry
-
-    def _load_edge(self, index: int, raw_edge: Any, stage_names: list[str]) -> EdgeSpec | None:
-        path: KeyPath = ("edges", index)
-        raw_edge = without_unknown_keys(EdgeSpec, raw_edge)
-        try:
-            edge = EdgeSpec.model_validate(raw_edge, by_alias=True, by_name=False)
-        except ValidationError as error:
-            self.sink.add_validation_error(error, raw_edge, path)
-            return _salvaged_edge(raw_edge)
-        self.file_edges.append((index, edge))
-        edge_name = f"edge {index + 1}"
-        for position, source in enumerate(edge.sources):
-            where = (*path, "from", position) if isinstance(raw_edge["from"], list) else (*path, "from")
-            self._check_stage_reference(where, f"{edge_name} 'from'", source, stage_names)
-        for position, target in enumerate(edge.targets):
-            where = (*path, "to", position) if isinstance(raw_edge["to"], list) else (*path, "to")
-            self._check_stage_reference(where, f"{edge_name} 'to'", target, stage_names, allow_end=True)
-        for position, case in enumerate(edge.when):
-            self._check_stage_reference(
-                (*path, "when", position, "to"),
-                f"{edge_name} case {position + 1}",
-                case.to,
-                stage_names,
-                allow_end=True,
-            )
-        if edge.is_conditional:
-            self._check_stage_reference(
-                (*path, "otherwise"), f"{edge_name} 'otherwise'", edge.otherwise, stage_names, allow_end=True
-            )
-        return edge
-
-    def _check_stage_reference(
-        self, path: KeyPath, what: str, name: str, stage_names: list[str], *, allow_end: bool = False
+    def _check_graph(
+        self, stage_names: list[str], entry: str, edges: list[EdgeSpec], wiring: EdgeLoader
     ) -> None:
-        if name in stage_names or (allow_end and name == END):
-            return
-        choices = [*stage_names, END] if allow_end else stage_names
-        self.sink.add(
-            path, f"{what} names unknown stage {name!r}{did_you_mean(name, choices, what='stages')}"
-        )
-
-    def _check_graph(self, stage_names: list[str], entry: str, edges: list[EdgeSpec]) -> None:
         reached = topology.reachable_stages(stage_names, entry, edges)
         for name in stage_names:
             if name not in reached:
@@ -241,33 +178,13 @@ class _PipelineLoader:
                     f"stage {name!r} can never run: no path of edges leads to it from the entry {entry!r}",
                 )
         for loop in topology.cycles_without_exit(stage_names, edges):
-            self._report_endless_loop(loop)
+            wiring.report_endless_loop(loop)
         before = topology.guaranteed_before(stage_names, entry, edges)
         for read in self.stage_loader.templates:
             if self.sink.is_full:
                 break
             if before.is_reachable(read.stage):
                 self._check_template_variables(read.stage, read.path, read.variables, before, stage_names)
-
-    def _report_endless_loop(self, loop: list[str]) -> None:
-        members = set(loop)
-        edge_index = next(
-            (
-                index
-                for index, edge in self.file_edges
-                if members & set(edge.sources) and members & set(edge.next_stages())
-            ),
-            None,
-        )
-        where: KeyPath = ("edges", edge_index) if edge_index is not None else ("stages", loop[0])
-        if len(loop) == 1:
-            what, them = f"stage {loop[0]!r} loops back to itself", "it"
-        else:
-            what, them = f"stages {', '.join(repr(name) for name in loop)} form a loop", "them"
-        self.sink.add(
-            where,
-            f"{what} with no way out: no edge, case or 'otherwise' leads from {them} to another stage or END",
-        )
 
     def _check_template_variables(
         self,
@@ -311,23 +228,3 @@ class _PipelineLoader:
         for path in sorted(stage_files):
             digest.update(b"\0" + path.name.encode() + b"\0" + stage_files[path].raw)
         return digest.hexdigest()
-
-
-def _salvaged_edge(raw_edge: Any) -> EdgeSpec | None:
-    """The stage names an invalid edge mentions, as a plain edge: enough for the wiring checks to run without
-    reporting its targets unreachable too. Never part of a returned spec (the edge's problem is reported)."""
-    if not isinstance(raw_edge, dict):
-        return None
-    sources = _names(raw_edge.get("from"))
-    cases = raw_edge.get("when") if isinstance(raw_edge.get("when"), list) else []
-    targets = _names(raw_edge.get("to")) + _names(raw_edge.get("otherwise"))
-    targets += [name for case in cases if isinstance(case, dict) for name in _names(case.get("to"))]
-    if not sources:
-        return None
-    return EdgeSpec.model_construct(sources=sources, targets=targets or [END], when=[], otherwise=END)
-
-
-def _names(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
