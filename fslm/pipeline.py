@@ -1,4 +1,8 @@
-"""The Python entry point: load a pipeline file, run it on text or JSON, read what every stage said."""
+"""The Python entry point: load a pipeline file, run it on text or JSON, read what every stage said.
+
+Over 300 lines on purpose: `Pipeline` is the one object users hold, and its run, stream, batch, resume and
+replay share the same recording of runs in the store; split apart, each would reach into the others' state.
+"""
 
 import copy
 import time
