@@ -1,6 +1,6 @@
 """Compile a PipelineSpec into a LangGraph StateGraph."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
@@ -44,7 +44,9 @@ def build_graph(spec: PipelineSpec, submit: Submit) -> StateGraph:
     graph.add_edge(START, spec.entry)
     for edge in spec.edges:
         if edge.is_conditional:
-            path_map = {_node_name(target): _node_name(target) for target in edge.next_stages()}
+            path_map: dict[Hashable, str] = {
+                _node_name(target): _node_name(target) for target in edge.next_stages()
+            }
             graph.add_conditional_edges(edge.sources[0], _router(edge), path_map)
             continue
         sources = edge.sources if len(edge.sources) > 1 else edge.sources[0]

@@ -114,7 +114,8 @@ def _salvaged_edge(raw_edge: Any) -> EdgeSpec | None:
     if not isinstance(raw_edge, dict):
         return None
     sources = _names(raw_edge.get("from"))
-    cases = raw_edge.get("when") if isinstance(raw_edge.get("when"), list) else []
+    when = raw_edge.get("when")
+    cases = when if isinstance(when, list) else []
     targets = _names(raw_edge.get("to")) + _names(raw_edge.get("otherwise"))
     targets += [name for case in cases if isinstance(case, dict) for name in _names(case.get("to"))]
     if not sources:

@@ -11,7 +11,7 @@ stage keys plus every kind's own, each optional here, since a stage holds the ke
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Optional
 
 from pydantic import ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
@@ -20,8 +20,8 @@ from fslm.spec.kinds import node_kinds
 from fslm.spec.models import EdgeSpec, GenerationSpec, ModelSpec, StageSpecBase, StrictModel
 
 
-def _optional(field: FieldInfo) -> FieldInfo:
-    return FieldInfo(annotation=field.annotation | None, default=None, description=field.description)
+def _optional(field: FieldInfo) -> Any:
+    return Field(None, description=field.description)
 
 
 def _stage_fields() -> dict[str, Any]:
@@ -29,7 +29,7 @@ def _stage_fields() -> dict[str, Any]:
     for kind in node_kinds().values():
         for name, field in kind.spec.model_fields.items():
             if name not in StageSpecBase.model_fields:
-                fields.setdefault(name, (field.annotation | None, _optional(field)))
+                fields.setdefault(name, (Optional[field.annotation], _optional(field)))  # noqa: UP045
     base = StageSpecBase.model_fields
     fields["system"] = (base["system"].annotation, base["system"])
     fields["chat_template"] = (bool, base["chat_template"])

@@ -129,13 +129,14 @@ def _guard_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]
 
     @functools.wraps(function)  # keeps jinja_pass_arg, so context or environment still come first
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        args, kwargs = _listed(args), dict(zip(kwargs, _listed(kwargs.values()), strict=True))
-        subject, *rest = args[1:] if passes_first else args
+        listed = _listed(args)
+        kwargs = dict(zip(kwargs, _listed(kwargs.values()), strict=True))
+        subject, *rest = listed[1:] if passes_first else listed
         arguments = [*rest, *kwargs.values()]
         if name == "sum" and not all(map(_is_number, arguments)):
             raise SecurityError("the filter 'sum' adds numbers only")  # adding lists one by one takes n² time
         return _guarded(
-            f"the filter '{name}'", lambda: function(*args, **kwargs), _estimate(subject, arguments)
+            f"the filter '{name}'", lambda: function(*listed, **kwargs), _estimate(subject, arguments)
         )
 
     return guarded
@@ -167,13 +168,13 @@ def _bounded_range(*args: int) -> range:
 class _Guards(NodeTransformer):
     """Count every loop step against the rendering's budget, and check every `~` join before it is built."""
 
-    def visit_For(self, node: nodes.For) -> nodes.For:
-        node = self.generic_visit(node)
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
         node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Filter:
-        node = self.generic_visit(node)
+        self.generic_visit(node)
         joined = nodes.List(node.nodes, lineno=node.lineno)
         return nodes.Filter(joined, _JOIN_FILTER, [], [], None, None, lineno=node.lineno)
 
