@@ -1,0 +1,245 @@
+"""Choice stages' quality: SmolLM2-135M-Instruct, Gemma-3-270m and a UniTE choice stage over both.
+
+Each set runs one pipeline: a `choices` stage whose `ensemble` has both models as members, equal weights,
+normalize: none, no chat template, float32 on the CPU. Its record holds each member's per-option
+log-probabilities, so one run gives all three: a member's pick is the argmax of its own scores, the
+ensemble's the argmax of the members' softmax probabilities over the options, averaged (what the stage picks).
+acc uses the summed log-probabilities, acc_norm the sums per UTF-8 byte of the option (lm-eval-harness's
+acc and acc_norm), both recomputed with `fslm.eval.choices.pick` as `fslm eval` does. 95% intervals are
+Wilson score intervals; the ensemble against its better member (by acc) is compared item by item, with the
+exact McNemar p-value (`fslm.eval.stats`).
+
+- PIQA: the 300 dev items; "Question: {goal}\\nAnswer:", each option continued as " {option}".
+- ARC-Challenge: the first 300 items of its train split (the only split in ../shared/data), same format.
+- MMLU: 300 val items evenly spaced through the file (many subjects), 5-shot from the dev items of the same
+  subject, lm-eval's `mmlu` format: options listed A-D in the prompt, the continuations " A" … " D" (so
+  acc_norm is acc: every option is one byte).
+
+Speed: on PIQA items, items/s of a choice stage with one model (both options scored) against a generating
+stage that writes a one-letter answer (max_new_tokens 1, greedy) to the same question with the options
+listed, per model, on the first --speed-n items (models loaded and warmed first).
+
+Usage: python bench/choices_quality.py [--n 300] [--sets piqa,arc,mmlu,speed] [--batch 32]
+Rows go to bench/results/choices_quality.md after each set (a partial run leaves the finished sets).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from common import SHARED_DATA, record
+
+from fslm.eval.choices import pick
+from fslm.eval.stats import interval95, paired
+from fslm.pipeline import load_pipeline
+
+MODELS = {"SmolLM2-135M-Instruct": "smollm2-135m-instruct", "Gemma-3-270m": "gemma3-270m"}
+HANDLES = {"smol": "smollm2-135m-instruct", "gemma": "gemma3-270m"}
+LETTERS = "ABCD"
+MODELS_YAML = "models:\n" + "".join(
+    f"  {handle}: {{source: {source}, dtype: float32}}\n" for handle, source in HANDLES.items()
+)
+ENSEMBLE = (
+    MODELS_YAML
+    + """inputs: [prompt_text, choices]
+stages:
+  answer:
+    ensemble: {members: [{model: smol}, {model: gemma}]}
+    prompt: "{{ prompt_text }}"
+    choices: "{{ choices }}"
+    normalize: none
+"""
+)
+SINGLE_CHOICE = (
+    MODELS_YAML
+    + """inputs: [prompt_text, choices]
+stages:
+  answer: {{model: {handle}, prompt: "{{{{ prompt_text }}}}", choices: "{{{{ choices }}}}", normalize: none}}
+"""
+)
+LETTER = (
+    MODELS_YAML
+    + """inputs: [prompt_text]
+stages:
+  answer:
+    model: {handle}
+    prompt: "{{{{ prompt_text }}}}"
+    chat_template: false
+    generation: {{max_new_tokens: 1}}
+"""
+)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
+    return [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
+
+
+def letters_of(row: dict) -> str:
+    return "".join(letter for letter in LETTERS if letter in row)
+
+
+def listed(row: dict) -> str:
+    options = "\n".join(f"{letter}. {row[letter]}" for letter in letters_of(row))
+    return f"{row['question'].strip()}\n{options}\nAnswer:"
+
+
+def option_items(file: str, n: int) -> list[dict]:
+    """PIQA and ARC in lm-eval's format: the options themselves are continued."""
+    return [
+        {
+            "prompt_text": f"Question: {row['question']}\nAnswer:",
+            "choices": [row[letter] for letter in letters_of(row)],
+            "gold": letters_of(row).index(row["answer"]),
+        }
+        for row in read_jsonl(SHARED_DATA / file)[:n]
+    ]
+
+
+def mmlu_items(n: int) -> list[dict]:
+    shots = defaultdict(list)
+    for row in read_jsonl(SHARED_DATA / "mmlu" / "dev.jsonl"):
+        shots[row["domain"]].append(row)
+    rows = read_jsonl(SHARED_DATA / "mmlu" / "val.jsonl")
+    rows = rows[:: max(1, len(rows) // n)][:n]
+    items = []
+    for row in rows:
+        domain = row["domain"]
+        examples = "".join(f"{listed(shot)} {shot['answer']}\n\n" for shot in shots[domain][:5])
+        header = f"The following are multiple choice questions (with answers) about {domain}.\n\n"
+        items.append(
+            {
+                "prompt_text": header + examples + listed(row),
+                "choices": list(LETTERS),
+                "gold": LETTERS.index(row["answer"]),
+            }
+        )
+    return items
+
+
+def run_pipeline(text: str, inputs: list[dict], batch: int) -> tuple[list, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bench.yaml"
+        path.write_text(text)
+        pipeline = load_pipeline(path, store=str(Path(folder) / "runs.sqlite"), max_batch_size=batch)
+        try:
+            pipeline.batch(inputs[:2])  # load the models and warm up
+            started = time.perf_counter()
+            results = pipeline.batch(inputs)
+            return results, time.perf_counter() - started
+        finally:
+            pipeline.close()
+
+
+def quality(title: str, items: list[dict], batch: int, note: str) -> list[dict]:
+    inputs = [{"prompt_text": item["prompt_text"], "choices": item["choices"]} for item in items]
+    results, seconds = run_pipeline(ENSEMBLE, inputs, batch)
+    records = [result.messages[-1]["choices"] for result in results]
+    golds = [item["gold"] for item in items]
+    correct: dict[str, dict[str, list[float]]] = {}
+    for metric, how in (("acc", "none"), ("acc_norm", "byte")):
+        for index, model in enumerate(MODELS):
+            member = [{**scored, "scorers": [scored["scorers"][index]]} for scored in records]
+            correct.setdefault(model, {})[metric] = [
+                float(pick(scored, how, [1.0]) == gold) for scored, gold in zip(member, golds, strict=True)
+            ]
+        correct.setdefault("UniTE choice stage", {})[metric] = [
+            float(pick(scored, how, [1.0, 1.0]) == gold) for scored, gold in zip(records, golds, strict=True)
+        ]
+    best = max(MODELS, key=lambda model: sum(correct[model]["acc"]))
+    rows = []
+    for model, scores in correct.items():
+        row = {"set": title, "model": model, "n": len(items)}
+        for metric, values in scores.items():
+            bounds = interval95(values)
+            row[metric] = (
+                f"{100 * sum(values) / len(values):.1f} [{100 * bounds.low:.1f}, {100 * bounds.high:.1f}]"
+            )
+        for metric in ("acc", "acc_norm"):
+            comparison = paired(scores[metric], correct[best][metric])
+            row[f"{metric}: wins/losses vs best member (p)"] = (
+                f"{comparison.wins}/{comparison.losses} (p={comparison.p_value:.3f})"
+                if model not in MODELS
+                else ""
+            )
+        row["note"] = note
+        rows.append(row)
+    rows[-1]["note"] = (
+        f"{note}; best member: {best}; {len(items) / seconds:.2f} items/s for the ensemble stage"
+    )
+    return rows
+
+
+def speed(n: int, batch: int) -> list[dict]:
+    items = option_items("piqa/dev.jsonl", n)
+    rows = read_jsonl(SHARED_DATA / "piqa" / "dev.jsonl")[:n]
+    letters = [{"prompt_text": f"Question: {listed(row)}"} for row in rows]
+    inputs = [{"prompt_text": item["prompt_text"], "choices": item["choices"]} for item in items]
+    table = []
+    for model, handle in zip(MODELS, HANDLES, strict=True):
+        _, choice_seconds = run_pipeline(SINGLE_CHOICE.format(handle=handle), inputs, batch)
+        _, letter_seconds = run_pipeline(LETTER.format(handle=handle), letters, batch)
+        table.append(
+            {
+                "set": f"PIQA speed, first {n} items",
+                "model": model,
+                "n": n,
+                "choice stage items/s (2 options scored)": round(n / choice_seconds, 2),
+                "one-letter generation items/s": round(n / letter_seconds, 2),
+            }
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--speed-n", type=int, default=40)
+    parser.add_argument("--sets", default="piqa,arc,mmlu,speed")
+    parser.add_argument("--batch", type=int, default=32, help="most options in one forward pass")
+    args = parser.parse_args()
+    sets = {
+        "piqa": lambda: quality("PIQA (dev)", option_items("piqa/dev.jsonl", args.n), args.batch, "0-shot"),
+        "arc": lambda: quality(
+            "ARC-Challenge (train)",
+            option_items("arc-challenge/train.jsonl", args.n),
+            args.batch,
+            "0-shot, train items",
+        ),
+        "mmlu": lambda: quality("MMLU (val)", mmlu_items(args.n), args.batch, "5-shot from dev, letters"),
+    }
+    quality_rows: list[dict] = []
+    speed_rows: list[dict] = []
+    for name in args.sets.split(","):
+        if name == "speed":
+            speed_rows = speed(args.speed_n, args.batch)
+        else:
+            quality_rows += sets[name]()
+        for row in (quality_rows + speed_rows)[-3:]:
+            print(json.dumps(row), flush=True)
+        write(quality_rows, speed_rows)
+
+
+def write(quality_rows: list[dict], speed_rows: list[dict]) -> None:
+    notes = (
+        "Each cell: accuracy % [95% Wilson interval]. One pipeline per set: a `choices` stage with a UniTE "
+        "ensemble of both models (equal weights, option probabilities averaged); members' picks read from "
+        "its record. acc: summed log-probs; acc_norm: per byte. Wins/losses: items the ensemble gets right "
+        "and its better member (by acc) wrong, and the reverse; p: exact McNemar. Float32, CPU, no chat "
+        "template. See the script's docstring for the formats."
+    )
+    if speed_rows:
+        lines = ["| " + " | ".join(speed_rows[0]) + " |", "|" + "---|" * len(speed_rows[0])]
+        lines += ["| " + " | ".join(str(value) for value in row.values()) + " |" for row in speed_rows]
+        notes += "\n\nSpeed (PIQA, one model per stage, loading excluded):\n\n" + "\n".join(lines)
+        notes += "\n\n```json\n" + json.dumps(speed_rows, indent=1) + "\n```"
+    print(record("choices_quality", quality_rows or speed_rows, notes))
+
+
+if __name__ == "__main__":
+    main()
