@@ -114,9 +114,16 @@ def test_jsonl_values_python_cannot_hold_are_exit_2(tmp_path, capsys, line, mess
 def test_bad_csv_data_is_exit_2_naming_the_file(tmp_path, capsys, no_model_loads, content, message):
     data = tmp_path / "items.csv"
     data.write_bytes(content)
-    assert main(["eval", "p.yaml", "--data", str(data), "--metric", "exact"]) == 2
+    assert main(["eval", valid_pipeline(tmp_path), "--data", str(data), "--metric", "exact"]) == 2
     err = error_of(capsys)
     assert "items.csv" in err and message in err
+
+
+def valid_pipeline(directory: Path) -> str:
+    """A pipeline that validates without loading a model: eval checks it before reading the data."""
+    path = directory / "valid.yaml"
+    path.write_text("models: {m: {source: org/model}}\nstages: {only: {model: m, prompt: '{{ input }}'}}\n")
+    return str(path)
 
 
 def test_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
@@ -144,7 +151,7 @@ def test_unusable_input_and_data_paths_are_exit_2(tmp_path, capsys, no_model_loa
     assert main(["run", "p.yaml", "--input-file", path, "--output", out]) == 2
     err = error_of(capsys)
     assert (message if kind != "symlink loop" else "Too many levels of symbolic links") in err
-    assert main(["eval", "p.yaml", "--data", path, "--metric", "exact"]) == 2
+    assert main(["eval", valid_pipeline(tmp_path), "--data", path, "--metric", "exact"]) == 2
     if kind != "directory":  # a directory is read as a `datasets` directory, and refused as not being one
         assert message in error_of(capsys)
     assert main(["finetune", str(tmp_path / "p.yaml"), "--stage", "first", "--data", path]) == 2
@@ -157,7 +164,7 @@ def test_unreadable_data_file_is_exit_2(tmp_path, capsys, no_model_loads):
     data = tmp_path / "items.jsonl"
     data.write_text('{"input": "q", "answer": "a"}\n')
     data.chmod(0)
-    assert main(["eval", "p.yaml", "--data", str(data), "--metric", "exact"]) == 2
+    assert main(["eval", valid_pipeline(tmp_path), "--data", str(data), "--metric", "exact"]) == 2
     assert "cannot read the data file" in error_of(capsys)
 
 
