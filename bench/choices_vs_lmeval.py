@@ -139,7 +139,7 @@ def compare(name: str, data: list[dict]) -> dict:
         "lm-eval acc": round(accuracy(theirs, None), 2),
         "fslm acc_norm": round(accuracy(ours, our_bytes), 2),
         "lm-eval acc_norm": round(accuracy(theirs, their_chars), 2),
-        "max |Δ logprob|": f"{delta:.2e}",
+        "max abs Δ logprob": f"{delta:.2e}",
         "fslm items/s": round(len(data) / our_seconds, 2),
         "lm-eval items/s": round(len(data) / their_seconds, 2),
         "non-ASCII items": sum(any(not option.isascii() for option in item["choices"]) for item in data),
