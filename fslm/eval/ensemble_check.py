@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from fslm.errors import FslmError
 from fslm.eval.ensemble_determine import CandidateResult
-from fslm.eval.metrics import METRICS, score
 from fslm.eval.items import EvalItem
+from fslm.eval.metrics import METRICS, score
 from fslm.runtime.types import GenerationParams, GenerationRequest, ModelRef
 from fslm.spec.templates import compile_template, render_template
 
