@@ -110,11 +110,18 @@ def test_validate_reports_every_problem_with_exit_2(tmp_path):
 
 
 def test_validate_and_graph_on_shipped_pipelines():
-    for name in ("demo", "branching"):
-        assert fslm("validate", f"pipelines/{name}.yaml").returncode == 0
+    shipped = sorted((REPO / "pipelines").glob("*.yaml"))
+    names = {path.stem for path in shipped}
+    assert {"demo", "branching", "math_router", "unite_trivia", "unite_piqa"} <= names
+    for path in shipped:
+        done = fslm("validate", str(path))
+        assert done.returncode == 0, done.stderr
     graph = fslm("graph", "pipelines/branching.yaml")
     assert graph.returncode == 0
     assert "numbers -.-> solve" in graph.stdout and "numbers -.-> explain" in graph.stdout
+    routed = fslm("graph", "pipelines/math_router.yaml")
+    assert routed.returncode == 0
+    assert "route -.-> solve" in routed.stdout and "route -.-> reply" in routed.stdout
 
 
 def test_run_with_a_model_that_cannot_be_found_is_exit_2(tmp_path):
