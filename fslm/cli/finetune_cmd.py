@@ -2,6 +2,7 @@
 file."""
 
 import argparse
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,18 @@ OVERRIDES: dict[str, tuple[str, type]] = {
 }
 
 
+# Training workflows with a recipe format of their own (`fslm finetune NAME RECIPE.yaml`), each a module
+# here with `register_workflow(parser)`; see fslm.cli.main.workflow_command.
+WORKFLOWS: dict[str, str] = {}
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "finetune", help="train a LoRA adapter for one stage, from a recipe or from --stage and --data"
+        "finetune",
+        help="train a LoRA adapter for one stage, from a recipe or from --stage and --data",
+        epilog="".join(f"fslm finetune {name} RECIPE.yaml: {doc}\n" for name, doc in workflow_help().items())
+        or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "source", type=Path, help="a recipe (finetune/*.yaml), or a pipeline with --stage/--data"
@@ -65,6 +75,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="write the adapter into the stage of the target pipeline (or of PIPELINE)",
     )
     parser.set_defaults(handler=run)
+    for name, module_name in WORKFLOWS.items():
+        module = importlib.import_module(module_name)
+        workflow = commands.add_parser(
+            f"finetune {name}", prog=f"fslm finetune {name}", description=module.__doc__
+        )
+        module.register_workflow(workflow)
+
+
+def workflow_help() -> dict[str, str]:
+    return {
+        name: (importlib.import_module(module).__doc__ or "").strip().splitlines()[0]
+        for name, module in WORKFLOWS.items()
+    }
 
 
 def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -58,9 +58,17 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+def workflow_command(argv: list[str]) -> list[str]:
+    """`fslm finetune router R.yaml` is the command `finetune router`: the adapter command keeps its
+    positional recipe, and each workflow gets a parser of its own."""
+    if len(argv) >= 2 and argv[0] == "finetune" and argv[1] in finetune_cmd.WORKFLOWS:
+        return [f"finetune {argv[1]}", *argv[2:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(workflow_command(sys.argv[1:] if argv is None else argv))
     try:
         return args.handler(args) or 0
     except FslmError as error:
