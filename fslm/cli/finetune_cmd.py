@@ -41,7 +41,10 @@ OVERRIDES: dict[str, tuple[str, type]] = {
 
 # Training workflows with a recipe format of their own (`fslm finetune NAME RECIPE.yaml`), each a module
 # here with `register_workflow(parser)`; see fslm.cli.main.workflow_command.
-WORKFLOWS: dict[str, str] = {}
+WORKFLOWS: dict[str, str] = {
+    "boost": "fslm.cli.boost_cmd",
+    "router": "fslm.cli.router_cmd",
+}
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -18,6 +18,7 @@ class Batch:
     loss_rows: torch.Tensor  # with loss_positions: where a completion token is predicted
     loss_positions: torch.Tensor
     labels: torch.Tensor  # the completion token predicted at each (row, position)
+    label_weights: torch.Tensor | None = None  # each label's example weight, when examples are weighted
 
     @property
     def tokens(self) -> int:
@@ -44,7 +45,8 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, seed: int) -> Iterato
         epoch += 1
 
 
-def collate(examples: Sequence[Encoded], pad_id: int) -> Batch:
+def collate(examples: Sequence[Encoded], pad_id: int, weights: Sequence[float] | None = None) -> Batch:
+    """The examples as one right-padded batch; `weights` (one per example) scale each example's loss."""
     longest = max(len(example) for example in examples)
     input_ids = torch.full((len(examples), longest), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), longest), dtype=torch.long)
@@ -66,4 +68,5 @@ def collate(examples: Sequence[Encoded], pad_id: int) -> Batch:
         loss_rows=torch.tensor(rows, dtype=torch.long),
         loss_positions=torch.tensor(positions, dtype=torch.long),
         labels=torch.tensor(labels, dtype=torch.long),
+        label_weights=None if weights is None else torch.tensor([float(weights[row]) for row in rows]),
     )

@@ -56,7 +56,18 @@ def with_new_adapter(model: Any, lora: LoraSpec, seed: int, gradient_checkpointi
 
 
 def completion_loss(peft_model: Any, batch: Batch) -> tuple[torch.Tensor, int]:
-    """The summed cross-entropy of the batch's completion tokens, and how many there are."""
+    """The summed cross-entropy of the batch's completion tokens (each scaled by its example's weight when the
+    batch has weights), and how many there are."""
+    logits = completion_logits(peft_model, batch)
+    if batch.label_weights is None:
+        loss = functional.cross_entropy(logits, batch.labels, reduction="sum")
+    else:
+        loss = (functional.cross_entropy(logits, batch.labels, reduction="none") * batch.label_weights).sum()
+    return loss, int(batch.labels.numel())
+
+
+def completion_logits(peft_model: Any, batch: Batch) -> torch.Tensor:
+    """The next-token logits (float32) at each of the batch's completion positions, in label order."""
     causal_lm = peft_model.get_base_model()
     hidden = causal_lm.get_decoder()(
         input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
@@ -66,5 +77,4 @@ def completion_loss(peft_model: Any, batch: Batch) -> tuple[torch.Tensor, int]:
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    loss = functional.cross_entropy(logits, batch.labels, reduction="sum")
-    return loss, int(batch.labels.numel())
+    return logits

@@ -85,8 +85,12 @@ class Trainer:
         spec: TrainSpec,
         pad_id: int,
         eval_every: int | None,
+        sample_weights: Sequence[float] | None = None,
     ) -> None:
+        """`sample_weights` (one per training example, mean 1 for the usual loss scale) scale each example's
+        loss: a boosting round's weighted training set."""
         self.model = peft_model
+        self.sample_weights = sample_weights
         self.train_set = train_set
         self.eval_set = eval_set
         self.spec = spec
@@ -154,7 +158,15 @@ class Trainer:
     def _step(self, micro_batches: list[list[int]], progress: Progress) -> StepLog:
         started = time.perf_counter()
         self.model.train()
-        batches = [collate([self.train_set[i] for i in indices], self.pad_id) for indices in micro_batches]
+        weights = self.sample_weights
+        batches = [
+            collate(
+                [self.train_set[i] for i in indices],
+                self.pad_id,
+                None if weights is None else [weights[i] for i in indices],
+            )
+            for indices in micro_batches
+        ]
         # Every completion token of the step weighs the same, however the micro-batches split them.
         step_tokens = sum(int(batch.labels.numel()) for batch in batches)
         loss_sum = 0.0

@@ -16,6 +16,7 @@ class EnsembleRecord(TypedDict):
     templates: list[str]
     steps: int
     disagreements: int
+    weights: NotRequired[list[float]]  # a boost stage's: each member's α, normalised to sum 1
 
 
 class StageMessage(TypedDict):

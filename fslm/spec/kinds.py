@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 from fslm.spec.models import StageSpecBase
@@ -39,6 +40,10 @@ class StageChecks(Protocol):
     def resolve_adapter(self, stage: str, holder: dict[str, Any], path: KeyPath) -> bool:
         """Make `holder["adapter"]` an absolute Path and report a missing or non-peft directory.
         False when the value is not a path at all (then drop the key)."""
+
+    def resolve_directory(self, stage: str, holder: dict[str, Any], key: str, path: KeyPath) -> Path | None:
+        """Make `holder[key]` an absolute Path, relative to the file that names it, and report it when it is
+        not a directory. The directory, or None when it is not one (the problem is reported)."""
 
 
 @dataclass(frozen=True)

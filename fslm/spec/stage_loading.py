@@ -159,6 +159,25 @@ class StageLoader:
             )
         return True
 
+    def resolve_directory(self, name: str, holder: dict[str, Any], key: str, path: KeyPath) -> Path | None:
+        """Make `holder[key]` an absolute Path (relative to the file that names it); None when it is not a
+        directory (reported)."""
+        value = holder.get(key)
+        if not isinstance(value, str) or not value:
+            self.sink.add(path, f"stage {name!r}: {key!r} must be a directory path (got {value!r})")
+            return None
+        location = self.sink.locate(path)
+        try:
+            directory = resolve_path(value, location.file.parent if location else self.file.parent, key)
+        except FslmError as error:
+            self.sink.add(path, f"stage {name!r}: {error}")
+            return None
+        holder[key] = directory
+        if not is_dir(directory):
+            self.sink.add(path, f"stage {name!r}: {key} directory {value!r} does not exist ({directory})")
+            return None
+        return directory
+
     def check_template(
         self, name: str, key: str, source: str, provided: frozenset[str] = frozenset()
     ) -> tuple[TemplateVariable, ...] | None:

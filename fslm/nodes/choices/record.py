@@ -26,3 +26,4 @@ class ChoicesRecord(TypedDict):
     chosen: int
     scorers: list[ScorerRecord]
     duplicates: NotRequired[list[str]]  # options the input listed more than once (scored once)
+    weights: NotRequired[list[float]]  # a boost stage's: each scorer's α, normalised to sum 1

@@ -1,0 +1,104 @@
+"""Pydantic models of the `fslm finetune boost` and `fslm finetune w2s` recipes. Their keys reuse the adapter
+recipe's sections (`target`, `lora`, `train`), so a weak member trains as one adapter would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+
+from fslm.errors import FslmError
+from fslm.files import check_path_name, resolved
+from fslm.finetune.recipe import DatasetSource, LoraSpec, RecipeModel, RecipePath, TargetSpec, TrainSpec
+from fslm.spec.problems import SpecError
+from fslm.spec.reporting import ProblemSink
+from fslm.spec.yaml_source import read_yaml_file
+
+
+class BoostRecipe(RecipeModel):
+    """`fslm finetune boost`: T rounds of AdaBoost (SAMME), each training one LoRA adapter of the target stage
+    on the weighted training set."""
+
+    target: TargetSpec = Field(description="The weak stage: a single-model stage (text or choices).")
+    data: DatasetSource = Field(
+        description="The labelled training set (a choices stage: options per record)."
+    )
+    rounds: int = Field(3, ge=1, le=100, description="T: how many members to train at most.")
+    error: Literal["sample", "token"] = Field(
+        "sample",
+        description="How a round's mistakes are counted: `sample` (the pick, or the whole greedy answer, is "
+        "wrong) or `token` (the fraction of gold answer tokens that are not the model's argmax).",
+    )
+    classes: int | None = Field(
+        None,
+        ge=2,
+        description="K of SAMME's α = ln((1−ε)/ε) + ln(K−1). Default: a choices stage's most common number "
+        "of options; 2 for a stage that writes text (right or wrong; see docs/boost.md).",
+    )
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="Each member's adapter shape.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="Each round's optimisation settings.")
+    output: RecipePath = Field(description="The boost directory to write (members, α, record).")
+
+
+class DifficultySplit(RecipeModel):
+    """Easy and hard examples: by a field of the data, or by the weak base model's loss on the gold answer."""
+
+    field: str | None = Field(None, description="A record field whose value says easy or hard.")
+    easy: list[str] = Field(default_factory=list, description="With `field`: the values that mean easy.")
+    easy_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Without `field`: the share of examples with the lowest weak loss."
+    )
+
+    @model_validator(mode="after")
+    def _values_with_a_field(self) -> DifficultySplit:
+        if self.field is not None and not self.easy:
+            raise ValueError("a split by 'field' needs 'easy': the field's values that mean easy")
+        return self
+
+
+class StrongSpec(RecipeModel):
+    """The strong stage and how it is fine-tuned on the weak labels."""
+
+    target: TargetSpec = Field(description="The strong stage: a single-model choices stage.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="The strong adapter's shape.")
+    train: TrainSpec = Field(
+        default_factory=TrainSpec, description="The strong stage's optimisation settings."
+    )
+
+
+class W2SRecipe(RecipeModel):
+    """`fslm finetune w2s`: a weak ensemble boosted on easy data labels hard data for a strong stage."""
+
+    weak: BoostRecipe = Field(description="The weak ensemble's recipe; its `data` is split easy / hard.")
+    strong: StrongSpec = Field(description="The strong stage.")
+    test: DatasetSource = Field(description="Held-out hard test items (gold labels), at least 300 to report.")
+    split: DifficultySplit = Field(default_factory=DifficultySplit, description="How easy and hard are told.")
+    max_hard: int | None = Field(
+        None, ge=1, description="Use at most this many hard items for pseudo-labels."
+    )
+    output: RecipePath = Field(description="Directory for the weak members, strong adapters and the report.")
+
+
+Recipes = TypeVar("Recipes", BoostRecipe, W2SRecipe)
+
+
+def load_workflow_recipe(path: Path, model: type[Recipes]) -> Recipes:
+    """A recipe file validated as `model`, read as the adapter recipe is: problems name their line."""
+    check_path_name(path, "recipe")
+    file = resolved(path)
+    _, parsed = read_yaml_file(file, "recipe")
+    if parsed.problems:
+        raise SpecError(parsed.problems)
+    if not isinstance(parsed.data, dict):
+        raise FslmError(f"{path}: a recipe is a mapping of {', '.join(model.model_fields)}")
+    sink = ProblemSink(file, parsed.locations)
+    sink.check_unknown_keys(model, parsed.data)
+    try:
+        recipe = model.model_validate(parsed.data, context={"base_dir": file.parent})
+    except ValidationError as error:
+        sink.add_validation_error(error, parsed.data)
+        raise SpecError(sink.problems) from None
+    if sink.problems:
+        raise SpecError(sink.problems)
+    return recipe

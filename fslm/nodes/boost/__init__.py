@@ -1,0 +1,22 @@
+"""The `boost` node kind: a stage served by an α-weighted ensemble of weak members (EnsemW2S).
+
+`spec.py` holds its YAML block and checks, `checkpoint.py` the file `fslm finetune boost` writes and the
+stage reads its α from (both read by the spec layer: no torch, no LangGraph); `node.py` holds the graph node.
+The decoding lives in the runtime, `fslm/runtime/boost/`.
+"""
+
+from fslm.nodes.boost.spec import BoostStageSpec, check_boost
+from fslm.spec.kinds import NodeKind
+
+KIND = NodeKind(
+    name="boost",
+    key="boost",
+    spec=BoostStageSpec,
+    node="fslm.nodes.boost.node:make_boost_node",
+    description="Weak members mix their next-token (or option) probabilities with AdaBoost weights α.",
+    check=check_boost,
+    reference={
+        "BoostSpec": "`stages.<name>.boost`",
+        "EnsembleMemberSpec": "`stages.<name>.boost.members[]`",
+    },
+)
