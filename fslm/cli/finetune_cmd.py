@@ -43,6 +43,7 @@ OVERRIDES: dict[str, tuple[str, type]] = {
 # here with `register_workflow(parser)`; see fslm.cli.main.workflow_command.
 WORKFLOWS: dict[str, str] = {
     "boost": "fslm.cli.boost_cmd",
+    "w2s": "fslm.cli.w2s_cmd",
     "router": "fslm.cli.router_cmd",
 }
 

@@ -16,9 +16,9 @@ from fslm.spec.reporting import ProblemSink
 from fslm.spec.yaml_source import read_yaml_file
 
 
-class BoostRecipe(RecipeModel):
-    """`fslm finetune boost`: T rounds of AdaBoost (SAMME), each training one LoRA adapter of the target stage
-    on the weighted training set."""
+class WeakEnsembleSpec(RecipeModel):
+    """T rounds of AdaBoost (SAMME), each training one LoRA adapter of the target stage on the weighted
+    training set."""
 
     target: TargetSpec = Field(description="The weak stage: a single-model stage (text or choices).")
     data: DatasetSource = Field(
@@ -38,6 +38,11 @@ class BoostRecipe(RecipeModel):
     )
     lora: LoraSpec = Field(default_factory=LoraSpec, description="Each member's adapter shape.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="Each round's optimisation settings.")
+
+
+class BoostRecipe(WeakEnsembleSpec):
+    """`fslm finetune boost`: a weak ensemble, written to `output`."""
+
     output: RecipePath = Field(description="The boost directory to write (members, α, record).")
 
 
@@ -70,7 +75,7 @@ class StrongSpec(RecipeModel):
 class W2SRecipe(RecipeModel):
     """`fslm finetune w2s`: a weak ensemble boosted on easy data labels hard data for a strong stage."""
 
-    weak: BoostRecipe = Field(description="The weak ensemble's recipe; its `data` is split easy / hard.")
+    weak: WeakEnsembleSpec = Field(description="The weak ensemble: trained on the easy part of its `data`.")
     strong: StrongSpec = Field(description="The strong stage.")
     test: DatasetSource = Field(description="Held-out hard test items (gold labels), at least 300 to report.")
     split: DifficultySplit = Field(default_factory=DifficultySplit, description="How easy and hard are told.")

@@ -11,7 +11,7 @@ from typing import Any
 
 from fslm.errors import FslmError
 from fslm.finetune.boost.members import Measured, StageModel
-from fslm.finetune.boost.recipe import BoostRecipe
+from fslm.finetune.boost.recipe import WeakEnsembleSpec
 from fslm.finetune.boost.samme import (
     EPSILON_FLOOR,
     NoBetterThanChance,
@@ -47,7 +47,7 @@ class Boosted:
 
 
 def boost_rounds(
-    recipe: BoostRecipe,
+    recipe: WeakEnsembleSpec,
     model: StageModel,
     examples: list[BoostExample],
     classes: int,

@@ -16,7 +16,7 @@ from typing import Any
 from fslm.errors import FslmError
 from fslm.files import replace_directory, staging_directory
 from fslm.finetune.boost.members import StageModel
-from fslm.finetune.boost.recipe import BoostRecipe
+from fslm.finetune.boost.recipe import BoostRecipe, WeakEnsembleSpec
 from fslm.finetune.boost.rounds import BoostCallbacks, Boosted, boost_rounds
 from fslm.finetune.boost.task import BoostExample, classes, read_examples
 from fslm.finetune.output import check_output, check_output_place
@@ -92,7 +92,7 @@ def fitting_examples(model: StageModel, examples: list[BoostExample], max_length
 
 def write_checkpoint(
     staging: Path,
-    recipe: BoostRecipe,
+    recipe: WeakEnsembleSpec,
     model: StageModel,
     task: TaskFormat,
     boosted: Boosted,
