@@ -17,6 +17,5 @@ KIND = NodeKind(
     check=check_boost,
     reference={
         "BoostSpec": "`stages.<name>.boost`",
-        "EnsembleMemberSpec": "`stages.<name>.boost.members[]`",
     },
 )

@@ -19,6 +19,7 @@ from fslm.spec.reporting import did_you_mean
 from fslm.spec.yaml_source import KeyPath
 
 _CHOICE_KEYS = ("continuation", "normalize")
+_CHOICE_FIELDS = ChoiceStageSpec.model_fields
 
 
 class BoostSpec(BaseModel):
@@ -83,19 +84,10 @@ class BoostStageSpec(StageSpecBase):
     kind: ClassVar[str] = "boost"
 
     boost: BoostSpec = Field(description="Instead of `model`: weak members and their α (see docs/boost.md).")
-    choices: str | list[str] | None = Field(
-        None,
-        description=(
-            "Makes the stage pick an option, as a choices stage does (docs/choices.md): the members' "
-            "probabilities over the options are mixed with the same α weights."
-        ),
-    )
-    continuation: str = Field(
-        DEFAULT_CONTINUATION, description="With `choices`: the text scored after the prompt for each option."
-    )
-    normalize: Normalize = Field(
-        "token", description="With `choices`: `none`, `token` or `byte`, as for a choices stage."
-    )
+    # The option keys mean what they mean on a choices stage (one description for both in the reference).
+    choices: str | list[str] | None = Field(None, description=_CHOICE_FIELDS["choices"].description)
+    continuation: str = Field(DEFAULT_CONTINUATION, description=_CHOICE_FIELDS["continuation"].description)
+    normalize: Normalize = Field("token", description=_CHOICE_FIELDS["normalize"].description)
     chat_template: bool | None = Field(  # type: ignore[assignment]
         None,
         description="Wrap the prompt in the members' chat template. Default: on for text, off for `choices`.",
