@@ -99,7 +99,7 @@ def _state_problem(run_input: object, log: object, outputs: object) -> str | Non
 
 def _damaged(store: RunStore, record: RunRecord, problem: str) -> DamagedStoreError:
     return DamagedStoreError(
-        f"the run store {store.path or '(in memory)'} is damaged: the saved state of run {record.run_id} "
+        f"the run store {store.where} is damaged: the saved state of run {record.run_id} "
         f"cannot be read ({problem[:300]}). fslm did not change it"
     )
 

@@ -2,7 +2,6 @@
 
 import argparse
 import os
-import sqlite3
 import sys
 
 from rich.console import Console
@@ -21,7 +20,7 @@ from fslm.cli import (
 )
 from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
-from fslm.store import store_problem
+from fslm.store import store_errors, store_problem
 
 USER_ERROR = 2
 
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args) or 0
     except FslmError as error:
         return report(str(error))
-    except sqlite3.DatabaseError as error:
+    except store_errors() as error:
         # Raised from inside LangGraph's checkpointer while a run writes: the store is the user's file.
         return report(store_problem(getattr(args, "store", None), error))
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ def ui(args: argparse.Namespace) -> int:
             soft_wrap=True,
         )
     console.print(
-        f"viewing runs of {escape(str(store.path))} at {escape(server.url)}  (Ctrl-C stops)", soft_wrap=True
+        f"viewing runs of {escape(store.where)} at {escape(server.url)}  (Ctrl-C stops)", soft_wrap=True
     )
     if args.open:
         webbrowser.open(server.url)

@@ -109,7 +109,7 @@ class ReadOnlyRunIndex(RunIndex):
 
     def __init__(self, source: StoreFile):
         self.source = source
-        self.path: Path | None = source.file
+        self.where = str(source.file)
         self.lock = threading.Lock()
 
     def _read(self, sql: str, values: tuple | list) -> list[tuple]:

@@ -103,9 +103,9 @@ def _is_time(value: float) -> bool:
 class RunIndex:
     """Thread-safe: the threads of a batch share one connection, which sqlite3 lets one use at a time."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path | None = None):
+    def __init__(self, connection: sqlite3.Connection, where: str = "(in memory)"):
         self.connection = connection
-        self.path = path  # for messages; None for an in-memory store
+        self.where = where  # the store, as messages name it
         self.lock = threading.Lock()
 
     def _write(self, sql: str, values: tuple) -> None:
@@ -121,7 +121,7 @@ class RunIndex:
         problem = _field_problem(values)
         if problem is not None:
             raise DamagedStoreError(
-                f"the run store {self.path or '(in memory)'} is damaged: the record of run "
+                f"the run store {self.where} is damaged: the record of run "
                 f"{values['run_id']!r} cannot be read ({problem}). fslm did not change it"
             )
         return RunRecord(**values)  # type: ignore[arg-type]

@@ -10,7 +10,6 @@ cannot be read, or is damaged).
 """
 
 import re
-import sqlite3
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TypeVar
@@ -18,7 +17,7 @@ from urllib.parse import unquote
 
 from fslm.errors import FslmError
 from fslm.inspection import diff_runs, list_runs, run_details
-from fslm.store import DamagedStoreError, RunStore, store_problem
+from fslm.store import DamagedStoreError, RunStore, store_errors, store_problem
 from fslm.ui.pipeline_layout import run_graph
 
 Reply = tuple[HTTPStatus, dict]
@@ -56,8 +55,8 @@ def answer(store: RunStore, path: str, query: dict[str, str]) -> Reply:
         return error.status, {"error": str(error)}
     except DamagedStoreError as error:
         return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)}
-    except sqlite3.DatabaseError as error:
-        return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": store_problem(store.path, error)}
+    except store_errors() as error:
+        return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": store_problem(store.where, error)}
 
 
 def runs(store: RunStore, query: dict[str, str]) -> dict:

@@ -1,0 +1,63 @@
+"""The run index in PostgreSQL: the same table and queries as in SQLite, in Postgres' dialect."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fslm.store.runs import RunIndex, RunRecord
+
+# As in fslm.store.runs, with times as double precision (Postgres' REAL has 6 digits, too few for a time).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fslm_runs (
+    run_id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    pipeline_name TEXT NOT NULL,
+    pipeline_hash TEXT NOT NULL,
+    input TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    seconds DOUBLE PRECISION,
+    error TEXT,
+    parent_id TEXT,
+    replay_from TEXT,
+    batch_id TEXT
+);
+CREATE INDEX IF NOT EXISTS fslm_runs_started ON fslm_runs (started);
+CREATE INDEX IF NOT EXISTS fslm_runs_batch ON fslm_runs (batch_id);
+CREATE TABLE IF NOT EXISTS fslm_batches (
+    batch_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    started DOUBLE PRECISION NOT NULL
+);
+"""
+
+
+def create_index_tables(connection) -> None:
+    with connection.transaction():
+        connection.execute(SCHEMA)
+
+
+class DatabaseRunIndex(RunIndex):
+    """RunIndex on a psycopg connection (autocommit; each write is its own transaction)."""
+
+    def _write(self, sql: str, values: tuple) -> None:
+        with self.lock:
+            self.connection.execute(_in_dialect(sql), values)
+
+    def _read(self, sql: str, values: tuple | list) -> list[tuple]:
+        with self.lock:
+            return self.connection.execute(_in_dialect(sql), values).fetchall()
+
+    def start(self, record: RunRecord) -> None:
+        columns = asdict(record)
+        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in columns if name != "run_id")
+        self._write(
+            f"INSERT INTO fslm_runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT (run_id) DO UPDATE SET {updates}",
+            tuple(columns.values()),
+        )
+
+
+def _in_dialect(sql: str) -> str:
+    """RunIndex's queries use sqlite3's `?` placeholders and no `%`; psycopg takes `%s`."""
+    return sql.replace("?", "%s")
