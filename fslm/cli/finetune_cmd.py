@@ -44,6 +44,7 @@ OVERRIDES: dict[str, tuple[str, type]] = {
 WORKFLOWS: dict[str, str] = {
     "boost": "fslm.cli.boost_cmd",
     "w2s": "fslm.cli.w2s_cmd",
+    "router": "fslm.cli.router_cmd",
 }
 
 

@@ -92,4 +92,8 @@ def print_message(out: Console, message: StageMessage, show_prompt: bool = False
     body: RenderableType = literal(message["text"])
     if "choices" in message:
         body = Group(body, choices_table(message["choices"]))
+    if "router" in message:
+        from fslm.cli.router_show import router_table  # it imports this module
+
+        body = Group(body, router_table(message["router"]))
     out.print(Panel(body, title=message_title(message), title_align="left"))

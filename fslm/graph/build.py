@@ -1,6 +1,6 @@
 """Compile a PipelineSpec into a LangGraph StateGraph."""
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
@@ -9,7 +9,7 @@ from fslm.graph.state import RunState
 from fslm.lazy import load_reference
 from fslm.spec import END as SPEC_END
 from fslm.spec import EdgeSpec, PipelineSpec, StageSpecBase
-from fslm.spec.kinds import node_kinds
+from fslm.spec.kinds import inner_stages, kind_of
 
 # Hands one request of any kind to the runtime and blocks for its result (`fslm.runtime.Runtime.submit`).
 Submit = Callable[[Any], Any]
@@ -31,16 +31,26 @@ def _router(edge: EdgeSpec) -> Callable[[RunState], str]:
 
 def node_factory(stage: StageSpecBase) -> Callable[..., Callable]:
     """The registered kind's `make_node(name, stage, submit)` for `stage`."""
-    (kind,) = [kind for kind in node_kinds().values() if isinstance(stage, kind.spec)]
-    return load_reference(kind.node)
+    return load_reference(kind_of(stage).node)
+
+
+def make_node(
+    name: str, stage: StageSpecBase, submit: Submit, stages: Mapping[str, StageSpecBase]
+) -> Callable:
+    """The graph node of stage `name`; a kind that runs other stages inside its node also gets `stages`."""
+    if kind_of(stage).inner_stages is None:
+        return node_factory(stage)(name, stage, submit)
+    return node_factory(stage)(name, stage, submit, stages=stages)
 
 
 def build_graph(spec: PipelineSpec, submit: Submit) -> StateGraph:
     """One node per stage, made by its kind's node factory, wired as the spec says. `submit` serves every
     request the nodes make."""
     graph = StateGraph(RunState)
+    inner = inner_stages(spec.stages)  # run inside another stage's node, so no node of their own
     for name, stage in spec.stages.items():
-        graph.add_node(name, node_factory(stage)(name, stage, submit))
+        if name not in inner:
+            graph.add_node(name, make_node(name, stage, submit, spec.stages))
     graph.add_edge(START, spec.entry)
     for edge in spec.edges:
         if edge.is_conditional:

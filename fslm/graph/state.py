@@ -4,6 +4,7 @@ import operator
 from typing import Annotated, NotRequired, TypedDict
 
 from fslm.nodes.choices.record import ChoicesRecord
+from fslm.nodes.router.record import RouterRecord
 from fslm.spec.run_input import RunInput
 
 
@@ -33,6 +34,7 @@ class StageMessage(TypedDict):
     edited: NotRequired[bool]  # set on a message a user replaced when replaying a run
     ensemble: NotRequired[EnsembleRecord]  # set by an ensemble stage
     choices: NotRequired[ChoicesRecord]  # set by a choices stage
+    router: NotRequired[RouterRecord]  # set by a router stage
 
 
 class TokenChunk(TypedDict):

@@ -7,7 +7,7 @@ the `fslm.node_kinds` entry-point group naming it. fslm's own kinds register the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
@@ -46,6 +46,11 @@ class StageChecks(Protocol):
         not a directory. The directory, or None when it is not one (the problem is reported)."""
 
 
+# `report(path, message)` and `check_stages(name, stage, stages, report)`: see `NodeKind`.
+Report = Callable[[KeyPath, str], None]
+CheckStages = Callable[[str, StageSpecBase, Mapping[str, StageSpecBase], Report], None]
+
+
 @dataclass(frozen=True)
 class NodeKind:
     """One kind of stage.
@@ -59,6 +64,12 @@ class NodeKind:
     - `check`: validation against the rest of the pipeline (model handles, adapters), run before `spec`
       validates the stage's values; it may rewrite `stage` (e.g. resolve adapter paths).
     - `reference`: nested pydantic classes of the kind by name → where they sit in YAML, for the docs.
+    - `inner_stages`: for a kind whose node runs other stages of the pipeline itself (a router runs the expert
+      it picks), the names of those stages in a stage of the kind. They get no graph node and no edges of
+      their own; their templates are checked where the stage that runs them stands; `node` is called with
+      `stages=` (every stage's spec by name).
+    - `check_stages`: validation against the other stages' specs, once every stage is loaded:
+      `check_stages(name, stage, stages, report)`, `report(path, message)` as in `StageChecks.report`.
     """
 
     name: str
@@ -68,6 +79,8 @@ class NodeKind:
     description: str
     check: Callable[[str, dict[str, Any], StageChecks], None] | None = None
     reference: Mapping[str, str] = field(default_factory=dict)
+    inner_stages: Callable[[StageSpecBase], Sequence[str]] | None = None
+    check_stages: CheckStages | None = None
 
 
 class KindRegistryError(Exception):
@@ -97,6 +110,23 @@ def node_kinds() -> dict[str, NodeKind]:
             "(run `pip install -e .` in its checkout)"
         )
     return kinds
+
+
+def kind_of(stage: StageSpecBase) -> NodeKind:
+    """The registered kind whose spec class `stage` is."""
+    (kind,) = [kind for kind in node_kinds().values() if isinstance(stage, kind.spec)]
+    return kind
+
+
+def inner_stages(stages: Mapping[str, StageSpecBase]) -> dict[str, str]:
+    """Stage → the stage that runs it inside its own node (see `NodeKind.inner_stages`), for each such stage
+    that exists."""
+    owners: dict[str, str] = {}
+    for name, stage in stages.items():
+        kind = kind_of(stage)
+        if kind.inner_stages is not None:
+            owners.update({inner: name for inner in kind.inner_stages(stage) if inner in stages})
+    return owners
 
 
 def kind_keys_text() -> str:

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, ValidationError
 from fslm.spec import topology
 from fslm.spec.edge_loading import EdgeLoader
 from fslm.spec.file_format import pipeline_file_model
+from fslm.spec.kinds import inner_stages, kind_of
 from fslm.spec.models import (
     EdgeSpec,
     ModelSpec,
@@ -84,11 +85,15 @@ class _PipelineLoader:
                 break
             self.stage_loader.load(name, raw_stage)
         stage_names = list(top.stages)
+        self._check_stages()
+        # Stages another stage runs inside its own node (a router's experts) are not wired.
+        inner = inner_stages(self.stage_loader.stages)
+        wired = [name for name in stage_names if name not in inner]
         self.inputs = self._declared_inputs(top.inputs, stage_names)
-        wiring = EdgeLoader(self.sink, stage_names)
+        wiring = EdgeLoader(self.sink, wired)
         edges, entry = wiring.load(top.edges, top.entry, top.output)
         if entry in top.stages and not self.sink.is_full:  # a full sink may have skipped edges
-            self._check_graph(stage_names, entry, edges, wiring)
+            self._check_graph(wired, entry, edges, wiring, inner)
         if self.sink.problems:
             raise SpecError(self.sink.problems)
         return PipelineSpec(
@@ -167,8 +172,21 @@ class _PipelineLoader:
                 )
             self.models[handle] = model.model_copy(update={"source": checked.source})
 
+    def _check_stages(self) -> None:
+        """Each kind's checks against the other stages (see `NodeKind.check_stages`)."""
+        stages = self.stage_loader.stages
+        for name, stage in stages.items():
+            check = kind_of(stage).check_stages
+            if check is not None:
+                check(name, stage, stages, self.sink.add)
+
     def _check_graph(
-        self, stage_names: list[str], entry: str, edges: list[EdgeSpec], wiring: EdgeLoader
+        self,
+        stage_names: list[str],
+        entry: str,
+        edges: list[EdgeSpec],
+        wiring: EdgeLoader,
+        inner: dict[str, str],
     ) -> None:
         reached = topology.reachable_stages(stage_names, entry, edges)
         for name in stage_names:
@@ -183,8 +201,11 @@ class _PipelineLoader:
         for read in self.stage_loader.templates:
             if self.sink.is_full:
                 break
-            if before.is_reachable(read.stage):
-                self._check_template_variables(read.stage, read.path, read.variables, before, stage_names)
+            position = _running_stage(read.stage, inner)
+            if before.is_reachable(position):
+                self._check_template_variables(
+                    read.stage, read.path, read.variables, before, stage_names, position
+                )
 
     def _check_template_variables(
         self,
@@ -193,15 +214,19 @@ class _PipelineLoader:
         variables: tuple[TemplateVariable, ...],
         before: topology.StagesBefore,
         stage_names: list[str],
+        position: str,
     ) -> None:
+        """`position`: the wired stage whose place in the graph `name` runs at (itself, or the stage that runs
+        it inside its node)."""
         missing = [
             variable
             for variable in variables
-            if variable.name not in (INPUT_VARIABLE, *self.inputs) and not before.has_run(name, variable.name)
+            if variable.name not in (INPUT_VARIABLE, *self.inputs)
+            and not before.has_run(position, variable.name)
         ]
         if not missing:
             return
-        available = [INPUT_VARIABLE, *self.inputs, *before.of(name)]
+        available = [INPUT_VARIABLE, *self.inputs, *before.of(position)]
         listed = listing(available)
         key = prompt_path[-1]  # "prompt", or a kind's other template key
         for variable in missing:
@@ -228,3 +253,12 @@ class _PipelineLoader:
         for path in sorted(stage_files):
             digest.update(b"\0" + path.name.encode() + b"\0" + stage_files[path].raw)
         return digest.hexdigest()
+
+
+def _running_stage(stage: str, inner: dict[str, str]) -> str:
+    """The wired stage `stage` runs at: itself, or (through nesting) the stage whose node runs it."""
+    for _ in range(len(inner)):  # bounded: a stage that runs its own runner is reported, not followed forever
+        if stage not in inner:
+            break
+        stage = inner[stage]
+    return stage
