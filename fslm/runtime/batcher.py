@@ -1,5 +1,6 @@
-"""A request queue: concurrent callers' requests are collected and served in one batch (per base model, and
-one for ensemble requests)."""
+"""A request queue: concurrent callers' requests are collected and served in one batch, one queue per
+request type that names its serving function (ensemble, scoring, ...). Generation requests have their own
+iteration-level scheduler (`fslm.runtime.scheduler`)."""
 
 from __future__ import annotations
 

@@ -10,18 +10,22 @@ from typing import Any, Self
 
 from fslm.errors import FslmError
 from fslm.lazy import load_reference
+from fslm.runtime.active_batch import decode_batch
 from fslm.runtime.batcher import Batcher
-from fslm.runtime.decode import PreparedRow, decode_batch
+from fslm.runtime.decode import PreparedRow
 from fslm.runtime.ensemble.types import EnsembleGeneration, EnsembleRequest
 from fslm.runtime.loaded import BaseKey, LoadedBase
+from fslm.runtime.prefix_cache import DEFAULT_PREFIX_CACHE_BYTES, PrefixCache
 from fslm.runtime.prompt import encode_prompt
 from fslm.runtime.resolve import resolve_model
+from fslm.runtime.scheduler import Caps, DecodeScheduler
 from fslm.runtime.types import Generation, GenerationRequest, ModelRef
 
 
 @dataclass
 class RuntimeStats:
-    """Counters for tests and benches: base models loaded, and the size of every padded batch served."""
+    """Counters for tests and benches: base models loaded, and the size of every batch prefilled together
+    (a `generate` batch, or a group of submitted requests joining the running batch)."""
 
     base_loads: int = 0
     batch_sizes: list[int] = field(default_factory=list)
@@ -41,7 +45,13 @@ class Runtime:
     """Loads each base model once (lazily), attaches LoRA adapters to it by name, and generates.
 
     Safe to use from many threads: `generate` serves its requests at once; `submit` queues a request so that
-    concurrent callers' requests for the same base model are served together in one batch.
+    concurrent callers' requests for the same base model are decoded together: a request joins the batch
+    decoding on its base at the next step (iteration-level batching), within `max_batch_size` rows and
+    `max_batch_tokens` reserved cache positions (prompt + max_new_tokens per row).
+
+    Prompts that share leading tokens with the same adapter (a few-shot prompt) compute them once: within a
+    batch, and across batches through a least-recently-used cache of prefix states per base model, bounded
+    by `prefix_cache_bytes`. `reuse_prefixes=False` turns both off.
 
     Requests other than `GenerationRequest` (an ensemble's, a new node kind's) name the function that serves
     a batch of them in their class attribute `serve_with` ("module:function", called as
@@ -57,11 +67,19 @@ class Runtime:
         cache_dir: Path | None = None,
         batch_quiet_seconds: float = 0.02,
         batch_max_wait_seconds: float = 0.2,
+        max_batch_tokens: int = 65536,
+        reuse_prefixes: bool = True,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
+        if max_batch_tokens < 1 or prefix_cache_bytes < 0:
+            raise ValueError("max_batch_tokens must be >= 1 and prefix_cache_bytes >= 0")
         self.models = dict(models)
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.reuse_prefixes = reuse_prefixes
+        self.prefix_cache_bytes = prefix_cache_bytes
         self.cache_dir = cache_dir
         self.stats = RuntimeStats()
         self._batch_quiet_seconds = batch_quiet_seconds
@@ -70,7 +88,8 @@ class Runtime:
         self._load_lock = threading.Lock()  # one resolution or load at a time: each can take seconds and GBs
         self._handle_bases: dict[str, LoadedBase] = {}
         self._bases: dict[BaseKey, LoadedBase] = {}
-        self._batchers: dict[BaseKey, Batcher[GenerationRequest, Generation]] = {}
+        self._schedulers: dict[BaseKey, DecodeScheduler] = {}
+        self._prefix_caches: dict[BaseKey, PrefixCache] = {}
         self._request_batchers: dict[type, Batcher] = {}
         self._closed = False
 
@@ -138,33 +157,44 @@ class Runtime:
         if not isinstance(request, GenerationRequest):
             return self._request_batcher(type(request)).submit(request).result()
         base = self.base_for(request.model)
+        row = _prepared_row(base, request)
+        prefixes = self.prefix_cache(base)
         with self._state_lock:
             self._check_open()
-            batcher = self._batchers.get(base.key)
-            if batcher is None:
-                batcher = Batcher(
-                    lambda batch: self._serve(base, batch),
-                    name=base.key.path.name,
-                    max_batch_size=self.max_batch_size,
+            scheduler = self._schedulers.get(base.key)
+            if scheduler is None:
+                caps = Caps(
+                    rows=self.max_batch_size,
+                    tokens=self.max_batch_tokens,
                     quiet_seconds=self._batch_quiet_seconds,
                     max_wait_seconds=self._batch_max_wait_seconds,
                 )
-                self._batchers[base.key] = batcher
-        return batcher.submit(request).result()
+                scheduler = DecodeScheduler(base, prefixes, caps, self._count_batch)
+                self._schedulers[base.key] = scheduler
+        return scheduler.submit(row).result()
+
+    def prefix_cache(self, base: LoadedBase) -> PrefixCache | None:
+        """The prefix cache of `base`, or None where prefixes are not reused (switched off, or a base whose
+        sliding-window layers cannot reuse them)."""
+        if not (self.reuse_prefixes and base.joinable):
+            return None
+        with self._state_lock:
+            return self._prefix_caches.setdefault(base.key, PrefixCache(self.prefix_cache_bytes))
 
     def close(self) -> None:
         """Stop the batcher threads and drop the models. Requests already queued are served first."""
         with self._state_lock:
             self._closed = True
-            batchers: list[Batcher] = list(self._batchers.values())
-            self._batchers.clear()
-            batchers += self._request_batchers.values()
+            workers: list[Batcher | DecodeScheduler] = list(self._schedulers.values())
+            self._schedulers.clear()
+            workers += self._request_batchers.values()
             self._request_batchers.clear()
-        for batcher in batchers:
-            batcher.close()
+        for worker in workers:
+            worker.close()
         with self._state_lock:
             self._handle_bases.clear()
             self._bases.clear()
+            self._prefix_caches.clear()
 
     def _ref(self, handle: str) -> ModelRef:
         ref = self.models.get(handle)
@@ -172,6 +202,10 @@ class Runtime:
             known = ", ".join(sorted(self.models)) or "none"
             raise FslmError(f"Unknown model handle {handle!r}. Known handles: {known}.")
         return ref
+
+    def _count_batch(self, rows: int) -> None:
+        with self._state_lock:
+            self.stats.batch_sizes.append(rows)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -206,23 +240,26 @@ class Runtime:
         """Serve requests that all use `base`. A request's own fault (a bad adapter, an empty prompt) fails
         only that request; the others are still served."""
         outcomes: list[Generation | BaseException | None] = [None] * len(requests)
+        prefixes = self.prefix_cache(base)
         with base.lock:
             rows: list[tuple[int, PreparedRow]] = []
             for index, request in enumerate(requests):
                 try:
-                    text, ids = encode_prompt(base.tokenizer, request)
-                    adapter_name = base.adapter_name(request.adapter)
+                    rows.append((index, _prepared_row(base, request)))
                 except FslmError as error:
                     outcomes[index] = error
-                    continue
-                rows.append((index, PreparedRow(text, ids, adapter_name, request.params, request.on_text)))
             # Similar lengths together means less padding.
             rows.sort(key=lambda item: len(item[1].prompt_ids))
             for start in range(0, len(rows), self.max_batch_size):
                 chunk = rows[start : start + self.max_batch_size]
-                generations = decode_batch(base, [row for _, row in chunk])
-                with self._state_lock:
-                    self.stats.batch_sizes.append(len(chunk))
+                generations = decode_batch(base, [row for _, row in chunk], prefixes)
+                self._count_batch(len(chunk))
                 for (index, _), generation in zip(chunk, generations, strict=True):
                     outcomes[index] = generation
         return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _prepared_row(base: LoadedBase, request: GenerationRequest) -> PreparedRow:
+    """The row for `request`; a request's own fault (a bad adapter, an empty prompt) raises FslmError."""
+    text, ids = encode_prompt(base.tokenizer, request)
+    return PreparedRow(text, ids, base.adapter_name(request.adapter), request.params, request.on_text)

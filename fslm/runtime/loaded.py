@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from fslm.errors import FslmError
 from fslm.runtime.base_identity import base_identity, identity_mismatch, read_identity
@@ -47,6 +48,10 @@ class LoadedBase:
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
+        self.device = model.device
+        # Batches can be joined and trimmed, and prefixes reused, only where every layer caches every
+        # position: a sliding-window layer (Gemma 3) keeps a window whose columns cannot be re-aligned.
+        self.joinable = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
 
     @classmethod
     def load(cls, key: BaseKey) -> LoadedBase:

@@ -57,5 +57,6 @@ class Generation:
     prompt_text: str  # the exact text fed to the model (after the chat template)
     prompt_tokens: int
     completion_tokens: int
-    seconds: float  # wall time of the batch that served it
+    seconds: float  # wall time from the start of its prefill to its last token
     finish_reason: str  # "eos" | "stop" | "length"
+    cached_prompt_tokens: int = 0  # leading prompt tokens reused from the prefix cache, not computed again

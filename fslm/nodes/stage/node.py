@@ -66,6 +66,7 @@ def make_stage_node(name: str, stage: StageSpec, generate: Generate) -> Callable
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             seconds=round(result.seconds, 4),
+            cached_prompt_tokens=result.cached_prompt_tokens,
         )
         return {"outputs": {name: result.text}, "log": [message]}
 
