@@ -32,6 +32,7 @@ class StageMessage(TypedDict):
     completion_tokens: int
     seconds: float
     edited: NotRequired[bool]  # set on a message a user replaced when replaying a run
+    cached_prompt_tokens: NotRequired[int]  # leading prompt tokens the runtime reused from its prefix cache
     ensemble: NotRequired[EnsembleRecord]  # set by an ensemble stage
     choices: NotRequired[ChoicesRecord]  # set by a choices stage
     router: NotRequired[RouterRecord]  # set by a router stage
