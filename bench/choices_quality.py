@@ -20,18 +20,20 @@ stage that writes a one-letter answer (max_new_tokens 1, greedy) to the same que
 listed, per model, on the first --speed-n items (models loaded and warmed first).
 
 Usage: python bench/choices_quality.py [--n 300] [--sets piqa,arc,mmlu,speed] [--batch 32]
-Rows go to bench/results/choices_quality.md after each set (a partial run leaves the finished sets).
+Each quality set replaces its own rows in bench/results/choices_quality.md as soon as it ends and keeps
+the other sets' rows; the speed table goes to bench/results/choices_speed.md.
 """
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import SHARED_DATA, record
+from common import RESULTS, SHARED_DATA, record
 
 from fslm.eval.choices import pick
 from fslm.eval.stats import interval95, paired
@@ -72,6 +74,10 @@ stages:
     generation: {{max_new_tokens: 1}}
 """
 )
+
+
+def load_average() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -167,11 +173,9 @@ def quality(title: str, items: list[dict], batch: int, note: str) -> list[dict]:
                 if model not in MODELS
                 else ""
             )
-        row["note"] = note
+        row["note"] = f"{note}; load {load_average()}"
         rows.append(row)
-    rows[-1]["note"] = (
-        f"{note}; best member: {best}; {len(items) / seconds:.2f} items/s for the ensemble stage"
-    )
+    rows[-1]["note"] += f"; best member: {best}; {len(items) / seconds:.2f} items/s for the ensemble stage"
     return rows
 
 
@@ -213,32 +217,40 @@ def main() -> None:
         ),
         "mmlu": lambda: quality("MMLU (val)", mmlu_items(args.n), args.batch, "5-shot from dev, letters"),
     }
-    quality_rows: list[dict] = []
-    speed_rows: list[dict] = []
     for name in args.sets.split(","):
         if name == "speed":
-            speed_rows = speed(args.speed_n, args.batch)
+            rows = speed(args.speed_n, args.batch)
+            print(record("choices_speed", rows, SPEED_NOTES))
         else:
-            quality_rows += sets[name]()
-        for row in (quality_rows + speed_rows)[-3:]:
+            rows = sets[name]()
+            print(record("choices_quality", kept_rows(rows) + rows, QUALITY_NOTES))
+        for row in rows:
             print(json.dumps(row), flush=True)
-        write(quality_rows, speed_rows)
 
 
-def write(quality_rows: list[dict], speed_rows: list[dict]) -> None:
-    notes = (
-        "Each cell: accuracy % [95% Wilson interval]. One pipeline per set: a `choices` stage with a UniTE "
-        "ensemble of both models (equal weights, option probabilities averaged); members' picks read from "
-        "its record. acc: summed log-probs; acc_norm: per byte. Wins/losses: items the ensemble gets right "
-        "and its better member (by acc) wrong, and the reverse; p: exact McNemar. Float32, CPU, no chat "
-        "template. See the script's docstring for the formats."
-    )
-    if speed_rows:
-        lines = ["| " + " | ".join(speed_rows[0]) + " |", "|" + "---|" * len(speed_rows[0])]
-        lines += ["| " + " | ".join(str(value) for value in row.values()) + " |" for row in speed_rows]
-        notes += "\n\nSpeed (PIQA, one model per stage, loading excluded):\n\n" + "\n".join(lines)
-        notes += "\n\n```json\n" + json.dumps(speed_rows, indent=1) + "\n```"
-    print(record("choices_quality", quality_rows or speed_rows, notes))
+QUALITY_NOTES = (
+    "Each cell: accuracy % [95% Wilson interval]. One pipeline per set: a `choices` stage with a UniTE "
+    "ensemble of both models (equal weights, option probabilities averaged); members' picks read from "
+    "its record. acc: summed log-probs; acc_norm: per byte. Wins/losses: items the ensemble gets right "
+    "and its better member (by acc) wrong, and the reverse; p: exact McNemar. Float32, CPU, no chat "
+    "template. See the script's docstring for the formats. Each set is measured by its own command "
+    "(`--sets NAME`), so the machine's load when that set ran is in its note; the header's load is the last."
+)
+SPEED_NOTES = (
+    "PIQA, one model per stage, loading and warm-up excluded: a choice stage scoring both options against a "
+    "stage generating a one-letter answer (max_new_tokens 1, greedy) to the same question with the options "
+    "listed. See bench/choices_quality.py."
+)
+
+
+def kept_rows(new_rows: list[dict]) -> list[dict]:
+    """The recorded rows of the sets this run did not measure, so that one set can be re-run alone."""
+    path = RESULTS / "choices_quality.md"
+    if not path.exists():
+        return []
+    previous = json.loads(path.read_text().rsplit("```json", 1)[1].split("```", 1)[0])
+    measured = {row["set"] for row in new_rows}
+    return [row for row in previous if row["set"] not in measured]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -581,6 +582,38 @@ def test_a_choices_stage_trains_on_its_prompt_and_gold_continuation(
     for item, old, new in zip(GOLD, before, after, strict=True):
         assert gold_margin(new, item) > gold_margin(old, item)
         assert new.output == item["target"]
+
+
+def test_a_choice_target_may_be_the_gold_options_index(tmp_path: Path, models: dict[str, Path]) -> None:
+    from fslm.finetune.recipe import DatasetSource
+    from fslm.finetune.sources import examples_from_dataset
+
+    stage = load_pipeline(write_pipeline(tmp_path, models, TUNE), store=":memory:").spec.stages["pick"]
+    data = tmp_path / "gold.jsonl"
+    rows = [{**row, "target": row["choices"].index(row["target"])} for row in GOLD]
+    data.write_text("".join(json.dumps(row) + "\n" for row in [*rows, {**GOLD[0], "target": "use a pot"}]))
+    examples = examples_from_dataset(DatasetSource(path=data), ["goal"], stage)
+    assert [example.target for example in examples] == ["use a pot", "hang it in the sun", "use a pot"]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"goal": "boil water", "choices": ["a pot", "a sieve"], "target": 2}, r"record 1: answer 2 .*index"),
+        ({"goal": "boil water", "target": 0}, r"record 1 has no options field 'choices'.*as an index"),
+    ],
+    ids=["index out of range", "no options field"],
+)
+def test_a_bad_choice_target_index_is_refused(
+    tmp_path: Path, models: dict[str, Path], row: dict[str, Any], message: str, capsys: Any
+) -> None:
+    path = write_pipeline(tmp_path, models, TUNE)
+    data = tmp_path / "gold.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    command = ["finetune", str(path), "--stage", "pick", "--data", str(data)]
+    assert main([*command, "--output", str(tmp_path / "out")]) == 2
+    assert re.search(message, " ".join(capsys.readouterr().err.split()))
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_text_metric_is_refused_for_a_choices_stage(

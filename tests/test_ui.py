@@ -300,3 +300,23 @@ def test_screenshot_is_a_png_of_the_whole_page(browser, server, runs, tmp_path):
     assert size == browser.execute_script(
         "return [document.documentElement.clientWidth, document.documentElement.scrollHeight]"
     )
+
+
+def test_a_choices_stage_shows_its_options_table(browser, tmp_path, tiny_model):
+    path = tmp_path / "pick.yaml"
+    path.write_text(
+        f"models:\n  m: {{source: {tiny_model}, dtype: float32}}\n"
+        'stages:\n  pick: {model: m, prompt: "Is <b>it</b> so? {{ input }}", choices: ["yes <i>", "no"]}\n'
+    )
+    pipeline = load_pipeline(path, store=tmp_path / "runs.sqlite")
+    try:
+        result = pipeline.invoke("well?")
+    finally:
+        pipeline.close()
+    record = result.messages[0]["choices"]
+    with serving(make_server(open_store(tmp_path / "runs.sqlite"), port=0)) as running:
+        open_view(browser, f"{running.url}#/run/{result.run_id}")
+        assert text_of(browser, "table.choices td.option") == ["yes <i>", "no"]
+        assert text_of(browser, "table.choices tr.chosen td.option") == [record["options"][record["chosen"]]]
+        probabilities = [f"{p:.2f}" for p in record["probabilities"]]
+        assert text_of(browser, "table.choices tbody td.score:last-child") == probabilities

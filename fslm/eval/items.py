@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
+from fslm.eval.answers import gold_option, record_options
 from fslm.eval.choices import ChoiceStage
 from fslm.finetune.records import read_records
 from fslm.spec.run_input import RunInput
@@ -89,53 +90,10 @@ def read_choice_items(
         if field is None:
             options = [str(option) for option in stage.spec.choices]
         else:
-            options = _options(where, field, record)
+            options = record_options(where, field, record, hint="name it with --choices-field")
             if own_field is not None and own_field != field:
                 fields[own_field] = fields.pop(field)
-        items.append(EvalItem(fields, _gold(where, answer_field, record[answer_field], options)))
+        items.append(EvalItem(fields, gold_option(where, answer_field, record[answer_field], options)))
     if not items:
         raise FslmError(f"{path} holds no items")
     return items
-
-
-def _options(where: str, field: str, record: dict[str, Any]) -> list[str]:
-    if field not in record:
-        raise FslmError(
-            f"{where} has no options field {field!r} (its fields: {', '.join(record) or 'none'}); name it "
-            "with --choices-field"
-        )
-    value = record[field]
-    if not isinstance(value, list):
-        raise FslmError(
-            f"{where}: its options field {field!r} is {type(value).__name__}, not a list of texts"
-        )
-    for index, option in enumerate(value):
-        if not isinstance(option, str):
-            raise FslmError(
-                f"{where}: option {index} of its options field {field!r} is {type(option).__name__}, not text"
-            )
-        if not option:
-            raise FslmError(
-                f"{where}: option {index} of its options field {field!r} is empty; acc_norm divides an "
-                "option's score by its length in bytes"
-            )
-    if len(set(value)) < 2:
-        held = "no options" if not value else f"one option ({value[0]!r})"
-        raise FslmError(f"{where}: its options field {field!r} holds {held}; a choice needs at least two")
-    return value
-
-
-def _gold(where: str, answer_field: str, answer: Any, options: list[str]) -> str:
-    if isinstance(answer, int) and not isinstance(answer, bool):
-        if 0 <= answer < len(options):
-            return options[answer]
-        raise FslmError(
-            f"{where}: answer {answer} (field {answer_field!r}) is not an option's index: there are "
-            f"{len(options)} options, indexed 0 to {len(options) - 1}"
-        )
-    if isinstance(answer, str) and answer in options:
-        return answer
-    raise FslmError(
-        f"{where}: answer {answer!r} (field {answer_field!r}) is not among its options "
-        f"({', '.join(map(repr, options[:10]))}); give the gold option's text or its index from 0"
-    )

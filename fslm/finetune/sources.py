@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
+from fslm.eval.answers import gold_option, record_options
 from fslm.eval.metrics import score
 from fslm.finetune.recipe import DatasetSource, MetricFilter, RunsSource, TeacherSource
 from fslm.finetune.records import read_records
@@ -49,7 +50,10 @@ def data_hash(examples: Iterable[Example]) -> str:
     return digest.hexdigest()
 
 
-def examples_from_dataset(source: DatasetSource, variables: list[str]) -> list[Example]:
+def examples_from_dataset(
+    source: DatasetSource, variables: list[str], stage: ChoiceStageSpec | None = None
+) -> list[Example]:
+    """Examples from a data file; for a choices `stage` a target may also be the gold option's index."""
     records = read_records(source.path, source.split)
     if not records:
         raise FslmError(f"{source.path} holds no records")
@@ -76,13 +80,30 @@ def examples_from_dataset(source: DatasetSource, variables: list[str]) -> list[E
         absent = [column for column in [*wanted.values(), source.target] if record.get(column) is None]
         if absent:
             raise FslmError(f"{source.path}: record {number} has no value for {', '.join(absent)}")
+        where = f"{source.path}, record {number}"
+        target = record[source.target]
         examples.append(
             Example(
                 {variable: str(record[column]) for variable, column in wanted.items()},
-                str(record[source.target]),
+                str(target) if stage is None else choice_target(where, stage, source.target, record),
             )
         )
     return examples
+
+
+def choice_target(where: str, stage: ChoiceStageSpec, target_field: str, record: dict[str, Any]) -> str:
+    """The gold option's text. A text target is taken as it is; an integer is an index into the stage's
+    options (its literal list, or the record's options field), as `fslm eval` reads answers."""
+    target = record[target_field]
+    if not isinstance(target, int) or isinstance(target, bool):
+        return str(target)
+    field = stage.choices_field
+    if field is None:
+        options = [str(option) for option in stage.choices]
+    else:
+        hint = f"a target given as an index ({target_field!r}) needs the options the stage reads"
+        options = record_options(where, field, record, hint=hint)
+    return gold_option(where, target_field, target, options)
 
 
 def stage_examples(

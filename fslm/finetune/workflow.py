@@ -85,7 +85,9 @@ def collect_examples(
 ) -> list[Example]:
     variables = template_variables(spec, stage)
     if data.dataset is not None:
-        examples = examples_from_dataset(data.dataset, variables)
+        tuned = spec.stages[stage]
+        choices = tuned if isinstance(tuned, ChoiceStageSpec) else None
+        examples = examples_from_dataset(data.dataset, variables, choices)
     elif data.from_runs is not None:
         examples = examples_from_runs(data.from_runs, spec, stage, variables)
     else:

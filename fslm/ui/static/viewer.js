@@ -151,8 +151,28 @@ function messageCard(message) {
         `${message.prompt_tokens} → ${message.completion_tokens} tokens · ${seconds(message.seconds)}`),
     ),
     el("pre", { class: "text" }, message.text),
+    message.choices ? choicesTable(message.choices) : null,
     el("details", { class: "prompt" }, el("summary", {}, "prompt"), el("pre", {}, message.prompt)),
   );
+}
+
+// A choices stage's options, one row each: the chosen one marked, each model's normalised score (a mark on
+// each model's own pick when several voted) and the probability the stage chose by.
+function choicesTable(record) {
+  const several = record.scorers.length > 1;
+  const head = el("tr", {}, el("th", {}, ""), el("th", {}, "option"),
+    record.scorers.map((scorer) => el("th", { class: "score" }, `${scorer.model} ${record.normalize}`)),
+    el("th", { class: "score" }, "p"));
+  const rows = record.options.map((option, index) => el(
+    "tr",
+    { class: index === record.chosen ? "chosen" : null },
+    el("td", {}, index === record.chosen ? "✓" : ""),
+    el("td", { class: "option" }, option),
+    record.scorers.map((scorer) => el("td", { class: "score" },
+      scorer.scores[index].toFixed(3) + (several && scorer.chosen === index ? " ✓" : ""))),
+    el("td", { class: "score" }, record.probabilities[index].toFixed(2)),
+  ));
+  return el("table", { class: "choices" }, el("thead", {}, head), el("tbody", {}, rows));
 }
 
 // ---- the pipeline graph: columns by distance from the entry, drawn left to right ----------------------------
