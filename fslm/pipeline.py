@@ -56,7 +56,7 @@ class Pipeline:
     def invoke(self, run_input: RunInput, run_id: str | None = None) -> RunResult:
         """Run the pipeline on `run_input`: text, or a JSON object whose fields the templates read."""
         self.spec.check_input(run_input)
-        run_id = self._start(run_input, run_id)
+        run_id = self.start_run(run_input, run_id)
         with self._recording(run_id):
             state = self.graph.invoke(_initial_state(run_input), self._config(run_id))
         return self._result(run_id, run_input, state)
@@ -66,7 +66,7 @@ class Pipeline:
     ) -> Iterator[StageMessage | TokenChunk]:
         """Yield each stage's message as soon as that stage ends; with `tokens`, also its text as it grows."""
         self.spec.check_input(run_input)
-        run_id = self._start(run_input, run_id)
+        run_id = self.start_run(run_input, run_id)
         config = self._config(run_id)
         config["configurable"][STREAM_TOKENS] = tokens
         modes = ["updates", "custom"] if tokens else ["updates"]
@@ -111,7 +111,7 @@ class Pipeline:
                 if on_done:
                     on_done(index, results[index])
                 continue
-            self._start(run_input, run_id, batch_id=batch_id)
+            self.start_run(run_input, run_id, batch_id=batch_id)
             pending.append(index)
             # A process killed while it recorded the input can leave a checkpoint with nothing to run next.
             part_way = snapshot is not None and bool(snapshot.tasks)
@@ -170,7 +170,7 @@ class Pipeline:
 
         new_id = new_run_id()
         parent_input = values["input"]  # as given, a structured input too (the index holds it as text)
-        self._start(parent_input, new_id, parent_id=parent.run_id, replay_from=from_stage)
+        self.start_run(parent_input, new_id, parent_id=parent.run_id, replay_from=from_stage)
         config = self.store.saver.put(
             {"configurable": {"thread_id": new_id, "checkpoint_ns": ""}},
             checkpoint,
@@ -205,7 +205,9 @@ class Pipeline:
             "recursion_limit": MAX_STAGE_RUNS,
         }
 
-    def _start(self, run_input: RunInput, run_id: str | None, **links: str | None) -> str:
+    def start_run(self, run_input: RunInput, run_id: str | None, **links: str | None) -> str:
+        """Record run `run_id` (a new id if None) as running in the index; its id. Engines that run items
+        elsewhere (fslm.engines) record them here as the local engine does."""
         run_id = run_id or new_run_id()
         self.store.index.start(
             RunRecord(

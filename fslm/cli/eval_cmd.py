@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fslm.cli.engine_args import add_engine_arguments, engine_options, on_engine
 from fslm.cli.show import console, escaped, literal, visible
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS
@@ -51,7 +52,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--output", type=Path, help="per-item results, JSONL (default: PIPELINE.eval.jsonl here)"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="most requests in one forward pass (32)")
-    parser.add_argument("--store", help="run store file (default: $FSLM_STORE or the per-user store)")
+    parser.add_argument(
+        "--store",
+        help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
+    )
+    add_engine_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise FslmError("--limit must be at least 1")
+    engine = engine_options(args)
     sources = ([args.pipeline] if args.pipeline else []) + (args.compare or [])
     if not sources:
         raise FslmError("give a pipeline to evaluate, or two results files to compare: --compare A B")
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     prepared = {index: prepare(path, args) for index, path in enumerate(sources) if path in pipelines}
     err = console(stderr=True)
     for index, (spec, items) in prepared.items():
-        pipeline = load_pipeline(spec, store=args.store, max_batch_size=args.batch_size)
+        pipeline = on_engine(load_pipeline(spec, store=args.store, max_batch_size=args.batch_size), engine)
         try:
             reports[index] = [evaluate_with_progress(pipeline, items, args.metric, err)]
         finally:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fslm.cli.engine_args import add_engine_arguments, engine_options, on_engine
 from fslm.cli.show import console, escaped, literal, print_message, visible
 from fslm.errors import FslmError
 from fslm.files import check_output_file, resolved, write_jsonl_atomically
@@ -56,7 +57,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="show each stage when it ends (default), or its text as it is generated",
     )
     parser.add_argument("--prompts", action="store_true", help="also show the prompt each stage received")
-    parser.add_argument("--store", help="run store file (default: $FSLM_STORE or the per-user store)")
+    parser.add_argument(
+        "--store",
+        help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
+    )
+    add_engine_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -74,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.batch_size < 1:
         raise FslmError("--batch-size must be at least 1")
+    engine = engine_options(args)
+    if engine is not None and args.input_file is None:
+        raise FslmError("--engine ray runs many items: give them with --input-file")
     from fslm.cli.run_inputs import file_inputs, one_input, read_input_lines
     from fslm.spec import load_spec
 
@@ -92,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(spec, store=args.store, max_batch_size=args.batch_size)
     try:
         if args.input_file is not None:
+            pipeline = on_engine(pipeline, engine)
             run_file(pipeline, inputs, args.input_file, args.output, args.resume)
         elif args.json:
             print(json.dumps(pipeline.invoke(run_input).to_dict(), ensure_ascii=False))
