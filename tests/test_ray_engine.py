@@ -206,3 +206,31 @@ def test_without_the_ray_extra_engine_ray_is_exit_2_naming_it(chain, tmp_path, m
     data.write_text('{"input": "x", "answer": "y"}\n')
     assert main(["eval", str(chain), "--data", str(data), "--metric", "exact", "--engine", "ray"]) == 2
     assert "pip install 'fslm[ray]'" in capsys.readouterr().err
+
+
+def test_teacher_data_on_ray_equals_the_local_teachers(cluster, chain, tiny_model, tmp_path):
+    from fslm.finetune.recipe import TeacherSource
+    from fslm.finetune.sources import examples_from_teacher
+    from fslm.spec import load_spec
+
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"question": text}) + "\n" for text in items(5)))
+    examples = {}
+    for engine in ("local", "ray"):
+        source = TeacherSource(
+            model=str(tiny_model), inputs=inputs, field="question", store=tmp_path / f"{engine}.sqlite"
+        )
+        wrap = (lambda pipeline: RayPipeline(pipeline, RayOptions(actors=1))) if engine == "ray" else None
+        examples[engine] = examples_from_teacher(source, load_spec(chain), "s1", ["s0"], engine=wrap)
+    assert [e.variables for e in examples["ray"]] == [e.variables for e in examples["local"]]
+    assert [e.target for e in examples["ray"]] == [e.target for e in examples["local"]]
+    assert len(open_store(tmp_path / "ray.sqlite", read_only=True).index.list(status="done")) == 5
+
+
+def test_finetune_engine_ray_without_a_teacher_is_exit_2(chain, tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"input": "q", "target": "t"}\n')
+    command = ["finetune", str(chain), "--stage", "s1", "--data", str(data), "--output", str(tmp_path / "o")]
+    assert main([*command, "--engine", "ray"]) == 2
+    assert "comes from no teacher" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

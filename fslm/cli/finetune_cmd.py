@@ -17,6 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from fslm.cli.engine_args import add_engine_arguments, engine_options, on_engine
 from fslm.cli.show import console, escaped, visible
 from fslm.errors import FslmError
 
@@ -78,6 +79,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="PIPELINE",
         help="write the adapter into the stage of the target pipeline (or of PIPELINE)",
     )
+    add_engine_arguments(parser)  # for a recipe whose data comes from a teacher: where the teacher runs
     parser.set_defaults(handler=run)
     for name, module_name in WORKFLOWS.items():
         module = importlib.import_module(module_name)
@@ -123,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
     from fslm.finetune.train import Interrupted
 
     recipe = build_recipe(args)
+    engine = engine_options(args)
+    if engine is not None and recipe.data.teacher is None:
+        raise FslmError("--engine ray runs a teacher's runs; this recipe's data comes from no teacher")
     attach_to = attach_target(args, recipe)
     err = console(stderr=True)
     stage = visible(recipe.target.stage)
@@ -155,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             on_start=on_start,
             on_step=on_step,
             on_status=lambda message: err.print(f"[dim]{escaped(message)}[/]"),
+            teacher_engine=None if engine is None else lambda pipeline: on_engine(pipeline, engine),
         )
         try:
             result = finetune(

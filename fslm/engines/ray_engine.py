@@ -169,6 +169,6 @@ class RayPipeline:
             max_concurrency=CHUNKS_PER_ACTOR,
         )
         self.actors = [
-            worker.remote(self.spec, self.runtime.max_batch_size, options.cpus_per_actor)
+            worker.remote(self.spec, self.runtime.models, self.runtime.max_batch_size, options.cpus_per_actor)
             for _ in range(options.actors)
         ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fslm.engines.transfer import SavedCheckpoint, take_run
 from fslm.errors import FslmError
 from fslm.graph import StageMessage
+from fslm.runtime import ModelRef
 from fslm.spec import PipelineSpec
 from fslm.spec.run_input import RunInput
 
@@ -29,13 +30,17 @@ class ItemOutcome:
 class PipelineWorker:
     """Wrapped by `ray.remote` in fslm.engines.ray_engine; plain here, so it imports without Ray."""
 
-    def __init__(self, spec: PipelineSpec, max_batch_size: int, threads: int):
+    def __init__(self, spec: PipelineSpec, models: dict[str, ModelRef], max_batch_size: int, threads: int):
+        """`models` as the driver's runtime holds them: a teacher stands in for the spec's own models."""
         import torch
 
-        from fslm.pipeline import load_pipeline
+        from fslm.pipeline import Pipeline
+        from fslm.runtime import Runtime
+        from fslm.store import open_store
 
         torch.set_num_threads(threads)
-        self.pipeline = load_pipeline(spec, store=":memory:", max_batch_size=max_batch_size)
+        runtime = Runtime(models, max_batch_size=max_batch_size)
+        self.pipeline = Pipeline(spec, runtime, open_store(":memory:"))
         # Every item of every chunk in flight runs on its own thread; the runtime batches their generations.
         self.threads = ThreadPoolExecutor(max_workers=max_batch_size)
 

@@ -167,10 +167,14 @@ def examples_from_teacher(
     stage: str,
     variables: list[str],
     on_done: Callable[[int, int], None] | None = None,
+    engine: Callable[[Any], Any] | None = None,
 ) -> list[Example]:
-    """Run every input through the teacher (recorded as runs) and learn the teacher's text for `stage`."""
+    """Run every input through the teacher (recorded as runs) and learn the teacher's text for `stage`;
+    `engine` wraps the teacher's pipeline to run its batch elsewhere (fslm.engines)."""
     inputs = _teacher_inputs(source)
     pipeline = _teacher_pipeline(source, target, stage)
+    if engine is not None:
+        pipeline = engine(pipeline)
     done = 0
 
     def advance(index: int, result: object) -> None:

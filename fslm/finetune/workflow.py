@@ -40,6 +40,8 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 @dataclass
 class Callbacks:
     on_teacher: Callable[[int, int], None] | None = None  # (done, total) teacher runs
+    # Wraps the teacher's pipeline so that its runs go to another engine (fslm.engines); None: this process.
+    teacher_engine: Callable[[Any], Any] | None = None
     on_start: Callable[[int, int, int], None] | None = (
         None  # (total steps, train examples, held-out examples)
     )
@@ -81,7 +83,11 @@ def files_read(recipe: Recipe) -> list[Path]:
 
 
 def collect_examples(
-    data: DataSpec, spec: PipelineSpec, stage: str, on_teacher: Callable[[int, int], None] | None = None
+    data: DataSpec,
+    spec: PipelineSpec,
+    stage: str,
+    on_teacher: Callable[[int, int], None] | None = None,
+    teacher_engine: Callable[[Any], Any] | None = None,
 ) -> list[Example]:
     variables = template_variables(spec, stage)
     if data.dataset is not None:
@@ -92,7 +98,7 @@ def collect_examples(
         examples = examples_from_runs(data.from_runs, spec, stage, variables)
     else:
         assert data.teacher is not None
-        examples = examples_from_teacher(data.teacher, spec, stage, variables, on_teacher)
+        examples = examples_from_teacher(data.teacher, spec, stage, variables, on_teacher, teacher_engine)
     if not examples:
         raise FslmError(f"the data for stage '{stage}' holds no examples")
     return examples
@@ -136,7 +142,8 @@ def finetune(
     stage_name = recipe.target.stage
     stage = spec.stages[stage_name]
     train_examples, eval_examples = held_out_split(
-        recipe, collect_examples(recipe.data, spec, stage_name, callbacks.on_teacher)
+        recipe,
+        collect_examples(recipe.data, spec, stage_name, callbacks.on_teacher, callbacks.teacher_engine),
     )
     if recipe.eval.data is not None:
         eval_examples = collect_examples(recipe.eval.data, spec, stage_name)[: recipe.eval.max_items]
