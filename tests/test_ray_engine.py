@@ -234,3 +234,36 @@ def test_finetune_engine_ray_without_a_teacher_is_exit_2(chain, tmp_path, capsys
     assert main([*command, "--engine", "ray"]) == 2
     assert "comes from no teacher" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_ray_records_runs_into_a_postgres_store_as_the_local_engine_does(cluster, chain, tmp_path, capsys):
+    pytest.importorskip("psycopg", reason="the postgres extra is not installed: pip install 'fslm[postgres]'")
+    import postgres_server
+
+    try:
+        server = postgres_server.start_server()
+    except (RuntimeError, OSError, KeyError, subprocess.SubprocessError) as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL server could start here: {error}")
+    try:
+        url = server.create_database("ray_runs")
+        inputs = write_inputs(tmp_path / "in.jsonl", 6)
+        common = ["run", str(chain), "--input-file", str(inputs), "--store", url]
+        assert main([*common, "--output", str(tmp_path / "local.jsonl")]) == 0
+        assert (
+            main([*common, "--output", str(tmp_path / "ray.jsonl"), "--engine", "ray", "--actors", "2"]) == 0
+        )
+        local, on_ray = read_rows(tmp_path / "local.jsonl"), read_rows(tmp_path / "ray.jsonl")
+        assert generated(on_ray) == generated(local)
+        store = open_store(url, read_only=True)
+        for row in on_ray:
+            assert store.index.get(row["run_id"]).status == "done"
+            assert run_details(store, row["run_id"]).messages == row["messages"]
+        first = on_ray[0]["run_id"]
+        assert main(["runs", "replay", first, "--from", "s1", "--store", url, "--json"]) == 0
+        replayed = json.loads(capsys.readouterr().out[-100000:].splitlines()[-1])
+        assert [m["text"] for m in replayed["messages"]] == [m["text"] for m in on_ray[0]["messages"]]
+        store.close()
+    finally:
+        server.stop()
