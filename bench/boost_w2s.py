@@ -1,14 +1,13 @@
 """EnsemW2S on ARC-Challenge: a boosted SmolLM2 ensemble labels hard questions for Gemma-3-270m.
 
-1. Prepare (`finetune/w2s_arc/data/`): every ARC-Challenge train row of ../shared/data (1095) is scored by
-   SmolLM2-135M-Instruct's mean loss per token of its gold answer; the lowest 40% are easy, the rest hard.
-   300 hard rows (every other hard row from the start, so test and training hard rows interleave) are the
-   held-out test; the train file holds at most --easy easy rows and the other hard rows (the recipe uses
-   at most 200 of them).
+1. Prepare (`finetune/w2s_arc/data/`): the first --rows ARC-Challenge train rows of ../shared/data are
+   scored by SmolLM2-135M-Instruct's mean loss per token of its gold answer; the lowest 40% are easy, the
+   rest hard. The last 300 hard rows (in file order) are the held-out test; the train file holds at most
+   --easy easy rows and the other hard rows (the recipe uses at most 120 of them).
 2. Run `fslm finetune w2s finetune/w2s_arc/w2s.yaml --force` and record its report and phase times in
    bench/results/boost_w2s.md.
 
-Usage: python bench/boost_w2s.py [--easy 240] [--skip-prepare]
+Usage: python bench/boost_w2s.py [--rows 760] [--easy 120] [--skip-prepare]
 """
 
 from __future__ import annotations
@@ -43,14 +42,14 @@ def rows() -> list[dict]:
     return found
 
 
-def prepare(easy_cap: int) -> dict:
+def prepare(easy_cap: int, count: int) -> dict:
     from fslm.finetune.boost.members import StageModel
     from fslm.finetune.boost.split import weak_losses
     from fslm.finetune.boost.task import BoostExample
     from fslm.finetune.sources import Example
     from fslm.spec import load_spec
 
-    items = rows()
+    items = rows()[:count]
     spec = load_spec(RECIPE_DIR / "weak.yaml")
     weak = StageModel(spec, "answer", "float32")
     examples = [
@@ -65,7 +64,7 @@ def prepare(easy_cap: int) -> dict:
     cut = sorted(losses)[int(EASY_SHARE * len(losses))]
     easy = [r | {"level": "easy"} for r, loss in zip(items, losses, strict=True) if loss < cut]
     hard = [r | {"level": "hard"} for r, loss in zip(items, losses, strict=True) if loss >= cut]
-    test, rest = hard[0 : 2 * TEST_ITEMS : 2], hard[1 : 2 * TEST_ITEMS : 2] + hard[2 * TEST_ITEMS :]
+    test, rest = hard[-TEST_ITEMS:], hard[:-TEST_ITEMS]
     data = RECIPE_DIR / "data"
     data.mkdir(exist_ok=True)
     (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in easy[:easy_cap] + rest))
@@ -106,14 +105,15 @@ def table(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--easy", type=int, default=240, help="most easy rows in the weak training data")
+    parser.add_argument("--easy", type=int, default=120, help="most easy rows in the weak training data")
+    parser.add_argument("--rows", type=int, default=760, help="ARC rows used (from the start of the file)")
     parser.add_argument("--skip-prepare", action="store_true", help="reuse finetune/w2s_arc/data")
     args = parser.parse_args()
     from fslm.cli.main import main as fslm
 
     load_before = os.getloadavg()
-    prepared = None if args.skip_prepare else prepare(args.easy)
-    print("prepared:", prepared)
+    prepared = None if args.skip_prepare else prepare(args.easy, args.rows)
+    print("prepared:", prepared, flush=True)
     started = time.perf_counter()
     code = fslm(["finetune", "w2s", str(RECIPE_DIR / "w2s.yaml"), "--force"])
     wall = time.perf_counter() - started
@@ -132,7 +132,7 @@ def main() -> None:
 Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}; 2 cores shared with other jobs, load
 average (1, 5, 15 min) {", ".join(f"{x:.2f}" for x in load_before)} at the start and
 {", ".join(f"{x:.2f}" for x in load_after)} at the end. Command:
-`python bench/boost_w2s.py --easy {args.easy}` (recipe finetune/w2s_arc/w2s.yaml).
+`python bench/boost_w2s.py --rows {args.rows} --easy {args.easy}` (recipe finetune/w2s_arc/w2s.yaml).
 Data: {json.dumps(prepared)}; split {json.dumps(report["split"])}.
 
 Accuracy is the choice stage's pick by per-byte log-likelihood (acc_norm) on {report["items"]} held-out hard

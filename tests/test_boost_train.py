@@ -155,3 +155,26 @@ def test_bad_recipes_exit_2(recipe: Path, capsys: Any, change: tuple[str, str], 
     recipe.write_text(recipe.read_text().replace(*change))
     assert main(["finetune", "boost", str(recipe)]) == 2
     assert message in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_text_stage_boosts_with_two_classes_at_token_level(tmp_path: Path, tiny_model: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        f"models:\n  m: {{source: {tiny_model}, dtype: float32}}\n"
+        "stages:\n  answer:\n    model: m\n    chat_template: false\n    prompt: 'Q: {{ input }} A:'\n"
+    )
+    pairs = [("two plus two", "four"), ("the capital of France", "Paris"), ("what boils water", "heat")] * 4
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps({"input": q, "target": a}) + "\n" for q, a in pairs)
+    )
+    (tmp_path / "boost.yaml").write_text(
+        "target: {pipeline: p.yaml, stage: answer}\ndata: {path: train.jsonl}\nrounds: 2\nerror: token\n"
+        "lora: {r: 8}\ntrain: {max_steps: 30, batch_size: 12, learning_rate: 0.02, max_length: 64}\n"
+        "output: out\n"
+    )
+    assert main(["finetune", "boost", str(tmp_path / "boost.yaml")]) == 0
+    record = json.loads((tmp_path / "out" / "boost.json").read_text())
+    assert (
+        record["classes"] == 2 and record["task"]["kind"] == "generate" and record["error_level"] == "token"
+    )
+    for one in record["rounds"]:
+        assert 0 < one["error"] < 0.5 or one["epsilon_capped"]

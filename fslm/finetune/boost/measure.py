@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -41,18 +42,45 @@ def token_results(
     return [result for result in results if result is not None]
 
 
+class _TrainingBase:
+    """What the runtime's option scorer needs of a loaded base, for a model being trained: each prompt is
+    computed once and its options continue from its KV cache (`fslm.runtime.scoring.forward`)."""
+
+    def __init__(self, peft_model: Any, pad_id: int) -> None:
+        self.peft_model = peft_model
+        self.model = peft_model.get_base_model()
+        self.pad_id = pad_id
+
+    def forward(self, adapter_names: list[str], **model_kwargs: Any) -> Any:
+        return self.peft_model(**model_kwargs)  # one adapter, the one being trained
+
+
 def option_probabilities(
-    results: Sequence[TokenResults], examples: Sequence[BoostExample], normalize: str
+    peft_model: Any,
+    options: Sequence[Sequence[Encoded]],
+    examples: Sequence[BoostExample],
+    normalize: str,
+    batch_size: int,
+    pad_id: int,
 ) -> list[list[float]]:
     """Per example, the softmax over its options of their normalised scores, as a choices stage computes it;
-    `results` hold every example's options in order."""
-    probabilities, position = [], 0
-    for item in examples:
-        mine = results[position : position + len(item.options)]
-        position += len(item.options)
+    `options[i]` are example i's options encoded (one prompt, each option its continuation)."""
+    from fslm.runtime.scoring.forward import ScoreRow, score_batch
+
+    peft_model.eval()
+    base = _TrainingBase(peft_model, pad_id)
+    rows = [
+        ScoreRow("", tuple(encoded[0].prompt_ids), tuple(tuple(option.completion_ids) for option in encoded))
+        for encoded in options
+    ]
+    logprobs: list[list[float]] = []
+    for start in range(0, len(rows), batch_size):
+        logprobs += score_batch(base, rows[start : start + batch_size])  # type: ignore[arg-type]
+    probabilities = []
+    for item, scores, encoded in zip(examples, logprobs, options, strict=True):
         sizes = [len(option.encode()) for option in item.options]
-        scores = normalised([r.logprob for r in mine], [len(r.hits) for r in mine], sizes, normalize)
-        probabilities.append(softmax(scores))
+        tokens = [len(option.completion_ids) for option in encoded]
+        probabilities.append(softmax(normalised(scores, tokens, sizes, normalize)))
     return probabilities
 
 

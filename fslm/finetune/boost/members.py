@@ -12,7 +12,7 @@ from typing import Any
 
 from fslm.finetune.boost.measure import TokenResults, option_probabilities, token_results
 from fslm.finetune.boost.task import BoostExample, encode_gold, encode_options
-from fslm.finetune.encode import ChoiceEncoder, Encoded, stage_encoder
+from fslm.finetune.encode import ChoiceEncoder, stage_encoder
 from fslm.finetune.model import load_base, with_new_adapter
 from fslm.finetune.recipe import LoraSpec, TrainSpec
 from fslm.finetune.train import Progress, StepLog, Trainer
@@ -87,19 +87,22 @@ class StageModel:
             progress = trainer.run(Path(checkpoints), "boost", resume=False, on_step=on_step)
         return model, progress
 
-    def measure(self, model: Any, examples: list[BoostExample], batch_size: int) -> Measured:
+    def measure(
+        self, model: Any, examples: list[BoostExample], batch_size: int, tokens: bool = True
+    ) -> Measured:
+        """The model on `examples`: a choices stage's option probabilities, and (with `tokens`, or for a
+        text stage) the gold answers' teacher-forced token results."""
+        choice = isinstance(self.encoder, ChoiceEncoder)
+        gold = []
+        if tokens or not choice:
+            gold = token_results(model, encode_gold(self.encoder, examples), batch_size, self.pad_id)
         if not isinstance(self.encoder, ChoiceEncoder):
-            encoded = encode_gold(self.encoder, examples)
-            return Measured(None, token_results(model, encoded, batch_size, self.pad_id))
-        per_option = encode_options(self.encoder, examples)
-        flat: list[Encoded] = [encoded for options in per_option for encoded in options]
-        results = token_results(model, flat, batch_size, self.pad_id)
-        probabilities = option_probabilities(results, examples, self.stage.normalize)  # type: ignore[union-attr]
-        gold, position = [], 0
-        for item in examples:
-            gold.append(results[position + item.gold])
-            position += len(item.options)
-        return Measured(probabilities, gold)
+            return Measured(None, gold)
+        options = encode_options(self.encoder, examples)
+        normalize = self.stage.normalize  # type: ignore[union-attr]
+        return Measured(
+            option_probabilities(model, options, examples, normalize, batch_size, self.pad_id), gold
+        )
 
     def save(self, model: Any, directory: Path, record: dict[str, Any]) -> None:
         model.save_pretrained(directory, safe_serialization=True)

@@ -23,7 +23,7 @@ from fslm.finetune.boost.samme import (
 from fslm.finetune.boost.task import BoostExample
 from fslm.finetune.train import StepLog
 
-MEASURE_BATCH = 16
+MEASURE_BATCH = 8  # examples per forward pass (all their options together)
 
 
 @dataclass
@@ -70,7 +70,10 @@ def boost_rounds(
         )
         if callbacks.on_status:
             callbacks.on_status(f"round {number}: measuring its mistakes on {len(examples)} examples")
-        mistakes = model.measure(member, examples, MEASURE_BATCH).mistakes(examples, recipe.error)
+        token_level = recipe.error == "token"
+        mistakes = model.measure(member, examples, MEASURE_BATCH, token_level).mistakes(
+            examples, recipe.error
+        )
         error = weighted_error(weights, mistakes)
         try:
             weight = samme_alpha(error, classes)
@@ -79,7 +82,7 @@ def boost_rounds(
             boosted.stopped = f"round {number} stopped boosting: {reason}"
             break
         for name, extra in (also_measure or {}).items():
-            boosted.measured[name].append(model.measure(member, extra, MEASURE_BATCH))
+            boosted.measured[name].append(model.measure(member, extra, MEASURE_BATCH, tokens=False))
         record = {
             "round": number,
             "error": round(error, 6),

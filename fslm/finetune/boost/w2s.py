@@ -133,7 +133,7 @@ def weak_to_strong(
             callbacks.boost.on_step,
             _on_start(callbacks, name),
         )
-        measured = strong.measure(model, test_strong, MEASURE_BATCH)
+        measured = strong.measure(model, test_strong, MEASURE_BATCH, tokens=False)
         correct[f"strong_on_{name}"] = _correct(picks(measured.probabilities or []), test_strong)
         strong.save(model, staging / f"strong_on_{name}", {"labels": name, "examples": len(examples)})
         strong.release(model)

@@ -50,8 +50,7 @@ def decode_mixture(
         with torch.inference_mode():
             _run(base, adapter_names, live)
     seconds = time.perf_counter() - started
-    templated = "own chat template" if rows and _templated(base, rows[0]) else "raw prompt"
-    return [_result(base, row, len(adapter_names), templated, seconds) for row in rows]
+    return [_result(base, row, len(adapter_names), seconds) for row in rows]
 
 
 def _prepare(base: LoadedBase, request: BoostRequest) -> MixtureRow:
@@ -150,9 +149,7 @@ def _stop_index(text: str, stops: tuple[str, ...]) -> int | None:
     return min(found) if found else None
 
 
-def _result(
-    base: LoadedBase, row: MixtureRow, members: int, templated: str, seconds: float
-) -> EnsembleGeneration:
+def _result(base: LoadedBase, row: MixtureRow, members: int, seconds: float) -> EnsembleGeneration:
     text = _text(base, row)
     cut = _stop_index(text, row.request.params.stop)
     generation = Generation(
@@ -168,5 +165,5 @@ def _result(
         first_tokens=row.first_tokens,
         disagreements=row.disagreements,
         steps=len(row.completion_ids),
-        templates=(templated,) * members,
+        templates=("own chat template" if _templated(base, row) else "raw prompt",) * members,
     )
