@@ -15,12 +15,15 @@ from torch.nn import functional
 from fslm.errors import FslmError
 from fslm.finetune.batching import Batch
 from fslm.finetune.recipe import LoraSpec
+from fslm.runtime.device import resolve_device
 from fslm.runtime.messages import one_line
 
 TRAIN_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def load_base(base_dir: Path, dtype: str) -> tuple[Any, Any]:
+def load_base(base_dir: Path, dtype: str, device: str = "auto") -> tuple[Any, Any]:
+    """The tokenizer and the model on `device`, chosen as the runtime chooses it (`auto`: CUDA, else MPS,
+    else the CPU)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -30,7 +33,7 @@ def load_base(base_dir: Path, dtype: str) -> tuple[Any, Any]:
         )
     except (OSError, ValueError) as error:
         raise FslmError(f"Could not load the model in {base_dir}: {one_line(error)}") from error
-    return tokenizer, model
+    return tokenizer, model.to(resolve_device(device))
 
 
 def with_new_adapter(model: Any, lora: LoraSpec, seed: int, gradient_checkpointing: bool = False) -> Any:
@@ -59,20 +62,23 @@ def completion_loss(peft_model: Any, batch: Batch) -> tuple[torch.Tensor, int]:
     """The summed cross-entropy of the batch's completion tokens (each scaled by its example's weight when the
     batch has weights), and how many there are."""
     logits = completion_logits(peft_model, batch)
+    labels = batch.labels.to(logits.device)
     if batch.label_weights is None:
-        loss = functional.cross_entropy(logits, batch.labels, reduction="sum")
+        loss = functional.cross_entropy(logits, labels, reduction="sum")
     else:
-        loss = (functional.cross_entropy(logits, batch.labels, reduction="none") * batch.label_weights).sum()
+        weights = batch.label_weights.to(logits.device)
+        loss = (functional.cross_entropy(logits, labels, reduction="none") * weights).sum()
     return loss, int(batch.labels.numel())
 
 
 def completion_logits(peft_model: Any, batch: Batch) -> torch.Tensor:
     """The next-token logits (float32) at each of the batch's completion positions, in label order."""
     causal_lm = peft_model.get_base_model()
+    device = causal_lm.device  # batches are built on the CPU
     hidden = causal_lm.get_decoder()(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+        input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False
     ).last_hidden_state
-    selected = hidden[batch.loss_rows, batch.loss_positions]
+    selected = hidden[batch.loss_rows.to(device), batch.loss_positions.to(device)]
     logits = causal_lm.get_output_embeddings()(selected).float()
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     if softcap:

@@ -13,6 +13,7 @@ from fslm.lazy import load_reference
 from fslm.runtime.active_batch import decode_batch
 from fslm.runtime.batcher import Batcher
 from fslm.runtime.decode import PreparedRow
+from fslm.runtime.device import resolve_device, resolve_dtype
 from fslm.runtime.ensemble.types import EnsembleGeneration, EnsembleRequest
 from fslm.runtime.loaded import BaseKey, LoadedBase
 from fslm.runtime.prefix_cache import DEFAULT_PREFIX_CACHE_BYTES, PrefixCache
@@ -29,6 +30,8 @@ class RuntimeStats:
 
     base_loads: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0  # over every prefilled generation row
+    cached_prompt_tokens: int = 0  # of those, the ones reused from prefix states
     # requests per served batch of every other request type (ensembles, …), by the request class's name
     request_batch_sizes: dict[str, list[int]] = field(default_factory=dict)
 
@@ -109,7 +112,8 @@ class Runtime:
         ref = self._ref(handle)
         with self._load_lock:
             resolved = resolve_model(ref.source, ref.revision, cache_dir=self.cache_dir)
-            key = BaseKey(resolved.path, ref.dtype)
+            device = resolve_device(ref.device)
+            key = BaseKey(resolved.path, resolve_dtype(ref.dtype, device), str(device))
             with self._state_lock:
                 base = self._bases.get(key)
             if base is None:
@@ -203,9 +207,11 @@ class Runtime:
             raise FslmError(f"Unknown model handle {handle!r}. Known handles: {known}.")
         return ref
 
-    def _count_batch(self, rows: int) -> None:
+    def _count_batch(self, rows: list[PreparedRow]) -> None:
         with self._state_lock:
-            self.stats.batch_sizes.append(rows)
+            self.stats.batch_sizes.append(len(rows))
+            self.stats.prompt_tokens += sum(len(row.prompt_ids) for row in rows)
+            self.stats.cached_prompt_tokens += sum(row.cached_tokens for row in rows)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -253,7 +259,7 @@ class Runtime:
             for start in range(0, len(rows), self.max_batch_size):
                 chunk = rows[start : start + self.max_batch_size]
                 generations = decode_batch(base, [row for _, row in chunk], prefixes)
-                self._count_batch(len(chunk))
+                self._count_batch([row for _, row in chunk])
                 for (index, _), generation in zip(chunk, generations, strict=True):
                     outcomes[index] = generation
         return [outcome for outcome in outcomes if outcome is not None]

@@ -15,22 +15,19 @@ from transformers.cache_utils import DynamicLayer
 
 from fslm.errors import FslmError
 from fslm.runtime.base_identity import base_identity, identity_mismatch, read_identity
+from fslm.runtime.device import TORCH_DTYPES, attention_implementation
 from fslm.runtime.messages import one_line
 
 BASE_ADAPTER_NAME = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# Eager attention keeps a row's logits the same whether it runs alone or left-padded in a batch: measured on
-# SmolLM2 in bfloat16, eager gives identical logits while SDPA differs by up to 0.4 (float32: both ~4e-5, from
-# GEMM blocking). On CPU at these sizes eager costs little (~6% at batch 16).
-ATTENTION_IMPLEMENTATION = "eager"
 
 
 @dataclass(frozen=True)
 class BaseKey:
-    """Identity of a loaded base: handles that resolve to the same directory and dtype share one."""
+    """Identity of a loaded base: handles that resolve to the same directory, dtype and device share one."""
 
     path: Path
-    dtype: str
+    dtype: str  # concrete: float32 | bfloat16 | float16
+    device: str = "cpu"  # concrete: cpu | cuda:N | mps
 
 
 class LoadedBase:
@@ -56,14 +53,15 @@ class LoadedBase:
     @classmethod
     def load(cls, key: BaseKey) -> LoadedBase:
         started = time.perf_counter()
-        dtype: Any = "auto" if key.dtype == "auto" else TORCH_DTYPES[key.dtype]
+        device = torch.device(key.device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(key.path)
             model = AutoModelForCausalLM.from_pretrained(
-                key.path, dtype=dtype, attn_implementation=ATTENTION_IMPLEMENTATION
+                key.path, dtype=TORCH_DTYPES[key.dtype], attn_implementation=attention_implementation(device)
             )
         except (OSError, ValueError) as error:
             raise FslmError(f"Could not load the model in {key.path}: {one_line(error)}") from error
+        model.to(device)
         model.eval()
         return cls(key, model, tokenizer, time.perf_counter() - started)
 

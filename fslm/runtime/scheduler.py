@@ -51,12 +51,12 @@ class DecodeScheduler:
         base: LoadedBase,
         prefixes: PrefixCache | None,
         caps: Caps,
-        on_prefill: Callable[[int], None],
+        on_prefill: Callable[[list[PreparedRow]], None],
     ) -> None:
         self._base = base
         self._prefixes = prefixes
         self._caps = caps
-        self._on_prefill = on_prefill  # told the size of every group prefilled together
+        self._on_prefill = on_prefill  # told every group of rows prefilled together
         self._queue: queue.Queue[_Waiting | None] = queue.Queue()
         self._closed = False
         self._close_lock = threading.Lock()
@@ -117,8 +117,8 @@ class DecodeScheduler:
                 live = begin(admitted)
                 finished += [row for row in admitted if row.finish_reason is not None]
                 if live:
-                    self._on_prefill(len(live))
                     joining, done = ActiveBatch.start(self._base, live, self._prefixes)
+                    self._on_prefill(live)
                     finished += done
                     if batch is None:
                         batch = joining

@@ -47,7 +47,16 @@ class ModelSpec(StrictModel):
         min_length=1,
     )
     dtype: Dtype = Field(
-        "auto", description="Weight dtype: auto (the checkpoint's), float32, bfloat16 or float16."
+        "auto",
+        description="Weight dtype: auto (bfloat16 on a CUDA GPU, else float32), float32, bfloat16, float16.",
+    )
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description=(
+            "Where the model runs: auto (a CUDA GPU when torch sees one, else Apple MPS, else the CPU), cpu, "
+            "cuda, cuda:N or mps. Fine-tuning uses the same choice."
+        ),
     )
     revision: str | None = Field(
         None, description="Hub branch, tag or commit to download (hub ids only).", min_length=1
