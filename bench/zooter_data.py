@@ -3,13 +3,14 @@
 Three multiple-choice sets, each cut into three disjoint parts by fixed row indices:
 - expert: tunes that set's LoRA expert (ARC-Challenge train rows 0-399, PIQA dev rows 0-99, all 285 MMLU
   dev rows);
-- router: the router's training queries (ARC rows 400-549, PIQA rows 100-199, MMLU val rows i % 10 == 3, the
-  first 150); the router's own held-out part, which picks its epoch, is cut from these;
+- router: the router's training queries (ARC rows 400-499, PIQA rows 100-199, MMLU val rows i % 10 == 3, the
+  first 100); the router's own held-out part, which picks its epoch, is cut from these;
 - bench: the mixed held-out set (ARC rows 995-1094, PIQA rows 200-299, MMLU val rows i % 15 == 0, the first
   100): never trained on and never used to pick an epoch.
 
-Each record: question, choices (the option texts), gold (the right option's text), label (its index), domain
-(arc, piqa or mmlu: the router recipe's tag field), subject (MMLU's subject, else the domain).
+Both router.jsonl and bench.jsonl take one item of each set in turn. Each record: question, choices (the
+option texts), gold (the right option's text), label (its index), domain (arc, piqa or mmlu: the router
+recipe's tag field), subject (MMLU's subject, else the domain).
 
 Usage: python bench/zooter_data.py
 """
@@ -53,13 +54,19 @@ def parts() -> dict[str, list[dict]]:
         "arc_expert": arc[:400],
         "piqa_expert": piqa[:100],
         "mmlu_expert": mmlu_dev,
-        "router": arc[400:550]
-        + piqa[100:200]
-        + [row for index, row in enumerate(mmlu_val) if index % 10 == 3][:150],
-        "bench": arc[995:1095]
-        + piqa[200:300]
-        + [row for index, row in enumerate(mmlu_val) if index % 15 == 0][:100],
+        "router": interleaved(
+            arc[400:500], piqa[100:200], [row for index, row in enumerate(mmlu_val) if index % 10 == 3][:100]
+        ),
+        "bench": interleaved(
+            arc[995:1095], piqa[200:300], [row for index, row in enumerate(mmlu_val) if index % 15 == 0][:100]
+        ),
     }
+
+
+def interleaved(*sets: list[dict]) -> list[dict]:
+    """One item of each set in turn, so that the first 3k rows hold k of each (a recipe's `data.limit`, the
+    bench's --n)."""
+    return [row for group in zip(*sets, strict=True) for row in group]
 
 
 def main() -> None:
