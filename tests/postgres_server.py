@@ -61,8 +61,9 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server() -> PostgresServer:
-    """Start a server; raise RuntimeError saying why when it cannot start."""
+def start_server(fsync: bool = False) -> PostgresServer:
+    """Start a server (without fsync unless asked: tests need no durability); raise RuntimeError saying why
+    when it cannot start."""
     directory = Path(tempfile.mkdtemp(prefix="fslm-pg-"))
     run_as: list[str] = []
     if os.geteuid() == 0:
@@ -95,7 +96,7 @@ def start_server() -> PostgresServer:
             str(directory / "log"),
             "-w",
             "-o",
-            f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off",
+            f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}",
             "start",
         ],
     ]
