@@ -305,7 +305,9 @@ def load_pipeline(
     spec = path if isinstance(path, PipelineSpec) else load_spec(path)
     if runtime is None:
         models = {
-            name: ModelRef(source=model.source, dtype=model.dtype, revision=model.revision)
+            name: ModelRef(
+                source=model.source, dtype=model.dtype, revision=model.revision, device=model.device
+            )
             for name, model in spec.models.items()
         }
         runtime = Runtime(models, max_batch_size=max_batch_size)

@@ -56,6 +56,31 @@ def test_fine_tuning_loads_on_the_chosen_device(tiny_model: Path) -> None:
     assert model.device.type == "cpu"
 
 
+@pytest.mark.skipif(not NO_CUDA, reason="this machine has a CUDA GPU")
+def test_running_a_pipeline_on_a_missing_gpu_is_exit_2(tmp_path: Path, tiny_model: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"models:\n  m: {{source: {tiny_model}, device: cuda}}\nstages:\n  a: {{model: m, prompt: x}}\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fslm.cli.main",
+            "run",
+            str(path),
+            "hi",
+            "--store",
+            str(tmp_path / "r.sqlite"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "sees no CUDA GPU" in done.stderr
+
+
 def test_a_bad_device_in_a_pipeline_file_is_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(

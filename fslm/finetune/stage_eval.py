@@ -25,7 +25,7 @@ def metric_before_after(
         for example in examples
     ]
     model = spec.models[stage.model]
-    with Runtime({stage.model: ModelRef(model.source, model.dtype, model.revision)}) as runtime:
+    with Runtime({stage.model: ModelRef(model.source, model.dtype, model.revision, model.device)}) as runtime:
         before = runtime.generate(requests)
         after = runtime.generate([dataclasses.replace(request, adapter=str(adapter)) for request in requests])
 

@@ -157,7 +157,7 @@ def finetune(
     model_spec = spec.models[stage.model]
     status(f"loading {model_spec.source}")
     base_dir = prepare(model_spec.source, model_spec.revision)
-    tokenizer, base = load_base(base_dir, recipe.train.dtype)
+    tokenizer, base = load_base(base_dir, recipe.train.dtype, model_spec.device)
     identity = base_identity(base, model_spec.source)
     encoder = stage_encoder(stage_name, stage, tokenizer)
     train_set, too_long = _fitting(encoder, train_examples, recipe.train.max_length)
