@@ -33,8 +33,6 @@ from fslm.nodes.router.spec import RouterSpec, RouterStageSpec
 from fslm.runtime.router import RouteRequest
 from fslm.spec.models import StageSpecBase
 
-Node = Callable[..., dict]
-
 
 def make_router_node(
     name: str, stage: RouterStageSpec, submit: Callable[[Any], Any], *, stages: Mapping[str, StageSpecBase]
@@ -101,7 +99,10 @@ def _choose(
 
 
 def _run_all(
-    experts: list[str], run_expert: Callable[[str, RunState, RunnableConfig], dict], state, config
+    experts: list[str],
+    run_expert: Callable[[str, RunState, RunnableConfig], dict],
+    state: RunState,
+    config: RunnableConfig,
 ) -> list[dict]:
     """Every expert's update, run concurrently (each thread in a copy of this run's context)."""
     with ThreadPoolExecutor(len(experts), thread_name_prefix="fslm-rank") as pool:
