@@ -294,3 +294,14 @@ def test_a_database_url_without_the_postgres_extra_is_exit_2_naming_it(monkeypat
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
     assert main(["runs", "list", "--store", "postgresql://someone:pw@db.example/runs"]) == 2
     assert "pip install 'fslm[postgres]'" in capsys.readouterr().err
+
+
+def test_stores_opened_at_once_on_a_new_database_all_open(database):
+    """Each waits for the one creating the tables, then finds a whole store, not a half-made one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        stores = list(pool.map(lambda _: open_store(database), range(6)))
+    assert all(store.index.list() == [] for store in stores)
+    for store in stores:
+        store.close()

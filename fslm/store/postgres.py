@@ -10,6 +10,7 @@ password never leaves this module: messages and `RunStore.where` name the databa
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +33,7 @@ EXPECTED_TABLES = {
 }
 # Held while tables are created and migrated, so that runs starting at once do not race to create them.
 SETUP_LOCK = 0x46534C4D  # "FSLM"
+SETUP_WAIT_SECONDS = 120
 TABLES_SQL = """
 SELECT table_name, column_name FROM information_schema.columns
 WHERE table_schema = current_schema() ORDER BY table_name
@@ -80,10 +82,13 @@ def open_database_store(url: str, read_only: bool, serde: SerializerProtocol):
             url, autocommit=True, prepare_threshold=0, row_factory=dict_row, options=options
         )
         index_connection = psycopg.connect(url, autocommit=True, options=options)
-        _check_tables(index_connection, where, read_only)
         saver = PostgresSaver(saver_connection, serde=serde)
-        if not read_only:
+        if read_only:
+            _check_tables(index_connection, where, read_only)
+        else:
+            # Checked under the lock too: another process may be half-way through creating the tables.
             with _setup_lock(index_connection):
+                _check_tables(index_connection, where, read_only)
                 saver.setup()
                 create_index_tables(index_connection)
     except psycopg.Error as error:
@@ -94,8 +99,20 @@ def open_database_store(url: str, read_only: bool, serde: SerializerProtocol):
 
 @contextmanager
 def _setup_lock(connection) -> Iterator[None]:
-    """A session-level advisory lock: one process at a time creates and migrates the tables."""
-    connection.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+    """A session-level advisory lock: one process at a time creates and migrates the tables.
+
+    Asked for again and again rather than waited for in one statement: LangGraph's migrations build indexes
+    CONCURRENTLY, which waits for every open statement, a waiting `pg_advisory_lock` too, and that one
+    waits for the migrations.
+    """
+    deadline = time.monotonic() + SETUP_WAIT_SECONDS
+    while not connection.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise FslmError(
+                f"another process has been creating the run store's tables for {SETUP_WAIT_SECONDS} s; "
+                "try again when it finishes"
+            )
+        time.sleep(0.05)
     try:
         yield
     finally:
