@@ -267,3 +267,14 @@ def test_ray_records_runs_into_a_postgres_store_as_the_local_engine_does(cluster
         store.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("extra", "short"), [(["--actors", "3"], "3 CPUs (it has 2)"), (["--gpus-per-actor", "1"], "1 GPUs")]
+)
+def test_actors_the_cluster_cannot_hold_are_exit_2(cluster, chain, tmp_path, extra, short, capsys):
+    inputs, output = write_inputs(tmp_path / "in.jsonl", 2), tmp_path / "o.jsonl"
+    command = ["run", str(chain), "--input-file", str(inputs), "--output", str(output), "--engine", "ray"]
+    assert main([*command, "--store", str(tmp_path / "s.sqlite"), *extra]) == 2
+    assert short in capsys.readouterr().err
+    assert not output.exists()

@@ -30,10 +30,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         "--actors", type=int, help="with --engine ray: actors, each with the models loaded (1)"
     )
     group.add_argument(
-        "--cpus-per-actor", type=int, help="with --engine ray: CPUs (torch threads) per actor (1)"
+        "--cpus-per-actor",
+        type=int,
+        metavar="C",
+        help="with --engine ray: CPUs (torch threads) per actor (1)",
     )
     group.add_argument(
-        "--gpus-per-actor", type=float, help="with --engine ray: GPUs Ray reserves per actor (0)"
+        "--gpus-per-actor", type=float, metavar="G", help="with --engine ray: GPUs Ray reserves per actor (0)"
     )
 
 

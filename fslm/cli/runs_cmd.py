@@ -21,7 +21,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("runs", help="list, show, diff, replay and export recorded runs")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--store", help="run store file (default: $FSLM_STORE or the per-user store)")
+    common.add_argument(
+        "--store",
+        help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
     listing = verbs.add_parser("list", parents=[common], help="a table of recorded runs, newest first")

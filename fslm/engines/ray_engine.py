@@ -147,6 +147,25 @@ class RayPipeline:
             submit(actor)
             yield from outcomes
 
+    def _check_resources(self) -> None:
+        """Refuse actors the cluster cannot hold at once: the chunks given to one left waiting would wait
+        forever."""
+        options, available = self.options, self.ray.cluster_resources()
+        wanted = {
+            "CPU": options.actors * options.cpus_per_actor,
+            "GPU": options.actors * options.gpus_per_actor,
+        }
+        short = [
+            f"{amount:g} {name}s (it has {available.get(name, 0):g})"
+            for name, amount in wanted.items()
+            if amount > available.get(name, 0)
+        ]
+        if short:
+            raise FslmError(
+                f"{options.actors} actors need {' and '.join(short)} in the Ray cluster; "
+                "use fewer --actors, or fewer --cpus-per-actor or --gpus-per-actor"
+            )
+
     def _start_actors(self) -> None:
         if self.actors:
             return
@@ -159,6 +178,7 @@ class RayPipeline:
                     f"cannot start or join Ray at {options.address or 'this machine'}: {error}"
                 ) from None
             self.started_ray = True
+        self._check_resources()
         from fslm.engines.ray_worker import PipelineWorker
 
         worker = ray.remote(PipelineWorker).options(
