@@ -51,8 +51,8 @@ def load_items() -> list[dict]:
 
 
 def system_runs(spec, runtime: Runtime, store, items: list[dict], systems: list[str], cache: Path) -> None:
-    """Run each system (base, or an expert alone) on `items` unless cached; cache its choices records."""
-    inputs = [{"question": item["question"], "choices": item["choices"]} for item in items]
+    """Run each system (base, or an expert alone) on `items` unless cached; cache its choices records. A
+    system cached on fewer items runs on the rest only."""
     experts = spec.stages["route"].router.experts
     base = spec.stages[experts[0]].model_copy(update={"adapter": None})
     with_base = spec.model_copy(update={"stages": {**spec.stages, "base": base}})
@@ -60,12 +60,18 @@ def system_runs(spec, runtime: Runtime, store, items: list[dict], systems: list[
         path = cache / f"{name}-{len(items)}.json"
         if path.exists():
             continue
+        done = {"seconds": 0.0, "records": []}
+        shorter = sorted(cache.glob(f"{name}-*.json"), key=lambda file: int(file.stem.rsplit("-", 1)[1]))
+        if shorter and int(shorter[-1].stem.rsplit("-", 1)[1]) < len(items):
+            done = json.loads(shorter[-1].read_text())
+        rest = items[len(done["records"]) :]
+        inputs = [{"question": item["question"], "choices": item["choices"]} for item in rest]
         started = time.perf_counter()
         results = Pipeline(expert_pipeline(with_base, name), runtime, store).batch(inputs)
         seconds = time.perf_counter() - started
-        records = [result.messages[-1]["choices"] for result in results]
-        path.write_text(json.dumps({"seconds": seconds, "records": records}))
-        print(f"{name}: {len(items) / seconds:.2f} items/s", flush=True)
+        records = done["records"] + [result.messages[-1]["choices"] for result in results]
+        path.write_text(json.dumps({"seconds": done["seconds"] + seconds, "records": records}))
+        print(f"{name}: {len(rest) / seconds:.2f} items/s", flush=True)
 
 
 def cached(cache: Path, name: str, count: int) -> list[dict]:
