@@ -60,7 +60,7 @@ SINGLE_CHOICE = (
     MODELS_YAML
     + """inputs: [prompt_text, choices]
 stages:
-  answer: {{model: {handle}, prompt: "{{{{ prompt_text }}}}", choices: "{{{{ choices }}}}", normalize: none}}
+  answer: {model: HANDLE, prompt: "{{ prompt_text }}", choices: "{{ choices }}", normalize: none}
 """
 )
 LETTER = (
@@ -68,10 +68,10 @@ LETTER = (
     + """inputs: [prompt_text]
 stages:
   answer:
-    model: {handle}
-    prompt: "{{{{ prompt_text }}}}"
+    model: HANDLE
+    prompt: "{{ prompt_text }}"
     chat_template: false
-    generation: {{max_new_tokens: 1}}
+    generation: {max_new_tokens: 1}
 """
 )
 
@@ -186,8 +186,8 @@ def speed(n: int, batch: int) -> list[dict]:
     inputs = [{"prompt_text": item["prompt_text"], "choices": item["choices"]} for item in items]
     table = []
     for model, handle in zip(MODELS, HANDLES, strict=True):
-        _, choice_seconds = run_pipeline(SINGLE_CHOICE.format(handle=handle), inputs, batch)
-        _, letter_seconds = run_pipeline(LETTER.format(handle=handle), letters, batch)
+        _, choice_seconds = run_pipeline(SINGLE_CHOICE.replace("HANDLE", handle), inputs, batch)
+        _, letter_seconds = run_pipeline(LETTER.replace("HANDLE", handle), letters, batch)
         table.append(
             {
                 "set": f"PIQA speed, first {n} items",

@@ -122,11 +122,11 @@ KEYS = st.one_of(
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the shipped pipelines and stage files, so that `use:` names resolve as they do in the
-    repo."""
+    """A copy of the shipped pipelines and the files they name (stage files, adapters, router checkpoints),
+    so that `use:` names and relative paths resolve as they do in the repo."""
     root = tmp_path_factory.mktemp("fuzz")
-    shutil.copytree(REPO / "pipelines", root / "pipelines")
-    shutil.copytree(REPO / "stages", root / "stages")
+    for folder in ("pipelines", "stages", "adapters", "routers"):
+        shutil.copytree(REPO / folder, root / folder)
     return root
 
 
