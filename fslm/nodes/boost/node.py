@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fslm.graph.state import EnsembleRecord, RunState, StageMessage
+from fslm.graph.state import RunState
 from fslm.nodes.boost.spec import BoostStageSpec
 from fslm.nodes.choices.node import make_choices_node
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.nodes.stage.node import generation_params
+from fslm.nodes.unite.node import voted_message
 from fslm.runtime.boost import BoostRequest
 from fslm.runtime.ensemble import EnsembleMember
 
@@ -43,26 +44,8 @@ def make_boost_node(name: str, stage: BoostStageSpec, submit: Submit) -> Callabl
     def run_boost(state: RunState) -> dict:
         prompt = render_prompt(name, stage, template, template_variables(state))
         result = submit(boost_request(stage, prompt))
-        generation = result.generation
-        message = StageMessage(
-            stage=name,
-            text=generation.text,
-            model=" + ".join(labels),
-            adapter=None,
-            prompt=prompt,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            seconds=round(generation.seconds, 4),
-            ensemble=EnsembleRecord(
-                members=labels,
-                first_tokens=list(result.first_tokens),
-                templates=list(result.templates),
-                steps=result.steps,
-                disagreements=result.disagreements,
-                weights=stage.boost.weights,
-            ),
-        )
-        return {"outputs": {name: generation.text}, "log": [message]}
+        message = voted_message(name, labels, prompt, result, stage.boost.weights)
+        return {"outputs": {name: result.generation.text}, "log": [message]}
 
     run_boost.__name__ = f"boost_{name}"
     return run_boost

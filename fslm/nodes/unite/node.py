@@ -41,25 +41,36 @@ def make_unite_node(
     def run_unite(state: RunState) -> dict:
         prompt = render_prompt(name, stage, template, template_variables(state))
         result = generate(ensemble_request(stage, prompt))
-        generation = result.generation
-        message = StageMessage(
-            stage=name,
-            text=generation.text,
-            model=" + ".join(labels),
-            adapter=None,
-            prompt=prompt,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            seconds=round(generation.seconds, 4),
-            ensemble=EnsembleRecord(
-                members=labels,
-                first_tokens=list(result.first_tokens),
-                templates=list(result.templates),
-                steps=result.steps,
-                disagreements=result.disagreements,
-            ),
-        )
-        return {"outputs": {name: generation.text}, "log": [message]}
+        message = voted_message(name, labels, prompt, result)
+        return {"outputs": {name: result.generation.text}, "log": [message]}
 
     run_unite.__name__ = f"unite_{name}"
     return run_unite
+
+
+def voted_message(
+    name: str, labels: list[str], prompt: str, result: EnsembleGeneration, weights: list[float] | None = None
+) -> StageMessage:
+    """The stage message of a text written by members voting token by token (UniTE's, or a boost stage's
+    with each member's `weights`)."""
+    generation = result.generation
+    record = EnsembleRecord(
+        members=labels,
+        first_tokens=list(result.first_tokens),
+        templates=list(result.templates),
+        steps=result.steps,
+        disagreements=result.disagreements,
+    )
+    if weights is not None:
+        record["weights"] = weights
+    return StageMessage(
+        stage=name,
+        text=generation.text,
+        model=" + ".join(labels),
+        adapter=None,
+        prompt=prompt,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        seconds=round(generation.seconds, 4),
+        ensemble=record,
+    )
