@@ -43,3 +43,18 @@ def tiny_adapters(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) ->
         make_tiny_adapter(tiny_model, root / "adapter-a", seed=1),
         make_tiny_adapter(tiny_model, root / "adapter-b", seed=2),
     )
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """A headless Chromium for the viewer's page tests; CI must have one."""
+    from fslm.ui.browser import headless_chromium, missing_browser
+
+    reason = missing_browser()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser test: {reason}")
+        pytest.skip(f"no headless browser: {reason}")
+    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()

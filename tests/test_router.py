@@ -188,6 +188,32 @@ def test_runs_show_displays_the_routing(world: dict[str, Path], tmp_path: Path, 
     assert [line for line in shown.splitlines() if "two" in line and "0.00" in line]
 
 
+def test_the_viewer_shows_the_routing(
+    world: dict[str, Path], tmp_path: Path, capsys: Any, browser: Any
+) -> None:
+    from fslm.store import open_store
+    from fslm.ui import make_server, serving
+    from fslm.ui.browser import open_view
+
+    path = write(tmp_path / "p.yaml", pipeline_text(world, "method: fixed, fixed: two"))
+    store = tmp_path / "runs.sqlite"
+    run_input = json.dumps({"question": "how big is paris", "choices": ["yes", "no"]})
+    assert main(["run", str(path), "--input-json", run_input, "--json", "--store", str(store)]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    with serving(make_server(open_store(store, read_only=True), port=0)) as running:
+        open_view(browser, f"{running.url}#/run/{run_id}")
+        card = "li.message[data-stage='route']"
+
+        def texts(selector: str) -> list[str]:
+            found = browser.find_elements("css selector", f"{card} {selector}")
+            return [element.get_attribute("textContent") for element in found]
+
+        assert texts(".router-head")[0].startswith("router: fixed · 1 expert call(s) · ")
+        assert texts("td.option") == ["one", "two"]
+        assert texts("tr.chosen td.option") == ["two"]
+        assert texts("tbody td.score") == ["0.00", "0.000", "1.00", "1.000"]
+
+
 def test_cost_weight_trades_probability_for_cheaper_experts() -> None:
     assert learned_choice([0.6, 0.4], [10.0, 1.0], 0.0) == 0
     assert learned_choice([0.6, 0.4], [10.0, 1.0], 0.5) == 1

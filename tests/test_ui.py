@@ -3,7 +3,6 @@ Chromium."""
 
 import http.client
 import json
-import os
 import socket
 import struct
 import urllib.error
@@ -18,7 +17,7 @@ from fslm.pipeline import load_pipeline
 from fslm.spec import END, load_spec
 from fslm.store import RunRecord, open_store
 from fslm.ui import make_server, serving
-from fslm.ui.browser import headless_chromium, missing_browser, open_view, save_screenshot
+from fslm.ui.browser import open_view, save_screenshot
 from fslm.ui.pipeline_layout import layered_graph, run_graph
 
 # The replayed run's first stage is edited to this: its label routes to `third`, and it is markup to escape.
@@ -68,18 +67,6 @@ def store(runs):
 def server(store):
     with serving(make_server(store, port=0)) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    reason = missing_browser()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test: {reason}")
-        pytest.skip(f"no headless browser: {reason}")
-    driver = headless_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    yield driver
-    driver.quit()
 
 
 def get_json(server, path: str, headers: dict | None = None) -> tuple[int, dict]:

@@ -74,8 +74,9 @@ def layered_graph(spec: PipelineSpec, note: str = "") -> PipelineGraph:
         GraphNode(
             name=name,
             layer=layers[name],
-            model=stage.model,
-            adapter=str(stage.adapter) if stage.adapter else None,
+            # Kinds that run no single model (a router, a boost stage) have neither field.
+            model=getattr(stage, "model", None),
+            adapter=str(stage.adapter) if getattr(stage, "adapter", None) else None,
         )
         for name, stage in spec.stages.items()
     ]

@@ -152,8 +152,28 @@ function messageCard(message) {
     ),
     el("pre", { class: "text" }, message.text),
     message.choices ? choicesTable(message.choices) : null,
+    message.router ? routerTable(message.router) : null,
     el("details", { class: "prompt" }, el("summary", {}, "prompt"), el("pre", {}, message.prompt)),
   );
+}
+
+// A router stage's choice: the method, the expert calls spent and the router's own time; then each expert's
+// probability and the score the choice maximised, the chosen expert marked.
+function routerTable(record) {
+  const head = el("tr", {}, el("th", {}, ""), el("th", {}, "expert"), el("th", { class: "score" }, "p"),
+    el("th", { class: "score" }, "score"));
+  const rows = record.experts.map((expert, index) => el(
+    "tr",
+    { class: expert === record.chosen ? "chosen" : null },
+    el("td", {}, expert === record.chosen ? "✓" : ""),
+    el("td", { class: "option" }, expert),
+    el("td", { class: "score" }, record.probabilities[index].toFixed(2)),
+    el("td", { class: "score" }, record.scores[index].toFixed(3)),
+  ));
+  return el("div", { class: "router" },
+    el("p", { class: "router-head" },
+      `router: ${record.method} · ${record.calls} expert call(s) · ${record.seconds.toFixed(3)} s`),
+    el("table", { class: "choices" }, el("thead", {}, head), el("tbody", {}, rows)));
 }
 
 // A choices stage's options, one row each: the chosen one marked, each model's normalised score (a mark on
