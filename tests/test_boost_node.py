@@ -274,3 +274,24 @@ def test_smollm2_adapters_mix_in_one_batch_as_they_do_one_request_at_a_time(tmp_
     assert [r.generation.text for r in batched] == [r.generation.text for r in alone]
     assert [r.generation.text for r in only_base] == [g.text for g in plain]
     assert "Paris" in plain[0].text
+
+
+def test_runs_show_prints_each_members_first_token_and_weight(
+    tmp_path: Path, models: dict[str, Path], capsys: Any
+) -> None:
+    stage = (
+        f"    boost: {{members: {members_yaml(models)}, alphas: [3, 1]}}\n"
+        "    chat_template: false\n    prompt: 'Goal: {{ goal }}'\n    generation: {max_new_tokens: 4}\n"
+    )
+    path, store = write_pipeline(tmp_path, models, stage), str(tmp_path / "runs.sqlite")
+    run_input = json.dumps({"goal": "the cat", "choices": ["a", "b"]})
+    assert main(["run", str(path), "--input-json", run_input, "--json", "--store", store]) == 0
+    run = json.loads(capsys.readouterr().out)
+    record = run["messages"][-1]["ensemble"]
+    assert main(["runs", "show", run["run_id"], "--store", store]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(f"vote: {record['steps']} steps" in line for line in lines)
+    rows = zip(record["members"], record["first_tokens"], ("0.75", "0.25"), strict=True)
+    for member, token, weight in rows:
+        shown = [line.rstrip(" │") for line in lines if member in line and repr(token) in line]
+        assert shown and shown[0].endswith(weight)

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fslm.graph import StageMessage
+from fslm.graph.state import EnsembleRecord
 from fslm.nodes.choices.record import ChoicesRecord
 
 # C0 and C1 control characters except tab and newline: ESC and CSI would let text steer the terminal.
@@ -70,8 +71,10 @@ def choices_table(record: ChoicesRecord) -> Table:
     if len(scorers) == 1:
         table.add_column("log P", justify="right")
         table.add_column("tokens", justify="right")
-    for scorer in scorers:
-        table.add_column(literal(f"{scorer['model']} {record['normalize']}"), justify="right")
+    weights = record.get("weights")
+    for index, scorer in enumerate(scorers):
+        weight = f" ×{weights[index]:.2f}" if weights else ""
+        table.add_column(literal(f"{scorer['model']} {record['normalize']}{weight}"), justify="right")
     table.add_column("p", justify="right")
     for index, option in enumerate(record["options"]):
         cells: list[Text | str] = ["✓" if index == record["chosen"] else "", literal(option)]
@@ -85,6 +88,24 @@ def choices_table(record: ChoicesRecord) -> Table:
     return table
 
 
+def vote_table(record: EnsembleRecord) -> Group:
+    """A token-by-token vote (UniTE, boost): the steps and disagreements, then each member's own first token
+    and, for a boost stage, its weight."""
+    header = f"vote: {record['steps']} steps, members disagreed on {record['disagreements']}"
+    table = Table(box=None, pad_edge=False, header_style="dim")
+    table.add_column("member")
+    table.add_column("first token alone")
+    weights = record.get("weights")
+    if weights:
+        table.add_column("weight", justify="right")
+    for index, member in enumerate(record["members"]):
+        cells: list[Text | str] = [literal(member), literal(repr(record["first_tokens"][index]))]
+        if weights:
+            cells.append(f"{weights[index]:.2f}")
+        table.add_row(*cells)
+    return Group(Text(header, style="dim"), table)
+
+
 def print_message(out: Console, message: StageMessage, show_prompt: bool = False) -> None:
     if show_prompt:
         title = f"prompt to {escaped(message['stage'])}"
@@ -92,6 +113,8 @@ def print_message(out: Console, message: StageMessage, show_prompt: bool = False
     body: RenderableType = literal(message["text"])
     if "choices" in message:
         body = Group(body, choices_table(message["choices"]))
+    if "ensemble" in message:
+        body = Group(body, vote_table(message["ensemble"]))
     if "router" in message:
         from fslm.cli.router_show import router_table  # it imports this module
 
