@@ -57,11 +57,12 @@ def progress_callbacks(err, progress: Progress, label: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from fslm.finetune.boost.recipe import BoostRecipe, load_workflow_recipe
+    from fslm.finetune.boost.recipe import BoostRecipe
     from fslm.finetune.boost.workflow import boost_finetune
+    from fslm.finetune.loading import read_recipe
     from fslm.finetune.train import Interrupted
 
-    recipe = load_workflow_recipe(args.recipe, BoostRecipe)
+    recipe = read_recipe(args.recipe, BoostRecipe)
     err = console(stderr=True)
     with round_progress(err) as progress:
         callbacks = progress_callbacks(err, progress, f"boost {recipe.target.stage}")

@@ -18,10 +18,11 @@ def register_workflow(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fslm.finetune.router.recipe import load_router_recipe
+    from fslm.finetune.loading import read_recipe
+    from fslm.finetune.router.recipe import RouterRecipe
     from fslm.finetune.router.workflow import RouterCallbacks, train_router_recipe
 
-    recipe = load_router_recipe(args.recipe)
+    recipe = read_recipe(args.recipe, RouterRecipe)
     err = console(stderr=True)
     columns = (
         TextColumn("{task.description}", markup=False),

@@ -33,11 +33,12 @@ def register_workflow(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fslm.finetune.boost.recipe import W2SRecipe, load_workflow_recipe
+    from fslm.finetune.boost.recipe import W2SRecipe
     from fslm.finetune.boost.w2s import W2SCallbacks, weak_to_strong
+    from fslm.finetune.loading import read_recipe
     from fslm.finetune.train import Interrupted
 
-    recipe = load_workflow_recipe(args.recipe, W2SRecipe)
+    recipe = read_recipe(args.recipe, W2SRecipe)
     err = console(stderr=True)
     with round_progress(err) as progress:
         callbacks = W2SCallbacks(

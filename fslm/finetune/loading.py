@@ -4,32 +4,42 @@ means."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from fslm.errors import FslmError
 from fslm.files import check_path_name, resolved
-from fslm.finetune.recipe import Recipe
+from fslm.finetune.recipe import Recipe, RecipeModel
 from fslm.spec.problems import SpecError
 from fslm.spec.reporting import ProblemSink
 from fslm.spec.yaml_source import read_yaml_file
 
+AnyRecipe = TypeVar("AnyRecipe", bound=RecipeModel)
+
 
 def load_recipe(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
     """Validate the recipe file; `overrides` (section → key → value, e.g. from CLI flags) win over it."""
-    check_path_name(Path(path), "recipe")
-    file = resolved(Path(path))
-    _, parsed = read_yaml_file(file, "recipe")  # the pipeline's reader: same bounds, problems with lines
+    return read_recipe(Path(path), Recipe, overrides)
+
+
+def read_recipe(
+    path: Path, model: type[AnyRecipe], overrides: dict[str, dict[str, Any]] | None = None
+) -> AnyRecipe:
+    """A recipe file validated as `model` (the adapter recipe, or a training workflow's), read with the
+    pipeline's YAML reader: the same bounds, and every problem named with its line."""
+    check_path_name(path, "recipe")
+    file = resolved(path)
+    _, parsed = read_yaml_file(file, "recipe")
     if parsed.problems:
         raise SpecError(parsed.problems)
     if not isinstance(parsed.data, dict):
-        raise FslmError(f"{path}: a recipe is a mapping with target, data, lora, train, eval and output")
+        raise FslmError(f"{path}: a recipe is a mapping with {', '.join(model.model_fields)}")
     data = _with_overrides(parsed.data, overrides or {})
     sink = ProblemSink(file, parsed.locations)
-    sink.check_unknown_keys(Recipe, data)
+    sink.check_unknown_keys(model, data)
     try:
-        recipe = Recipe.model_validate(data, context={"base_dir": file.parent})
+        recipe = model.model_validate(data, context={"base_dir": file.parent})
     except ValidationError as error:
         sink.add_validation_error(error, data)
         raise SpecError(sink.problems) from None

@@ -3,17 +3,11 @@ recipe's sections (`target`, `lora`, `train`), so a weak member trains as one ad
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from fslm.errors import FslmError
-from fslm.files import check_path_name, resolved
 from fslm.finetune.recipe import DatasetSource, LoraSpec, RecipeModel, RecipePath, TargetSpec, TrainSpec
-from fslm.spec.problems import SpecError
-from fslm.spec.reporting import ProblemSink
-from fslm.spec.yaml_source import read_yaml_file
 
 
 class WeakEnsembleSpec(RecipeModel):
@@ -83,27 +77,3 @@ class W2SRecipe(RecipeModel):
         None, ge=1, description="Use at most this many hard items for pseudo-labels."
     )
     output: RecipePath = Field(description="Directory for the weak members, strong adapters and the report.")
-
-
-Recipes = TypeVar("Recipes", BoostRecipe, W2SRecipe)
-
-
-def load_workflow_recipe(path: Path, model: type[Recipes]) -> Recipes:
-    """A recipe file validated as `model`, read as the adapter recipe is: problems name their line."""
-    check_path_name(path, "recipe")
-    file = resolved(path)
-    _, parsed = read_yaml_file(file, "recipe")
-    if parsed.problems:
-        raise SpecError(parsed.problems)
-    if not isinstance(parsed.data, dict):
-        raise FslmError(f"{path}: a recipe is a mapping of {', '.join(model.model_fields)}")
-    sink = ProblemSink(file, parsed.locations)
-    sink.check_unknown_keys(model, parsed.data)
-    try:
-        recipe = model.model_validate(parsed.data, context={"base_dir": file.parent})
-    except ValidationError as error:
-        sink.add_validation_error(error, parsed.data)
-        raise SpecError(sink.problems) from None
-    if sink.problems:
-        raise SpecError(sink.problems)
-    return recipe

@@ -5,17 +5,10 @@ The field descriptions are the recipe's reference (docs/router.md), written for 
 
 from __future__ import annotations
 
-from pathlib import Path
+from pydantic import Field, model_validator
 
-from pydantic import Field, ValidationError, model_validator
-
-from fslm.errors import FslmError
-from fslm.files import check_path_name, resolved
 from fslm.finetune.recipe import RecipeModel, RecipePath
 from fslm.nodes.router.checkpoint import DEFAULT_ENCODER
-from fslm.spec.problems import SpecError
-from fslm.spec.reporting import ProblemSink
-from fslm.spec.yaml_source import read_yaml_file
 
 
 class RouterTarget(RecipeModel):
@@ -146,23 +139,3 @@ class RouterRecipe(RecipeModel):
     )
     batch_size: int = Field(16, ge=1, description="Most expert requests in one forward pass.")
     output: RecipePath = Field(description="The router checkpoint directory to write.")
-
-
-def load_router_recipe(path: Path) -> RouterRecipe:
-    """Validate the router recipe at `path`; SpecError lists every problem with its line."""
-    check_path_name(path, "recipe")
-    file = resolved(path)
-    _, parsed = read_yaml_file(file, "recipe")
-    if parsed.problems:
-        raise SpecError(parsed.problems)
-    if not isinstance(parsed.data, dict):
-        raise FslmError(f"{path}: a router recipe is a mapping with target, data, reward and output")
-    sink = ProblemSink(file, parsed.locations)
-    sink.check_unknown_keys(RouterRecipe, parsed.data)
-    try:
-        recipe = RouterRecipe.model_validate(parsed.data, context={"base_dir": file.parent})
-    except ValidationError as error:
-        sink.add_validation_error(error, parsed.data)
-    if sink.problems:
-        raise SpecError(sink.problems)
-    return recipe
