@@ -321,3 +321,76 @@ def test_experts_templates_are_checked_where_the_router_runs(
     assert main(["validate", str(write(tmp_path / "p.yaml", text))]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert "stage 'one' prompt uses undefined variable 'questoin'" in err and "did you mean 'question'" in err
+
+
+def test_fslm_eval_scores_a_router_by_its_chosen_experts_records_and_breaks_scores_down(
+    world: dict[str, Path], tmp_path: Path, capsys: Any
+) -> None:
+    from fslm.eval.compare import read_reports
+    from fslm.eval.routing import by_chosen_expert
+    from fslm.inspection import run_details
+    from fslm.store import open_store
+
+    pipeline = write(tmp_path / "p.yaml", pipeline_text(world, "method: random, seed: 3"))
+    output = tmp_path / "results.jsonl"
+    store = str(tmp_path / "runs.sqlite")
+    args = ["eval", str(pipeline), "--data", str(world["data"]), "--answer-field", "gold", "--store", store]
+    assert main([*args, "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == 16 and list(rows[0]["scores"]) == ["acc", "acc_norm"]
+    for row in rows:
+        chosen = ["one", "two"][random_choice(2, 3, row["input"]["question"])]
+        assert row["routed"] == {"route": chosen}
+        messages = run_details(open_store(store, read_only=True), row["run_id"]).messages
+        record = next(message["choices"] for message in messages if message["stage"] == chosen)
+        assert row["scores"]["acc"] == float(record["options"][record["chosen"]] == row["reference"])
+    report = read_reports(output)[0]
+    breakdown = {(row.expert, row.metric): row for row in by_chosen_expert(report)}
+    assert {expert for expert, _ in breakdown} == {"one", "two"}  # seed 3 sends items to both
+    for expert in ("one", "two"):
+        mine = [row["scores"]["acc"] for row in rows if row["routed"]["route"] == expert]
+        assert breakdown[expert, "acc"].items == len(mine)
+        assert breakdown[expert, "acc"].mean == sum(mine) / len(mine)
+        assert ["route", expert, str(len(mine)), "acc", f"{sum(mine) / len(mine):.3f}"] in table_rows(printed)
+    # The results file alone gives the same breakdown.
+    assert main(["eval", str(output)]) == 0
+    assert [row for row in table_rows(capsys.readouterr().out) if row[0] == "route"] == [
+        row for row in table_rows(printed) if row[0] == "route"
+    ]
+
+
+def table_rows(printed: str) -> list[list[str]]:
+    """The first five cells of each row of the tables rich printed."""
+    return [[cell.strip() for cell in line.split("│")[1:6]] for line in printed.splitlines() if "│" in line]
+
+
+def test_fslm_eval_refuses_a_results_row_whose_routing_is_not_an_object(tmp_path: Path, capsys: Any) -> None:
+    row = {
+        "pipeline": "p.yaml",
+        "name": "p",
+        "metric": "acc",
+        "run_id": "r",
+        "input": "q",
+        "reference": "yes",
+        "output": "yes",
+        "extracted": "yes",
+        "score": 1.0,
+        "scores": {"acc": 1.0},
+        "routed": "one",
+    }
+    results = write(tmp_path / "results.jsonl", json.dumps(row) + "\n")
+    assert main(["eval", str(results)]) == 2
+    assert "its 'routed' is not an object" in capsys.readouterr().err
+
+
+def test_fslm_eval_needs_a_metric_for_a_router_whose_experts_read_different_options(
+    world: dict[str, Path], tmp_path: Path, capsys: Any
+) -> None:
+    text = pipeline_text(world, "method: random").replace(
+        'choices: "{{ choices }}"}', "choices: [maybe, perhaps]}", 1
+    )
+    pipeline = write(tmp_path / "p.yaml", text)
+    assert main(["eval", str(pipeline), "--data", str(world["data"]), "--answer-field", "gold"]) == 2
+    assert "does not end in a choice stage, so give a --metric" in capsys.readouterr().err
+    assert not (tmp_path / "p.eval.jsonl").exists()

@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     ran = [reports[index][0] for index in prepared]
     if output is not None:
         write_jsonl_atomically(output, [row for report in ran for row in report.rows()])
-    console().print(Group(summary_table(ordered), *([paired_table(*ordered)] if len(ordered) == 2 else [])))
+    tables = [summary_table(ordered), *expert_tables(ordered)]
+    console().print(Group(*tables, *([paired_table(*ordered)] if len(ordered) == 2 else [])))
     if output is not None:
         err.print(f"wrote {sum(len(report.items) for report in ran)} per-item results to {escaped(output)}")
     return 0
@@ -173,6 +174,33 @@ def summary_table(reports: list) -> Table:
                 seconds,
             )
     return table
+
+
+def expert_tables(reports: list) -> list[Table]:
+    """For each report whose runs went through a router stage: its score by the expert the router chose."""
+    from fslm.eval.routing import by_chosen_expert
+
+    tables = []
+    for report in reports:
+        rows = by_chosen_expert(report)
+        if not rows:
+            continue
+        table = Table(title=f"{escaped(report.name)}: score by the expert each router stage chose")
+        for column in ("router", "expert", "items", "metric", "score", "95% interval"):
+            table.add_column(
+                column, justify="right" if column in ("items", "score", "95% interval") else "left"
+            )
+        for row in rows:
+            table.add_row(
+                literal(row.router),
+                literal(row.expert),
+                str(row.items),
+                row.metric,
+                f"{row.mean:.3f}",
+                f"{row.interval.low:.3f}–{row.interval.high:.3f} ({row.interval.method})",
+            )
+        tables.append(table)
+    return tables
 
 
 def paired_table(first, second) -> Table:

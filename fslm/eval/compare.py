@@ -4,7 +4,7 @@ paired comparison, metric by metric, that `fslm eval --compare` prints."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 
 from fslm.errors import FslmError
@@ -13,6 +13,8 @@ from fslm.eval.stats import Paired, paired
 from fslm.files import read_text_file
 
 _ITEM_FIELDS = [field.name for field in fields(ItemResult)]
+# Fields a row may lack: files written before they were added.
+_OPTIONAL_FIELDS = [field.name for field in fields(ItemResult) if field.default_factory is not MISSING]
 
 
 def read_reports(path: Path) -> list[EvalReport]:
@@ -27,7 +29,9 @@ def read_reports(path: Path) -> list[EvalReport]:
         except json.JSONDecodeError as error:
             raise FslmError(f"{where} is not JSON ({error.msg}); give a file written by `fslm eval --output`")
         missing = [
-            key for key in ("pipeline", "name", *_ITEM_FIELDS) if not isinstance(row, dict) or key not in row
+            key
+            for key in ("pipeline", "name", *_ITEM_FIELDS)
+            if key not in _OPTIONAL_FIELDS and (not isinstance(row, dict) or key not in row)
         ]
         if missing:
             raise FslmError(
@@ -42,7 +46,9 @@ def read_reports(path: Path) -> list[EvalReport]:
             raise FslmError(
                 f"{where} has the metrics {', '.join(row['scores'])}, not {', '.join(report.metrics)}"
             )
-        report.items.append(ItemResult(**{key: row[key] for key in _ITEM_FIELDS}))
+        if not isinstance(row.get("routed", {}), dict):
+            raise FslmError(f"{where}: its 'routed' is not an object of router stages and chosen experts")
+        report.items.append(ItemResult(**{key: row[key] for key in _ITEM_FIELDS if key in row}))
     if not reports:
         raise FslmError(f"results file {path} holds no rows")
     return list(reports.values())

@@ -1,18 +1,20 @@
 """Running a pipeline over labelled items and scoring its outputs; each item is recorded as a run.
 
 A generating pipeline is scored by one metric (`fslm.eval.metrics`). A pipeline whose output stage is a choice
-stage is scored by `acc` and `acc_norm` (`fslm.eval.choices`), read from that stage's record.
+stage (or a router over choice stages) is scored by `acc` and `acc_norm` (`fslm.eval.choices`), read from that
+stage's record. Each item also keeps the expert every router stage of its run chose, so that scores can be
+broken down by chosen expert (`fslm.eval.routing`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fslm.errors import FslmError
-from fslm.eval.choices import CHOICE_METRICS, ChoiceStage, choice_scores, output_choice_stage
+from fslm.eval.choices import CHOICE_METRICS, ChoiceStage, choice_scores, output_choice_stage, output_record
 from fslm.eval.items import EvalItem
 from fslm.eval.metrics import METRICS, extracted, score
 from fslm.spec.run_input import RunInput
@@ -27,6 +29,7 @@ class ItemResult:
     extracted: str
     score: float  # by the report's first metric
     scores: dict[str, float]  # by each of the report's metrics
+    routed: dict[str, str] = field(default_factory=dict)  # router stage -> the expert it chose in this run
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def evaluate(
 
 
 def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage | None) -> ItemResult:
+    routed = routed_experts(result.messages)
     if metric is not None:
         value = score(metric, result.output, item.reference)
         return ItemResult(
@@ -100,14 +104,19 @@ def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage 
             extracted(metric, result.output),
             value,
             {metric: value},
+            routed,
         )
     assert stage is not None and isinstance(item.reference, str)  # a choice item's reference is its gold
-    record = next(
-        (message["choices"] for message in reversed(result.messages) if message["stage"] == stage.name), None
-    )
-    if record is None:
+    found = output_record(stage, result.messages)
+    if found is None:
         raise FslmError(f"run {result.run_id} ended without running the choice stage {stage.name!r}")
-    scores = choice_scores(record, item.reference, stage.weights)
+    record, weights = found
+    scores = choice_scores(record, item.reference, weights)
     return ItemResult(
-        result.run_id, item.input, item.reference, result.output, result.output, scores["acc"], scores
+        result.run_id, item.input, item.reference, result.output, result.output, scores["acc"], scores, routed
     )
+
+
+def routed_experts(messages: Sequence[dict]) -> dict[str, str]:
+    """The expert each router stage of a run chose (its last choice, for a stage that ran more than once)."""
+    return {message["stage"]: message["router"]["chosen"] for message in messages if "router" in message}
