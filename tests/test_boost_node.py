@@ -178,6 +178,42 @@ def test_a_boost_choice_stage_mixes_option_probabilities_with_the_alphas(
     assert record["chosen"] == mixture.index(max(mixture))
 
 
+def test_fslm_eval_scores_a_boost_choice_stage_by_its_alpha_weighted_pick(
+    tmp_path: Path, models: dict[str, Path], capsys: Any
+) -> None:
+    stage = (
+        f"    boost: {{members: {members_yaml(models)}, alphas: [1, 3]}}\n"
+        "    choices: '{{ choices }}'\n    prompt: 'Goal: {{ goal }}. Answer:'\n"
+    )
+    pipeline = write_pipeline(tmp_path, models, stage)
+    items = [
+        {"goal": goal, "choices": ["use a pot", "use a sieve", "wait"], "answer": answer}
+        for goal, answer in (("boil water", 0), ("drain pasta", 1), ("let bread rise", 2), ("cook rice", 0))
+    ]
+    data = tmp_path / "items.jsonl"
+    data.write_text("".join(json.dumps(item) + "\n" for item in items))
+    output, store = tmp_path / "out.jsonl", tmp_path / "runs.sqlite"
+    args = ["eval", str(pipeline), "--data", str(data), "--output", str(output), "--store", str(store)]
+    assert main(args) == 0
+    assert "acc, acc_norm on 4 items" in capsys.readouterr().out
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    for row, item in zip(rows, items, strict=True):
+        alone = pipeline_pick(pipeline, item)
+        assert row["output"] == item["choices"][alone["chosen"]]
+        assert row["scores"]["acc"] == float(alone["chosen"] == item["answer"])
+        per_byte = [
+            softmax([lp / len(o.encode()) for lp, o in zip(s["logprobs"], item["choices"], strict=True)])
+            for s in alone["scorers"]
+        ]
+        mixed = [0.25 * a + 0.75 * b for a, b in zip(*per_byte, strict=True)]
+        assert row["scores"]["acc_norm"] == float(mixed.index(max(mixed)) == item["answer"])
+
+
+def pipeline_pick(pipeline: Path, item: dict[str, Any]) -> dict[str, Any]:
+    inputs = {"goal": item["goal"], "choices": item["choices"]}
+    return load_pipeline(pipeline, store=":memory:").invoke(inputs).messages[-1]["choices"]
+
+
 # ---- bad input: exit 2 with a clear message ----
 
 
