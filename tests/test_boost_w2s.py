@@ -106,3 +106,10 @@ def test_a_text_stage_is_refused(recipe: Path, capsys: Any) -> None:
     weak.write_text(weak.read_text().replace("    choices: '{{ choices }}'\n", ""))
     assert main(["finetune", "w2s", str(recipe)]) == 2
     assert "both must be choices stages" in " ".join(capsys.readouterr().err.split())
+
+
+def test_empty_test_data_exits_2(recipe: Path, capsys: Any) -> None:
+    (recipe.parent / "test.jsonl").write_text("")
+    assert main(["finetune", "w2s", str(recipe)]) == 2
+    assert "holds no items" in " ".join(capsys.readouterr().err.split())
+    assert not (recipe.parent / "out").exists()
