@@ -394,3 +394,32 @@ def test_fslm_eval_needs_a_metric_for_a_router_whose_experts_read_different_opti
     assert main(["eval", str(pipeline), "--data", str(world["data"]), "--answer-field", "gold"]) == 2
     assert "does not end in a choice stage, so give a --metric" in capsys.readouterr().err
     assert not (tmp_path / "p.eval.jsonl").exists()
+
+
+def test_the_gold_probability_reward_is_the_experts_probability_of_the_gold_option(
+    world: dict[str, Path], trained: Path, tmp_path: Path
+) -> None:
+    from fslm.finetune.router.recipe import RewardSpec
+    from fslm.finetune.router.rewards import Answer, make_rewarder
+
+    record = {"options": ["yes", "no", "maybe"], "probabilities": [0.2, 0.7, 0.1], "chosen": 1, "scorers": []}
+    message: Any = {"stage": "one", "text": "no", "choices": record}
+    reward = make_rewarder(RewardSpec(metric="gold_probability"))
+    assert reward([Answer("q", message, "yes"), Answer("q", message, 2)]) == [0.2, 0.1]
+    # Both experts pick among the same options, so acc is often equal for both; their probabilities are not.
+    text = recipe_text(world, trained, "{metric: gold_probability}", "labels: {temperature: 0.05}")
+    text = text.replace(str(world["root"] / "checkpoint"), str(tmp_path / "out"))
+    assert main(["finetune", "router", str(write(tmp_path / "r.yaml", text))]) == 0
+    training = read_router_config(tmp_path / "out").training
+    assert training["flat"] == 0
+    assert all(0 < value < 1 for value in training["expert_rewards"].values())
+
+
+def test_the_gold_probability_reward_needs_choice_experts(tmp_path: Path) -> None:
+    from fslm.errors import FslmError
+    from fslm.finetune.router.recipe import RewardSpec
+    from fslm.finetune.router.rewards import Answer, make_rewarder
+
+    message: Any = {"stage": "writer", "text": "yes"}
+    with pytest.raises(FslmError, match="scores choice stages, but expert 'writer' generates text"):
+        make_rewarder(RewardSpec(metric="gold_probability"))([Answer("q", message, "yes")])

@@ -58,7 +58,8 @@ class RewardSpec(RecipeModel):
         None,
         description=(
             "An `fslm eval` metric against the reference: exact, contains, f1, numeric, …; for choice "
-            "experts `acc` or `acc_norm`."
+            "experts `acc`, `acc_norm`, or `gold_probability` (the probability the expert gives the gold "
+            "option)."
         ),
     )
     model: str | None = Field(

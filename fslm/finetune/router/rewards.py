@@ -25,6 +25,10 @@ class Answer:
 
 Rewarder = Callable[[Sequence[Answer]], list[float]]
 
+# A reward metric of choice experts only, besides fslm eval's: unlike acc's 0 or 1, it tells apart experts
+# that pick the same option, so experts that are all right (or all wrong) still get different labels.
+GOLD_PROBABILITY = "gold_probability"
+
 
 def make_rewarder(spec: RewardSpec) -> Rewarder:
     """The reward function the recipe names, checked and loaded now (before any expert runs)."""
@@ -37,8 +41,8 @@ def make_rewarder(spec: RewardSpec) -> Rewarder:
 
 
 def _metric_rewarder(metric: str) -> Rewarder:
-    if metric not in METRICS and metric not in CHOICE_METRICS:
-        known = ", ".join([*METRICS, *CHOICE_METRICS])
+    if metric not in METRICS and metric not in [*CHOICE_METRICS, GOLD_PROBABILITY]:
+        known = ", ".join([*METRICS, *CHOICE_METRICS, GOLD_PROBABILITY])
         raise FslmError(f"reward metric {metric!r} is not an fslm eval metric; metrics: {known}")
 
     def reward(answers: Sequence[Answer]) -> list[float]:
@@ -49,7 +53,7 @@ def _metric_rewarder(metric: str) -> Rewarder:
 
 def _metric_value(metric: str, answer: Answer) -> float:
     record = answer.message.get("choices")
-    if metric in CHOICE_METRICS:
+    if metric in [*CHOICE_METRICS, GOLD_PROBABILITY]:
         if record is None:
             raise FslmError(
                 f"reward metric {metric!r} scores choice stages, but expert {answer.message['stage']!r} "
@@ -63,6 +67,8 @@ def _metric_value(metric: str, answer: Answer) -> float:
             gold = options[gold]
         if gold not in options:
             raise FslmError(f"the reference {gold!r} is not one of the options {options!r}")
+        if metric == GOLD_PROBABILITY:
+            return record["probabilities"][options.index(gold)]
         weights = [1.0] * len(record["scorers"])
         return choice_scores(record, gold, weights)[metric]
     return score(metric, answer.message["text"], answer.reference)
