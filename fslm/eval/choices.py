@@ -53,7 +53,10 @@ def output_choice_stage(spec: PipelineSpec) -> ChoiceStage | None:
             for name in stage.router.experts
             if isinstance(expert := spec.stages[name], ChoiceStageSpec)
         }
-        options = {repr(expert.choices) for expert in experts.values()}
+        options = {
+            (expert.choices_field, repr(expert.choices_field or expert.choices))
+            for expert in experts.values()
+        }
         if len(experts) == len(stage.router.experts) and len(options) == 1:
             return ChoiceStage(ending[0], next(iter(experts.values())), experts)
     return None
