@@ -13,9 +13,9 @@ from transformers import DynamicCache
 
 from fslm.runtime.decode import PreparedRow, advance, begin, result
 from fslm.runtime.loaded import LoadedBase
-from fslm.runtime.prefill import PromptPart, prefill
+from fslm.runtime.prefill import PromptPart
 from fslm.runtime.prefix_cache import PrefixCache
-from fslm.runtime.prefix_plan import keep_prompts, plan_prefixes
+from fslm.runtime.prefix_plan import prefill_reusing
 from fslm.runtime.sampling import next_tokens
 from fslm.runtime.types import Generation
 
@@ -46,11 +46,7 @@ class ActiveBatch:
         """Prefill `rows` (reusing cached prefixes when `prefixes` is given) and choose their first tokens.
         Returns the batch of rows still going and the rows already finished."""
         parts = [PromptPart(row.adapter_name, row.prompt_ids) for row in rows]
-        if prefixes is not None:
-            plan_prefixes(base, parts, prefixes)
-        prefilled = prefill(base, parts)
-        if prefixes is not None:
-            keep_prompts(prefilled, parts, prefixes)
+        prefilled = prefill_reusing(base, parts, prefixes)
         for row, part in zip(rows, parts, strict=True):
             row.cached_tokens = part.cached
         batch = cls(base, rows, prefilled.cache, prefilled.attention_mask, prefilled.next_position)

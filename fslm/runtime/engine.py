@@ -92,7 +92,6 @@ class Runtime:
         self._handle_bases: dict[str, LoadedBase] = {}
         self._bases: dict[BaseKey, LoadedBase] = {}
         self._schedulers: dict[BaseKey, DecodeScheduler] = {}
-        self._prefix_caches: dict[BaseKey, PrefixCache] = {}
         self._request_batchers: dict[type, Batcher] = {}
         self._closed = False
 
@@ -118,6 +117,8 @@ class Runtime:
                 base = self._bases.get(key)
             if base is None:
                 base = LoadedBase.load(key)
+                if self.reuse_prefixes and base.joinable:
+                    base.prefixes = PrefixCache(self.prefix_cache_bytes)
                 with self._state_lock:
                     self.stats.base_loads += 1
                     self._bases[key] = base
@@ -179,11 +180,8 @@ class Runtime:
 
     def prefix_cache(self, base: LoadedBase) -> PrefixCache | None:
         """The prefix cache of `base`, or None where prefixes are not reused (switched off, or a base whose
-        sliding-window layers cannot reuse them)."""
-        if not (self.reuse_prefixes and base.joinable):
-            return None
-        with self._state_lock:
-            return self._prefix_caches.setdefault(base.key, PrefixCache(self.prefix_cache_bytes))
+        sliding-window layers cannot reuse them). Ensemble and boost decoding find it as `base.prefixes`."""
+        return base.prefixes
 
     def close(self) -> None:
         """Stop the batcher threads and drop the models. Requests already queued are served first."""
@@ -196,9 +194,11 @@ class Runtime:
         for worker in workers:
             worker.close()
         with self._state_lock:
+            for base in self._bases.values():
+                if base.prefixes is not None:
+                    base.prefixes.clear()
             self._handle_bases.clear()
             self._bases.clear()
-            self._prefix_caches.clear()
 
     def _ref(self, handle: str) -> ModelRef:
         ref = self.models.get(handle)

@@ -17,6 +17,7 @@ from fslm.errors import FslmError
 from fslm.runtime.base_identity import base_identity, identity_mismatch, read_identity
 from fslm.runtime.device import TORCH_DTYPES, attention_implementation
 from fslm.runtime.messages import one_line
+from fslm.runtime.prefix_cache import PrefixCache
 
 BASE_ADAPTER_NAME = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
@@ -49,6 +50,9 @@ class LoadedBase:
         # Batches can be joined and trimmed, and prefixes reused, only where every layer caches every
         # position: a sliding-window layer (Gemma 3) keeps a window whose columns cannot be re-aligned.
         self.joinable = all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+        # The computed prefixes every decode path on this base reuses (guarded by `lock`); the runtime that
+        # loads the base sets it, None where prefixes are not reused.
+        self.prefixes: PrefixCache | None = None
 
     @classmethod
     def load(cls, key: BaseKey) -> LoadedBase:

@@ -42,6 +42,14 @@ class Prefilled:
     logits: torch.Tensor
     cached_width: int
 
+    def columns(self, part: PromptPart) -> list[int]:
+        """The cache columns of `part`'s prompt tokens, in order, when `part` is this prefill's row."""
+        width = self.attention_mask.shape[1]
+        return [
+            *range(self.cached_width - part.cached, self.cached_width),
+            *range(width - len(part.fresh), width),
+        ]
+
 
 def prefill(base: LoadedBase, parts: list[PromptPart]) -> Prefilled:
     """Run the uncached part of every prompt through the model in one forward pass. The caller holds
@@ -77,13 +85,11 @@ def prefill(base: LoadedBase, parts: list[PromptPart]) -> Prefilled:
 
 def row_entry(prefilled: Prefilled, row: int, part: PromptPart) -> PrefixEntry:
     """The prefix entry for all of `part`'s ids, copied out of row `row` of a prefill's cache."""
-    width = prefilled.attention_mask.shape[1]
-    fresh = len(part.fresh)
-    spans = [(prefilled.cached_width - part.cached, prefilled.cached_width), (width - fresh, width)]
+    columns = torch.tensor(prefilled.columns(part), device=prefilled.attention_mask.device)
     keys, values = [], []
     for layer in prefilled.cache.layers:
-        keys.append(torch.cat([layer.keys[row : row + 1, :, a:b] for a, b in spans], dim=2))
-        values.append(torch.cat([layer.values[row : row + 1, :, a:b] for a, b in spans], dim=2))
+        keys.append(layer.keys[row : row + 1, :, columns])
+        values.append(layer.values[row : row + 1, :, columns])
     return PrefixEntry(part.adapter_name, tuple(part.ids), tuple(keys), tuple(values))
 
 

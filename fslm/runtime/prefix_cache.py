@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # the CLI reads the default bound without loading torch
+    import torch
 
 # Below this many shared tokens a prefix is not worth its bookkeeping: the chat template's own header (about
 # 30 tokens for SmolLM2) is above it, so every templated prompt shares at least that.

@@ -16,6 +16,17 @@ from fslm.runtime.prefix_cache import MIN_SHARED_TOKENS, PrefixCache, PrefixEntr
 KEEP_PROMPT_TOKENS = 64
 
 
+def prefill_reusing(base: LoadedBase, parts: list[PromptPart], cache: PrefixCache | None) -> Prefilled:
+    """Prefill `parts`, reusing and keeping prefixes in `cache` when given (each part's `cached` then says
+    how many of its tokens came from it). The caller holds `base.lock` and inference mode."""
+    if cache is not None:
+        plan_prefixes(base, parts, cache)
+    prefilled = prefill(base, parts)
+    if cache is not None:
+        keep_prompts(prefilled, parts, cache)
+    return prefilled
+
+
 def plan_prefixes(base: LoadedBase, parts: list[PromptPart], cache: PrefixCache) -> None:
     """Set each part's `entry` and `cached`. The caller holds `base.lock` and inference mode."""
     for part in parts:

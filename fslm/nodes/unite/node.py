@@ -72,5 +72,6 @@ def voted_message(
         prompt_tokens=generation.prompt_tokens,
         completion_tokens=generation.completion_tokens,
         seconds=round(generation.seconds, 4),
+        cached_prompt_tokens=generation.cached_prompt_tokens,
         ensemble=record,
     )

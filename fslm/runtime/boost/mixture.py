@@ -1,9 +1,11 @@
 """Full-vocabulary mixture decoding for members that are adapters on one base model (they share a tokenizer).
 
 Every request becomes one row per member, all in one left-padded batch whose rows name their member's peft
-adapter (`adapter_names`), so one forward pass per step serves every member of every request. A request's
-next token comes from Σ_m w_m softmax(logits_m / T): greedy takes its argmax, sampling draws from it after
-the request's top-p. The chosen token is fed to each of the request's member rows.
+adapter (`adapter_names`), so one forward pass per step serves every member of every request. The prompts
+are prefilled as the runtime prefills any generation, reusing each member's computed prefixes
+(`base.prefixes`, per adapter). A request's next token comes from Σ_m w_m softmax(logits_m / T): greedy
+takes its argmax, sampling draws from it after the request's top-p. The chosen token is fed to each of the
+request's member rows.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from transformers import DynamicCache
 
 from fslm.runtime.boost.types import BoostRequest
 from fslm.runtime.ensemble.types import EnsembleGeneration
 from fslm.runtime.loaded import LoadedBase
+from fslm.runtime.prefill import PromptPart
+from fslm.runtime.prefix_plan import prefill_reusing
 from fslm.runtime.prompt import encode_prompt
 from fslm.runtime.sampling import row_generator, sample_from
 from fslm.runtime.types import Generation, GenerationRequest
@@ -32,6 +35,7 @@ class MixtureRow:
     first_tokens: tuple[str, ...] = ()
     disagreements: int = 0
     finish_reason: str | None = None
+    cached_prompt_tokens: int = 0  # prompt tokens every member reused from the prefix cache
 
 
 def decode_mixture(
@@ -71,42 +75,40 @@ def _templated(base: LoadedBase, row: MixtureRow) -> bool:
 
 def _run(base: LoadedBase, adapter_names: list[str], rows: list[MixtureRow]) -> None:
     members = len(adapter_names)
-    width = max(len(row.prompt_ids) for row in rows)
-    input_ids = torch.full((len(rows) * members, width), base.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
+    parts = [PromptPart(name, row.prompt_ids) for row in rows for name in adapter_names]
+    prefilled = prefill_reusing(base, parts, base.prefixes)
     for index, row in enumerate(rows):
-        span = slice(index * members, (index + 1) * members)
-        input_ids[span, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids)
-        mask[span, width - len(row.prompt_ids) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    next_position = mask.sum(-1)
-    cache = DynamicCache(config=base.model.config)
+        row.cached_prompt_tokens = min(part.cached for part in parts[index * members : (index + 1) * members])
+    cache, mask, next_position = prefilled.cache, prefilled.attention_mask, prefilled.next_position
+    logits = prefilled.logits
     active = list(rows)
     while True:
-        output = base.forward(
-            adapter_names * len(active),
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        logits = output.logits[:, -1, :].float().view(len(active), members, -1)
+        logits = logits.cpu().view(len(active), members, -1)
         chosen = [_next_token(base, row, logits[index]) for index, row in enumerate(active)]
         keep = [index for index, row in enumerate(active) if not _finished(base, row)]
         if not keep:
             return
         if len(keep) < len(active):
-            member_rows = torch.tensor([index * members + m for index in keep for m in range(members)])
+            member_rows = torch.tensor(
+                [index * members + m for index in keep for m in range(members)], device=base.device
+            )
             cache.batch_select_indices(member_rows)
             mask = mask[member_rows]
             next_position = next_position[member_rows]
             active = [active[index] for index in keep]
             chosen = [chosen[index] for index in keep]
-        input_ids = torch.tensor(chosen, dtype=torch.long).repeat_interleave(members).unsqueeze(1)
+        input_ids = torch.tensor(chosen, dtype=torch.long, device=base.device).repeat_interleave(members)
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        positions = next_position.unsqueeze(1).clone()
+        output = base.forward(
+            adapter_names * len(active),
+            input_ids=input_ids.unsqueeze(1),
+            attention_mask=mask,
+            position_ids=next_position.unsqueeze(1),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits = output.logits[:, -1, :].float()
         next_position = next_position + 1
 
 
@@ -159,6 +161,7 @@ def _result(base: LoadedBase, row: MixtureRow, members: int, seconds: float) -> 
         completion_tokens=len(row.completion_ids),
         seconds=seconds,
         finish_reason=row.finish_reason or "length",
+        cached_prompt_tokens=row.cached_prompt_tokens,
     )
     return EnsembleGeneration(
         generation=generation,

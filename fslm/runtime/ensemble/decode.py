@@ -36,6 +36,7 @@ class EnsembleRow:
     disagreements: int = 0
     first_tokens: tuple[str, ...] = ()
     finish_reason: str | None = None
+    cached_prompt_tokens: int = 0  # the primary's prompt tokens reused from its prefix cache
 
 
 StepObserver = Callable[[list[MemberBatch], list["EnsembleRow"]], None]
@@ -107,6 +108,8 @@ def _run(
     batches = [
         MemberBatch(member, [row.prompt_ids[index] for row in rows]) for index, member in enumerate(members)
     ]
+    for position, row in enumerate(rows):
+        row.cached_prompt_tokens = batches[row.request.primary].cached_tokens[position]
     active = list(rows)
     while True:
         top_k = max(row.request.top_k for row in active)
@@ -224,6 +227,7 @@ def _result(row: EnsembleRow, seconds: float) -> EnsembleGeneration:
         completion_tokens=len(row.tracks[primary].ids) + (row.finish_reason == "eos"),
         seconds=seconds,
         finish_reason=row.finish_reason or "length",
+        cached_prompt_tokens=row.cached_prompt_tokens,
     )
     return EnsembleGeneration(
         generation=generation,

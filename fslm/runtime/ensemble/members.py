@@ -7,10 +7,11 @@ import weakref
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
 from fslm.runtime.ensemble.alignment import Change, TokenText
 from fslm.runtime.loaded import LoadedBase
+from fslm.runtime.prefill import PromptPart
+from fslm.runtime.prefix_plan import prefill_reusing
 
 _token_texts: weakref.WeakKeyDictionary[LoadedBase, TokenText] = weakref.WeakKeyDictionary()
 
@@ -38,6 +39,9 @@ class LoadedMember:
 class MemberBatch:
     """One member's side of the batch: its KV cache, attention mask and the cache column of each live token.
 
+    The prompts are prefilled as the runtime prefills any generation, reusing the member's computed
+    prefixes (`base.prefixes`, per base and adapter); `cached_tokens` says how many each row reused.
+
     Rows re-tokenize their tails by different amounts, so a shared cache cannot be cropped per row; retracted
     tokens are masked out instead (a masked key has exactly zero attention weight) and positions count only
     live tokens, so each row sees what a fresh encoding of its tokens would.
@@ -45,31 +49,31 @@ class MemberBatch:
 
     def __init__(self, member: LoadedMember, prompt_ids: list[list[int]]) -> None:
         self.member = member
-        self.cache = DynamicCache(config=member.base.model.config)
+        base = member.base
+        parts = [PromptPart(member.adapter_name, ids) for ids in prompt_ids]
+        with base.lock:
+            prefilled = prefill_reusing(base, parts, base.prefixes)
+        self.cache = prefilled.cache
+        self.mask = prefilled.attention_mask
+        self.columns = [prefilled.columns(part) for part in parts]
         self.prompt_lengths = [len(ids) for ids in prompt_ids]
-        width = max(self.prompt_lengths)
-        self.mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
-        self.columns = [list(range(width - len(ids), width)) for ids in prompt_ids]
-        input_ids = torch.full((len(prompt_ids), width), member.base.pad_id, dtype=torch.long)
-        for row, ids in enumerate(prompt_ids):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            self.mask[row, width - len(ids) :] = 1
-        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        self.logits = self._forward(input_ids, positions)
+        self.cached_tokens = [part.cached for part in parts]
+        self.logits = prefilled.logits.cpu()
 
     def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         base = self.member.base
         with base.lock:
             output = base.forward(
                 [self.member.adapter_name] * input_ids.shape[0],
-                input_ids=input_ids,
+                input_ids=input_ids.to(base.device),
                 attention_mask=self.mask,
-                position_ids=positions,
+                position_ids=positions.to(base.device),
                 past_key_values=self.cache,
                 use_cache=True,
                 logits_to_keep=1,
             )
-        return output.logits[:, -1, :].float()
+        # The vote reads the logits row by row on the CPU.
+        return output.logits[:, -1, :].float().cpu()
 
     def feed(self, changes: list[Change | None]) -> None:
         """Apply each row's change: mask its retracted tokens, then run its new tokens (left-padded)."""
@@ -87,7 +91,7 @@ class MemberBatch:
         start = self.mask.shape[1]
         input_ids = torch.full((rows, width), self.member.base.pad_id, dtype=torch.long)
         positions = torch.zeros((rows, width), dtype=torch.long)
-        new_mask = torch.zeros((rows, width), dtype=torch.long)
+        new_mask = torch.zeros((rows, width), dtype=torch.long, device=self.mask.device)
         for row, (change, count) in enumerate(zip(changes, counts, strict=True)):
             if not count or change is None:
                 continue
@@ -104,9 +108,10 @@ class MemberBatch:
         self.logits = torch.where(fed.unsqueeze(1), logits, self.logits)
 
     def keep_rows(self, keep: list[int]) -> None:
-        index = torch.tensor(keep)
+        index = torch.tensor(keep, device=self.mask.device)
         self.cache.batch_select_indices(index)
         self.mask = self.mask[index]
-        self.logits = self.logits[index]
+        self.logits = self.logits[index.cpu()]
         self.columns = [self.columns[row] for row in keep]
         self.prompt_lengths = [self.prompt_lengths[row] for row in keep]
+        self.cached_tokens = [self.cached_tokens[row] for row in keep]
