@@ -20,6 +20,7 @@ from fslm.graph import RunState, StageMessage, TokenChunk
 from fslm.graph.build import build_graph
 from fslm.nodes.stage.node import STREAM_TOKENS
 from fslm.runtime import ModelRef, Runtime
+from fslm.runtime.prefix_cache import DEFAULT_PREFIX_CACHE_BYTES
 from fslm.spec import PipelineSpec, load_spec
 from fslm.spec.run_input import RunInput, input_text
 from fslm.store import RunRecord, RunStore, open_store
@@ -296,11 +297,14 @@ def load_pipeline(
     store: str | Path | RunStore | None = None,
     runtime: Runtime | None = None,
     max_batch_size: int = 32,
+    reuse_prefixes: bool = True,
+    prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
 ) -> Pipeline:
     """Validate the pipeline file, then compile it. Models load lazily, on their first generation.
 
     `path` may be a spec `load_spec` already returned. `store` is a run-store path (default: $FSLM_STORE or
-    the per-user store), ":memory:", or an open RunStore.
+    the per-user store), ":memory:", or an open RunStore. Without a `runtime`, one is made with
+    `max_batch_size`, `reuse_prefixes` and `prefix_cache_bytes` (see `Runtime`).
     """
     spec = path if isinstance(path, PipelineSpec) else load_spec(path)
     if runtime is None:
@@ -310,7 +314,12 @@ def load_pipeline(
             )
             for name, model in spec.models.items()
         }
-        runtime = Runtime(models, max_batch_size=max_batch_size)
+        runtime = Runtime(
+            models,
+            max_batch_size=max_batch_size,
+            reuse_prefixes=reuse_prefixes,
+            prefix_cache_bytes=prefix_cache_bytes,
+        )
     return Pipeline(spec, runtime, store if isinstance(store, RunStore) else open_store(store))
 
 

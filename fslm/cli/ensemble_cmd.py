@@ -6,6 +6,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fslm.cli.runtime_args import add_runtime_arguments, runtime_options
 from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
 from fslm.eval.ensemble_determine import DEFAULT_MAX_GAP, DEFAULT_MAX_LENGTH_RATIO, Recommendation
@@ -72,6 +73,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_LENGTH_RATIO,
         help=f"largest ratio of mean answer lengths, either way ({DEFAULT_MAX_LENGTH_RATIO:g})",
     )
+    add_runtime_arguments(check)
     check.set_defaults(handler=run_check)
 
 
@@ -117,6 +119,7 @@ def run_check(args: argparse.Namespace) -> int:
     from fslm.spec import load_spec
 
     checked_numbers(args)
+    options = runtime_options(args)
     names = parse_candidates(args.members)
     models = candidate_models(names, load_spec(args.pipeline) if args.pipeline else None, args.dtype)
     if not read_records(args.data):
@@ -126,7 +129,7 @@ def run_check(args: argparse.Namespace) -> int:
     stops = tuple(unescape(stop) for stop in (args.stop if args.stop is not None else ["\\n"]) if stop)
     params = GenerationParams(max_new_tokens=args.max_new_tokens, stop=stops)
     err = console(stderr=True)
-    with Runtime(models, max_batch_size=args.batch_size) as runtime:
+    with Runtime(models, max_batch_size=args.batch_size, **options) as runtime:
         with err.status("loading the candidates"):
             load_candidates(runtime, names)
         with err.status("") as status:

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fslm.cli.engine_args import add_engine_arguments, engine_options, on_engine
+from fslm.cli.runtime_args import add_runtime_arguments, runtime_options
 from fslm.cli.show import console, escaped, literal, visible
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS
@@ -56,6 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--store",
         help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
     )
+    add_runtime_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise FslmError("--limit must be at least 1")
+    runtime = runtime_options(args)
     engine = engine_options(args)
     sources = ([args.pipeline] if args.pipeline else []) + (args.compare or [])
     if not sources:
@@ -89,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
     prepared = {index: prepare(path, args) for index, path in enumerate(sources) if path in pipelines}
     err = console(stderr=True)
     for index, (spec, items) in prepared.items():
-        pipeline = on_engine(load_pipeline(spec, store=args.store, max_batch_size=args.batch_size), engine)
+        pipeline = on_engine(
+            load_pipeline(spec, store=args.store, max_batch_size=args.batch_size, **runtime), engine
+        )
         try:
             reports[index] = [evaluate_with_progress(pipeline, items, args.metric, err)]
         finally:

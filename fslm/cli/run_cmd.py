@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fslm.cli.engine_args import add_engine_arguments, engine_options, on_engine
+from fslm.cli.runtime_args import add_runtime_arguments, runtime_options
 from fslm.cli.show import console, escaped, literal, print_message, visible
 from fslm.errors import FslmError
 from fslm.files import check_output_file, resolved, write_jsonl_atomically
@@ -61,6 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--store",
         help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
     )
+    add_runtime_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(handler=run)
 
@@ -79,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.batch_size < 1:
         raise FslmError("--batch-size must be at least 1")
+    runtime = runtime_options(args)
     engine = engine_options(args)
     if engine is not None and args.input_file is None:
         raise FslmError("--engine ray runs many items: give them with --input-file")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fslm.pipeline import load_pipeline
 
-    pipeline = load_pipeline(spec, store=args.store, max_batch_size=args.batch_size)
+    pipeline = load_pipeline(spec, store=args.store, max_batch_size=args.batch_size, **runtime)
     try:
         if args.input_file is not None:
             pipeline = on_engine(pipeline, engine)

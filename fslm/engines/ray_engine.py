@@ -188,7 +188,10 @@ class RayPipeline:
             max_task_retries=MAX_RESTARTS,
             max_concurrency=CHUNKS_PER_ACTOR,
         )
+        prefixes = (self.runtime.reuse_prefixes, self.runtime.prefix_cache_bytes)
         self.actors = [
-            worker.remote(self.spec, self.runtime.models, self.runtime.max_batch_size, options.cpus_per_actor)
+            worker.remote(
+                self.spec, self.runtime.models, self.runtime.max_batch_size, options.cpus_per_actor, prefixes
+            )
             for _ in range(options.actors)
         ]

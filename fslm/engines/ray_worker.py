@@ -30,8 +30,16 @@ class ItemOutcome:
 class PipelineWorker:
     """Wrapped by `ray.remote` in fslm.engines.ray_engine; plain here, so it imports without Ray."""
 
-    def __init__(self, spec: PipelineSpec, models: dict[str, ModelRef], max_batch_size: int, threads: int):
-        """`models` as the driver's runtime holds them: a teacher stands in for the spec's own models."""
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        models: dict[str, ModelRef],
+        max_batch_size: int,
+        threads: int,
+        prefixes: tuple[bool, int],
+    ):
+        """`models` and `prefixes` (reuse_prefixes, prefix_cache_bytes) as the driver's runtime holds them: a
+        teacher stands in for the spec's own models."""
         import torch
 
         from fslm.pipeline import Pipeline
@@ -39,7 +47,13 @@ class PipelineWorker:
         from fslm.store import open_store
 
         torch.set_num_threads(threads)
-        runtime = Runtime(models, max_batch_size=max_batch_size)
+        reuse_prefixes, prefix_cache_bytes = prefixes
+        runtime = Runtime(
+            models,
+            max_batch_size=max_batch_size,
+            reuse_prefixes=reuse_prefixes,
+            prefix_cache_bytes=prefix_cache_bytes,
+        )
         self.pipeline = Pipeline(spec, runtime, open_store(":memory:"))
         # Every item of every chunk in flight runs on its own thread; the runtime batches their generations.
         self.threads = ThreadPoolExecutor(max_workers=max_batch_size)
