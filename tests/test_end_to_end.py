@@ -2,6 +2,7 @@
 it)."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,25 @@ stages:
     together = [[m["text"] for m in result.messages] for result in pipeline.batch(texts)]
     assert together == alone
     assert "Paris" in " ".join(alone[0])
+
+
+def test_the_readme_demo_command_runs_the_tuned_routed_pipeline(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("bash scripts/setup.sh && .venv/bin/fslm run"))
+    arguments = shlex.split(line.split("&& .venv/bin/fslm ", 1)[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "fslm.cli.main", *arguments, "--json", "--store", str(tmp_path / "r.sqlite")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
+    result = json.loads(done.stdout)
+    question = json.loads(arguments[arguments.index("--input-json") + 1])
+    route = next(m for m in result["messages"] if m["stage"] == "route")
+    assert result["output"] in question["choices"]
+    assert route["text"] == result["output"]
+    assert [m["stage"] for m in result["messages"]] == [route["router"]["chosen"], "route"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,10 @@ class LoadedBase:
                 if self.peft_model is None:
                     from peft import PeftModel
 
-                    self.peft_model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+                    with warnings.catch_warnings():
+                        # peft reads transformers' deprecated is_gradient_checkpointing: not the user's doing.
+                        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+                        self.peft_model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
                     self.peft_model.eval()
                 else:
                     self.peft_model.load_adapter(path, adapter_name=name)
