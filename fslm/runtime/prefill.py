@@ -54,7 +54,8 @@ class Prefilled:
 def prefill(base: LoadedBase, parts: list[PromptPart]) -> Prefilled:
     """Run the uncached part of every prompt through the model in one forward pass. The caller holds
     `base.lock` and inference mode."""
-    device = base.device
+    # The model's own device, not LoadedBase's attribute: scoring during fine-tuning passes a stand-in base.
+    device = base.model.device
     cached_width = max(part.cached for part in parts)
     fresh_width = max(len(part.fresh) for part in parts)
     rows = len(parts)

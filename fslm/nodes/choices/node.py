@@ -95,6 +95,7 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
             prompt_tokens=results[0].prompt_tokens,
             completion_tokens=results[0].tokens[record["chosen"]],
             seconds=round(sum(result.seconds for result in results), 4),
+            cached_prompt_tokens=results[0].cached_prompt_tokens,
             choices=record,
         )
         return {"outputs": {name: chosen}, "log": [message]}

@@ -2,9 +2,10 @@
 
 - `types`: the request and result dataclasses (free of torch).
 - `encoding`: a request's context and continuations as token ids, exactly as lm-eval encodes the pair.
-- `forward`: one batch of encoded requests on one base: each prompt computed once, its options continued from
-  its KV cache.
-- `serving`: what the runtime calls: groups requests by base model and serves them in batches.
+- `forward`: one batch of encoded requests on one base: each prompt computed once (reusing computed prefixes
+  through the runtime's prefill), its options continued from its KV cache.
+- `serving`: what the runtime calls: groups requests by base model and serves them in batches, with the
+  base's prefix cache.
 
 Importing this package does not import torch; the names that need it load on first access.
 """

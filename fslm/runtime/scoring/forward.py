@@ -1,10 +1,12 @@
 """Scoring one batch of encoded requests on one base model.
 
-Each distinct prompt (context ids and adapter) is computed once: the prompts run left-padded in one forward
-pass that fills a KV cache and keeps only the last position's logits (they score every option's first
-token). The cache is then repeated once per option, and all options of all requests continue from it in one
-more right-padded forward pass, whose logits cover only the options' tokens. A prompt never goes through the
-LM head, which matters for long few-shot prompts and large vocabularies (Gemma's is 262k).
+Each distinct prompt (context ids and adapter) is computed once, by the runtime's prefill (`prefill_reusing`):
+with a prefix cache, the leading tokens it shares with a cached prefix, or with other prompts of the batch (a
+few-shot prompt's examples), are not computed again, exactly as for generation. The prefill keeps only the
+last position's logits (they score every option's first token). Its KV cache is then repeated once per
+option, and all options of all requests continue from it in one more right-padded forward pass, whose logits
+cover only the options' tokens. A prompt never goes through the LM head, which matters for long few-shot
+prompts and large vocabularies (Gemma's is 262k).
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
 from fslm.runtime.loaded import LoadedBase
+from fslm.runtime.prefill import Prefilled, PromptPart
+from fslm.runtime.prefix_cache import PrefixCache
+from fslm.runtime.prefix_plan import prefill_reusing
 
 
 @dataclass(frozen=True)
@@ -26,65 +30,60 @@ class ScoreRow:
     continuation_ids: tuple[tuple[int, ...], ...]
 
 
+@dataclass(frozen=True)
+class RowScores:
+    """One row's result: per continuation its summed log-probability, and how many of the context's tokens
+    came from the prefix cache."""
+
+    logprobs: list[float]
+    cached_prompt_tokens: int
+
+
 def score_batch(base: LoadedBase, rows: list[ScoreRow]) -> list[list[float]]:
-    """Per row, per continuation: the summed log-probability of its tokens after the context. The caller holds
-    `base.lock`."""
+    """Per row, per continuation: the summed log-probability of its tokens after the context, with no prefix
+    cache (each prompt of the batch is still computed once). The caller holds `base.lock`."""
+    return [scored.logprobs for scored in score_rows(base, rows, None)]
+
+
+def score_rows(base: LoadedBase, rows: list[ScoreRow], prefixes: PrefixCache | None) -> list[RowScores]:
+    """Per row, its continuations' summed log-probabilities after the context, reusing and keeping prompt
+    prefixes in `prefixes` when given. The caller holds `base.lock`."""
     prompts = list(dict.fromkeys((row.adapter_name, row.context_ids) for row in rows))
     prompt_of = {prompt: index for index, prompt in enumerate(prompts)}
+    parts = [PromptPart(adapter, list(ids)) for adapter, ids in prompts]
     options = [
         (prompt_of[(row.adapter_name, row.context_ids)], row.adapter_name, ids)
         for row in rows
         for ids in row.continuation_ids
     ]
     with torch.inference_mode():
-        cache, mask, first = _prefill(base, prompts)
+        prefilled = prefill_reusing(base, parts, prefixes)
+        first = torch.log_softmax(prefilled.logits, dim=-1)
         scores = [first[prompt, ids[0]].item() for prompt, _, ids in options]
         width = max(len(ids) for _, _, ids in options) - 1
         if width > 0:
-            rest = _continue(base, cache, mask, [len(ids) for _, ids in prompts], options, width)
+            rest = _continue(base, prefilled, [len(ids) for _, ids in prompts], options, width)
             scores = [score + extra for score, extra in zip(scores, rest, strict=True)]
-    per_row: list[list[float]] = []
+    results: list[RowScores] = []
     for row in rows:
-        per_row.append(scores[: len(row.continuation_ids)])
+        part = parts[prompt_of[(row.adapter_name, row.context_ids)]]
+        results.append(RowScores(scores[: len(row.continuation_ids)], part.cached))
         scores = scores[len(row.continuation_ids) :]
-    return per_row
-
-
-def _prefill(
-    base: LoadedBase, prompts: list[tuple[str, tuple[int, ...]]]
-) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-    """The prompts' KV cache and attention mask (left-padded), and each prompt's next-token log-probs."""
-    width = max(len(ids) for _, ids in prompts)
-    input_ids = torch.full((len(prompts), width), base.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, (_, ids) in enumerate(prompts):
-        input_ids[i, width - len(ids) :] = torch.tensor(ids)
-        mask[i, width - len(ids) :] = 1
-    cache = DynamicCache(config=base.model.config)
-    output = base.forward(
-        [adapter for adapter, _ in prompts],
-        input_ids=input_ids,
-        attention_mask=mask,
-        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    return cache, mask, torch.log_softmax(output.logits[:, -1, :].float(), dim=-1)
+    return results
 
 
 def _continue(
     base: LoadedBase,
-    cache: DynamicCache,
-    prompt_mask: torch.Tensor,
+    prefilled: Prefilled,
     prompt_lengths: list[int],
     options: list[tuple[int, str, tuple[int, ...]]],
     width: int,
 ) -> list[float]:
     """Per option, the log-probs of its tokens after the first, read from one forward pass that feeds every
     option but its last token (right-padded to `width`) after its prompt's cached keys and values."""
-    index = torch.tensor([prompt for prompt, _, _ in options])
-    cache.batch_select_indices(index)
+    device = prefilled.attention_mask.device
+    index = torch.tensor([prompt for prompt, _, _ in options], device=device)
+    prefilled.cache.batch_select_indices(index)
     input_ids = torch.full((len(options), width), base.pad_id, dtype=torch.long)
     block_mask = torch.zeros((len(options), width), dtype=torch.long)
     for i, (_, _, ids) in enumerate(options):
@@ -93,15 +92,15 @@ def _continue(
     starts = torch.tensor([prompt_lengths[prompt] for prompt, _, _ in options])
     output = base.forward(
         [adapter for _, adapter, _ in options],
-        input_ids=input_ids,
-        attention_mask=torch.cat([prompt_mask[index], block_mask], dim=1),
-        position_ids=starts.unsqueeze(1) + torch.arange(width),
-        past_key_values=cache,
+        input_ids=input_ids.to(device),
+        attention_mask=torch.cat([prefilled.attention_mask[index], block_mask.to(device)], dim=1),
+        position_ids=(starts.unsqueeze(1) + torch.arange(width)).to(device),
+        past_key_values=prefilled.cache,
         use_cache=True,
     )
     scores = []
     for i, (_, _, ids) in enumerate(options):
         logits = output.logits[i, : len(ids) - 1].float()
-        targets = torch.tensor(ids[1:]).unsqueeze(1)
+        targets = torch.tensor(ids[1:], device=logits.device).unsqueeze(1)
         scores.append((logits.gather(1, targets).squeeze(1) - torch.logsumexp(logits, dim=-1)).sum().item())
     return scores

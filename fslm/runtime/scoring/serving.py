@@ -1,4 +1,5 @@
-"""Serving score requests for the runtime: grouped by base model, encoded, scored in batches."""
+"""Serving score requests for the runtime: grouped by base model, encoded, scored in batches, reusing each
+base's computed prompt prefixes (`base.prefixes`, per adapter) as generation does."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Callable, Sequence
 from fslm.errors import FslmError
 from fslm.runtime.loaded import BaseKey, LoadedBase
 from fslm.runtime.scoring.encoding import EncodedRequest, encode_request
-from fslm.runtime.scoring.forward import ScoreRow, score_batch
+from fslm.runtime.scoring.forward import ScoreRow, score_rows
 from fslm.runtime.scoring.types import OptionScores, ScoreRequest
 
 # lm-eval's fallback when neither the model config nor the tokenizer says how long a context may be.
@@ -22,7 +23,8 @@ def serve_scores(
 ) -> list[OptionScores | BaseException]:
     """Serve requests now. Those on one base model run together, in batches of at most `max_batch_size`
     options (a request with more options runs alone). A request's own fault (an unknown handle, a bad adapter,
-    an option too long for the model) fails only that request."""
+    an option too long for the model) fails only that request. Prompts reuse the prefixes their base keeps
+    (none where the runtime does not reuse them)."""
     outcomes: dict[int, OptionScores | BaseException] = {}
     by_base: dict[BaseKey, tuple[LoadedBase, list[Item]]] = {}
     for index, request in enumerate(requests):
@@ -37,20 +39,20 @@ def serve_scores(
             continue
         by_base.setdefault(base.key, (base, []))[1].append((index, row, encoded))
     for base, items in by_base.values():
-        # Similar prompt lengths together means less padding.
-        items.sort(key=lambda item: len(item[1].context_ids))
+        items.sort(key=_order(base))
         for chunk in _chunks(items, max_batch_size):
             started = time.perf_counter()
             with base.lock:
-                scores = score_batch(base, [row for _, row, _ in chunk])
+                scored = score_rows(base, [row for _, row, _ in chunk], base.prefixes)
             seconds = time.perf_counter() - started
-            for (index, row, encoded), logprobs in zip(chunk, scores, strict=True):
+            for (index, row, encoded), result in zip(chunk, scored, strict=True):
                 outcomes[index] = OptionScores(
-                    logprobs=tuple(logprobs),
+                    logprobs=tuple(result.logprobs),
                     tokens=tuple(len(ids) for ids in row.continuation_ids),
                     prompt_text=encoded.context_text,
                     prompt_tokens=len(row.context_ids),
                     seconds=seconds,
+                    cached_prompt_tokens=result.cached_prompt_tokens,
                 )
     return [outcomes[index] for index in range(len(requests))]
 
@@ -65,6 +67,15 @@ def max_length(base: LoadedBase) -> int:
     value = getattr(base.tokenizer, "model_max_length", None)
     # Tokenizers that do not know say int(1e30).
     return value if isinstance(value, int) and value < 10**12 else DEFAULT_MAX_LENGTH
+
+
+def _order(base: LoadedBase) -> Callable[[Item], tuple]:
+    """How to order a base's requests into batches. With prefix reuse, by adapter and prompt ids, so that
+    prompts sharing a few-shot prefix land in one batch and compute it once; without, by prompt length, so
+    that a batch pads less."""
+    if base.prefixes is not None:
+        return lambda item: (item[1].adapter_name, item[1].context_ids)
+    return lambda item: (len(item[1].context_ids),)
 
 
 def _chunks(items: list[Item], max_options: int) -> list[list[Item]]:

@@ -34,3 +34,4 @@ class OptionScores:
     prompt_text: str  # the exact context text fed to the model (after the chat template)
     prompt_tokens: int
     seconds: float  # wall time of the batch that served it
+    cached_prompt_tokens: int = 0  # leading prompt tokens whose states came from the prefix cache
