@@ -76,6 +76,7 @@ def test_w2s_trains_and_reports_all_five_systems(recipe: Path, capsys: Any) -> N
     }
     assert all(len(scores) == 8 for scores in report["correct"].values())
     assert set(report["phase_seconds"]) >= {"split", "weak ensemble", "labels", "strong on gold labels"}
+    assert report["metric"] == "accuracy" and len((output / "labels.jsonl").read_text().splitlines()) == 6
     assert (output / "weak" / "boost.json").is_file() and (
         output / "strong_on_gold" / "adapter_config.json"
     ).is_file()
@@ -101,11 +102,11 @@ def test_a_strong_stage_on_the_weak_model_is_warned_about(recipe: Path, capsys: 
     assert "the easy split is empty" in err
 
 
-def test_a_text_stage_is_refused(recipe: Path, capsys: Any) -> None:
-    weak = recipe.parent / "weak.yaml"
-    weak.write_text(weak.read_text().replace("    choices: '{{ choices }}'\n", ""))
+def test_a_metric_for_choices_stages_exits_2(recipe: Path, capsys: Any) -> None:
+    recipe.write_text(recipe.read_text() + "metric: exact\n")
     assert main(["finetune", "w2s", str(recipe)]) == 2
-    assert "both must be choices stages" in " ".join(capsys.readouterr().err.split())
+    assert "metric: exact scores written answers" in " ".join(capsys.readouterr().err.split())
+    assert not (recipe.parent / "out").exists()
 
 
 def test_empty_test_data_exits_2(recipe: Path, capsys: Any) -> None:

@@ -1,8 +1,9 @@
 """weak-to-strong: boost a weak ensemble on easy data, label hard data with it, fine-tune a strong stage
 
 `fslm finetune w2s RECIPE.yaml` writes the recipe's output directory: weak/ (the boosted members and
-boost.json), strong_on_single/, strong_on_ensemble/ and strong_on_gold/ (adapters), and w2s.json, the report
-it prints: accuracy on the held-out hard test items of the weak model, the weak ensemble, the strong stage
+boost.json), strong_on_single/, strong_on_ensemble/ and strong_on_gold/ (adapters), labels.jsonl (each hard
+item's labels) and w2s.json, the report it prints: the score on the held-out hard test items (accuracy for
+choices stages, the recipe's metric for text stages) of the weak model, the weak ensemble, the strong stage
 trained on each label set, and the performance gap recovered (docs/boost.md).
 """
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 def report_table(report: dict) -> Table:
     table = Table(title=f"held-out hard test items: {report['items']}", header_style="dim")
-    for column in ("system", "accuracy", "95% interval", "PGR [95%]"):
+    for column in ("system", report["metric"], "95% interval", "PGR [95%]"):
         table.add_column(column, justify="left" if column == "system" else "right")
     for name, label in NAMES.items():
         system = report["systems"][name]

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from fslm.eval.metrics import MetricName
 from fslm.finetune.recipe import DatasetSource, LoraSpec, RecipeModel, RecipePath, TargetSpec, TrainSpec
 
 
@@ -59,7 +60,9 @@ class DifficultySplit(RecipeModel):
 class StrongSpec(RecipeModel):
     """The strong stage and how it is fine-tuned on the weak labels."""
 
-    target: TargetSpec = Field(description="The strong stage: a single-model choices stage.")
+    target: TargetSpec = Field(
+        description="The strong stage: a single-model stage of the weak stage's kind (choices, or text)."
+    )
     lora: LoraSpec = Field(default_factory=LoraSpec, description="The strong adapter's shape.")
     train: TrainSpec = Field(
         default_factory=TrainSpec, description="The strong stage's optimisation settings."
@@ -73,6 +76,11 @@ class W2SRecipe(RecipeModel):
     strong: StrongSpec = Field(description="The strong stage.")
     test: DatasetSource = Field(description="Held-out hard test items (gold labels), at least 300 to report.")
     split: DifficultySplit = Field(default_factory=DifficultySplit, description="How easy and hard are told.")
+    metric: MetricName | None = Field(
+        None,
+        description="Text stages: how an answer is scored against the gold answer, by one of fslm eval's "
+        "metrics (default exact). Choices stages are scored by the option they pick and take none.",
+    )
     max_hard: int | None = Field(
         None, ge=1, description="Use at most this many hard items for pseudo-labels."
     )

@@ -1,6 +1,6 @@
-"""The weak-to-strong report: each system's accuracy on the held-out hard test items with a 95% interval,
-paired wins and losses, and the performance gap recovered (PGR) with a paired bootstrap interval. Plain
-Python."""
+"""The weak-to-strong report: each system's mean per-item score on the held-out hard test items (accuracy when
+the scores are 0 or 1; under the key `accuracy` either way) with a 95% interval, paired wins and losses, and
+the performance gap recovered (PGR) with a paired bootstrap interval. Plain Python."""
 
 from __future__ import annotations
 

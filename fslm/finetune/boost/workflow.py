@@ -40,7 +40,7 @@ def task_format(spec: PipelineSpec, stage_name: str) -> TaskFormat:
         kind="choices" if choices else "generate",
         prompt=stage.prompt,
         chat_template=stage.chat_template,
-        continuation=stage.continuation if choices else None,
+        continuation=stage.continuation if isinstance(stage, ChoiceStageSpec) else None,
     )
 
 
