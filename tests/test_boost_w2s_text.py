@@ -12,10 +12,11 @@ from tiny import make_tiny_model
 
 from fslm.cli.main import main
 from fslm.eval.metrics import score
-from fslm.finetune.boost.labels import text_labels
+from fslm.finetune.boost.labels import text_labels, text_scores
 from fslm.finetune.boost.report import w2s_report
 from fslm.finetune.boost.rounds import Boosted
-from fslm.finetune.boost.task import BoostExample
+from fslm.finetune.boost.task import BoostExample, read_examples
+from fslm.finetune.recipe import DatasetSource
 from fslm.finetune.sources import Example
 from fslm.pipeline import load_pipeline
 from fslm.spec import load_spec
@@ -155,6 +156,24 @@ def test_ensemble_labels_are_the_boost_stages_text_and_single_labels_the_first_m
     assert labels.training["gold"] == items
     assert labels.scores["weak_ensemble"] == [score("f1", t["vote"], "four") for t in written]
     assert labels.scores["weak_single"] == [score("f1", t["single"], "four") for t in written]
+
+
+def test_a_list_of_accepted_answers_trains_on_the_first_and_accepts_any(recipe: Path) -> None:
+    (recipe.parent / "aliases.jsonl").write_text(
+        json.dumps({"question": "a musical", "answer": ["Sunset Blvd", "Sunset Boulevard"]}) + "\n"
+    )
+    spec = load_spec(recipe.parent / "weak.yaml")
+    source = DatasetSource(path=recipe.parent / "aliases.jsonl", target="answer")
+    (item,) = read_examples(source, spec, "answer")
+    assert item.example.target == "Sunset Blvd"
+    assert text_scores("exact", ["sunset boulevard", "Sunset"], [item, item]) == [1.0, 0.0]
+
+
+def test_a_target_listing_no_answer_exits_2(recipe: Path, capsys: Any) -> None:
+    (recipe.parent / "test.jsonl").write_text(json.dumps({"question": "a musical", "answer": []}) + "\n")
+    assert main(["finetune", "w2s", str(recipe)]) == 2
+    assert "record 1: its target 'answer' lists no answer" in " ".join(capsys.readouterr().err.split())
+    assert not (recipe.parent / "out").exists()
 
 
 def test_the_report_takes_scores_between_0_and_1() -> None:

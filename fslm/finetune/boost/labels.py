@@ -112,7 +112,7 @@ def strong_text_scores(
 
 
 def text_scores(metric: str, texts: Sequence[str], examples: Sequence[BoostExample]) -> list[float]:
-    return [score(metric, text, item.example.target) for text, item in zip(texts, examples, strict=True)]
+    return [score(metric, text, item.references) for text, item in zip(texts, examples, strict=True)]
 
 
 def _picked(item: BoostExample, option: int) -> BoostExample:

@@ -25,19 +25,42 @@ class BoostExample:
     example: Example  # the stage's template variables, and the gold target (a choice stage's: the option)
     options: tuple[str, ...] = ()  # a choices stage's options for this example, the gold among them
     gold: int = 0  # the gold option's index
+    accepted: tuple[str, ...] = ()  # a text stage's accepted answers when the record lists several
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The answers a written text is scored against (the best one counts)."""
+        return self.accepted or (self.example.target,)
 
 
 def read_examples(source: DatasetSource, spec: PipelineSpec, stage_name: str) -> list[BoostExample]:
     """The examples of `source` for the stage; a choices stage's with their options (its own list, or the
-    record's field it reads) and the gold one (the target: its text or its index)."""
+    record's field it reads) and the gold one (the target: its text or its index). A text stage's target may
+    list accepted answers (TriviaQA's aliases): the first is the one trained on, any one is right."""
     stage = spec.stages[stage_name]
     variables = template_variables(spec, stage_name)
-    if not isinstance(stage, ChoiceStageSpec):
-        return [BoostExample(example) for example in examples_from_dataset(source, variables)]
     records = read_records(source.path, source.split)
+    if not isinstance(stage, ChoiceStageSpec):
+        examples = examples_from_dataset(source, variables)
+        return [
+            _text_example(source, number, record, example)
+            for number, (record, example) in enumerate(zip(records, examples, strict=True), 1)
+        ]
     return [
         _choice_example(source, stage, variables, number, record) for number, record in enumerate(records, 1)
     ]
+
+
+def _text_example(
+    source: DatasetSource, number: int, record: dict[str, Any], example: Example
+) -> BoostExample:
+    target = record[source.target]
+    if not isinstance(target, list):
+        return BoostExample(example)
+    if not target:
+        raise FslmError(f"{source.path}, record {number}: its target {source.target!r} lists no answer")
+    accepted = tuple(str(answer) for answer in target)
+    return BoostExample(Example(example.variables, accepted[0]), accepted=accepted)
 
 
 def _choice_example(
