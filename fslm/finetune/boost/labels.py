@@ -24,9 +24,8 @@ from fslm.spec import PipelineSpec
 
 @dataclass(frozen=True)
 class WeakLabels:
-    training: dict[
-        str, list[BoostExample]
-    ]  # the strong stage's hard examples by label set: single, ensemble, gold
+    # the strong stage's hard examples by label set: single, ensemble, gold
+    training: dict[str, list[BoostExample]]
     scores: dict[str, list[float]]  # per test item: weak_single's and weak_ensemble's scores
     agreement: dict[str, float]  # the single and the ensemble labels' mean score against the gold labels
 
