@@ -1,12 +1,12 @@
 """Prefix reuse in choice scoring: a 5-shot MMLU choice stage (bench/choices_quality.py's lm-eval `mmlu`
 format: five solved dev examples of the item's subject, options listed A-D, continuations " A" … " D") on the
-first --n MMLU val items, SmolLM2-135M-Instruct in float32, 2 torch threads, the runtime's prefix reuse off
-and then on, in one process, on the same items.
+first --n MMLU val items, SmolLM2-135M-Instruct in float32, 2 torch threads (--threads), the runtime's prefix
+reuse off and then on, in one process, on the same items.
 
 Prints items/s, the speed-up, how many picks are identical and the largest difference of an option's
 log-probability between the two; writes bench/results/choices_prefix.md. Exits 1 if a pick differs.
 
-Usage: python bench/choices_prefix.py [--n 100] [--batch 32] [--note "text for the result file"]
+Usage: python bench/choices_prefix.py [--n 100] [--batch 32] [--threads 2] [--note "text for the result file"]
 """
 
 from __future__ import annotations
@@ -62,8 +62,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--note", default="", help="appended to the result file's notes (e.g. the load)")
+    # 1 for a check beside other jobs: two threads that must meet at every operation wait for each other
+    # when the cores are busy, which hides the work saved.
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     # mmlu_items spaces its picks through the val file; asked for more than it holds, it takes every item in
     # file order, of which these are the first n.
     items = mmlu_items(sys.maxsize)[: args.n]
@@ -102,11 +105,12 @@ def main() -> None:
         print(row)
     print(f"identical picks: {same} / {len(items)}; max |Δ log-prob|: {delta:.3g}")
     notes = (
-        f"`python bench/choices_prefix.py --n {args.n} --batch {args.batch}`: a 5-shot MMLU choice stage "
-        f"(choices_quality.py's format) on the first {args.n} MMLU val items, through `Pipeline.batch`, "
-        "SmolLM2-135M-Instruct float32, 2 torch threads, model loaded and warmed before the clock. Same "
-        "items, same process, reuse off then on (`Runtime(reuse_prefixes=...)`). "
-        f"Identical picks: {same} / {len(items)}; max |Δ log-prob| over all options: {delta:.3g}."
+        f"`python bench/choices_prefix.py --n {args.n} --batch {args.batch} --threads {args.threads}`: "
+        f"a 5-shot MMLU choice stage (choices_quality.py's format) on the first {args.n} MMLU val items, "
+        f"through `Pipeline.batch`, SmolLM2-135M-Instruct float32, {args.threads} torch threads, model "
+        "loaded and warmed before the clock. Same items, same process, reuse off then on "
+        f"(`Runtime(reuse_prefixes=...)`). Identical picks: {same} / {len(items)}; max |Δ log-prob| over all "
+        f"options: {delta:.3g}."
     )
     if args.note:
         notes += f" {args.note}"

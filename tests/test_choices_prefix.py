@@ -166,6 +166,34 @@ def test_the_shared_prefix_and_each_prompt_are_computed_once(models: dict[str, P
     assert len(widths) == 3
 
 
+def test_a_prompt_computed_whole_does_not_pad_the_prompts_that_reuse_a_prefix(
+    models: dict[str, Path],
+) -> None:
+    """Prefill passes group prompts of similar uncached length: beside three items whose few-shot prefix is
+    cached, a long prompt sharing nothing is prefilled in a pass of its own."""
+    long_prompt = "Numbers like 1, 2, 3, 10, 42 and 100 appear in many texts. " * 8
+    batch = [ScoreRequest("bpe", prompt, options) for prompt, options in ITEMS[:3]]
+    batch.append(ScoreRequest("bpe", long_prompt, (" yes", " no")))
+    with runtime(models, reuse=False) as off:
+        plain = off.serve(batch)
+    with runtime(models, reuse=True) as on:
+        on.serve(batch[:2])  # computes the few-shot prefix and keeps it
+        base = on.base_for("bpe")
+        widths: list[tuple[int, int]] = []
+        hook = base.model.register_forward_pre_hook(
+            lambda _module, _args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+        )
+        try:
+            reused = on.serve(batch)
+        finally:
+            hook.remove()
+    assert_same_scores(reused, plain)
+    own = [scores.prompt_tokens - scores.cached_prompt_tokens for scores in reused]
+    assert reused[3].cached_prompt_tokens == 0 and own[3] > 2 * max(own[:3]) + 32
+    assert widths[0] == (3, max(own[:3]))  # the items' own tokens, then their options'
+    assert widths[2] == (1, own[3])
+
+
 def test_a_gemma3_base_scores_its_prompts_whole(models: dict[str, Path]) -> None:
     """A sliding-window model cannot reuse prefixes (docs/runtime.md): nothing is cached, nothing changes."""
     batch = [ScoreRequest("gemma", prompt, options) for prompt, options in ITEMS]

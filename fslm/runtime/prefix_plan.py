@@ -21,6 +21,13 @@ def prefill_reusing(base: LoadedBase, parts: list[PromptPart], cache: PrefixCach
     how many of its tokens came from it). The caller holds `base.lock` and inference mode."""
     if cache is not None:
         plan_prefixes(base, parts, cache)
+    return prefill_planned(base, parts, cache)
+
+
+def prefill_planned(base: LoadedBase, parts: list[PromptPart], cache: PrefixCache | None) -> Prefilled:
+    """Prefill `parts` whose prefixes `plan_prefixes` has set (none without a cache), keeping whole prompts
+    in `cache` when given. Parts planned together may be prefilled in several calls. The caller holds
+    `base.lock` and inference mode."""
     prefilled = prefill(base, parts)
     if cache is not None:
         keep_prompts(prefilled, parts, cache)

@@ -1,12 +1,13 @@
 """Scoring one batch of encoded requests on one base model.
 
-Each distinct prompt (context ids and adapter) is computed once, by the runtime's prefill (`prefill_reusing`):
-with a prefix cache, the leading tokens it shares with a cached prefix, or with other prompts of the batch (a
-few-shot prompt's examples), are not computed again, exactly as for generation. The prefill keeps only the
-last position's logits (they score every option's first token). Its KV cache is then repeated once per
-option, and all options of all requests continue from it in one more right-padded forward pass, whose logits
-cover only the options' tokens. A prompt never goes through the LM head, which matters for long few-shot
-prompts and large vocabularies (Gemma's is 262k).
+Each distinct prompt (context ids and adapter) is computed once, by the runtime's prefill (`prefix_plan`):
+with a prefix cache, the leading tokens it shares with a cached prefix, or with other prompts of the batch
+(a few-shot prompt's examples), are not computed again, exactly as for generation. Prompts are prefilled in
+passes of similar uncached length, so that one prompt computed whole does not pad the others to its length.
+A prefill keeps only the last position's logits (they score every option's first token). Its KV cache is
+then repeated once per option, and the options of its prompts continue from it in one more right-padded
+forward pass, whose logits cover only the options' tokens. A prompt never goes through the LM head, which
+matters for long few-shot prompts and large vocabularies (Gemma's is 262k).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import torch
 from fslm.runtime.loaded import LoadedBase
 from fslm.runtime.prefill import Prefilled, PromptPart
 from fslm.runtime.prefix_cache import PrefixCache
-from fslm.runtime.prefix_plan import prefill_reusing
+from fslm.runtime.prefix_plan import plan_prefixes, prefill_planned
+
+# Tokens of padding per row below which prompts share a prefill pass however their lengths compare.
+PASS_SLACK = 32
 
 
 @dataclass(frozen=True)
@@ -56,20 +60,62 @@ def score_rows(base: LoadedBase, rows: list[ScoreRow], prefixes: PrefixCache | N
         for row in rows
         for ids in row.continuation_ids
     ]
+    scores = [0.0] * len(options)
     with torch.inference_mode():
-        prefilled = prefill_reusing(base, parts, prefixes)
-        first = torch.log_softmax(prefilled.logits, dim=-1)
-        scores = [first[prompt, ids[0]].item() for prompt, _, ids in options]
-        width = max(len(ids) for _, _, ids in options) - 1
-        if width > 0:
-            rest = _continue(base, prefilled, [len(ids) for _, ids in prompts], options, width)
-            scores = [score + extra for score, extra in zip(scores, rest, strict=True)]
+        if prefixes is not None:
+            plan_prefixes(base, parts, prefixes)
+        for group in _similar_lengths(parts):
+            prefilled = prefill_planned(base, [parts[prompt] for prompt in group], prefixes)
+            row_of = {prompt: row for row, prompt in enumerate(group)}
+            chosen = [index for index, (prompt, _, _) in enumerate(options) if prompt in row_of]
+            scored = _option_scores(
+                base,
+                prefilled,
+                [len(parts[prompt].ids) for prompt in group],
+                [(row_of[prompt], adapter, ids) for prompt, adapter, ids in (options[i] for i in chosen)],
+            )
+            for index, score in zip(chosen, scored, strict=True):
+                scores[index] = score
     results: list[RowScores] = []
     for row in rows:
         part = parts[prompt_of[(row.adapter_name, row.context_ids)]]
         results.append(RowScores(scores[: len(row.continuation_ids)], part.cached))
         scores = scores[len(row.continuation_ids) :]
     return results
+
+
+def _similar_lengths(parts: list[PromptPart]) -> list[list[int]]:
+    """The indices of `parts`, in prefill passes of similar uncached length. One pass pads every row to its
+    longest: a prompt computed whole beside prompts that reuse a long prefix would make them all as long. A
+    part joins the pass of the shortest ones unless it is more than twice as long as they are and at least
+    PASS_SLACK tokens longer (a separate pass over the model's layers costs more than a little padding)."""
+    passes: list[list[int]] = []
+    shortest = 0
+    for index in sorted(range(len(parts)), key=lambda index: len(parts[index].fresh)):
+        length = len(parts[index].fresh)
+        if passes and length <= max(2 * shortest, shortest + PASS_SLACK):
+            passes[-1].append(index)
+        else:
+            passes.append([index])
+            shortest = length
+    return passes
+
+
+def _option_scores(
+    base: LoadedBase,
+    prefilled: Prefilled,
+    prompt_lengths: list[int],
+    options: list[tuple[int, str, tuple[int, ...]]],
+) -> list[float]:
+    """Per option (its prompt's row in `prefilled`, its adapter, its ids), its summed log-probability: the
+    first token's from the prompt's last logits, the rest from one more pass over the options."""
+    first = torch.log_softmax(prefilled.logits, dim=-1)
+    scores = [first[prompt, ids[0]].item() for prompt, _, ids in options]
+    width = max(len(ids) for _, _, ids in options) - 1
+    if width > 0:
+        rest = _continue(base, prefilled, prompt_lengths, options, width)
+        scores = [score + extra for score, extra in zip(scores, rest, strict=True)]
+    return scores
 
 
 def _continue(
