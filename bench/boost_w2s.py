@@ -7,7 +7,7 @@
 2. Run `fslm finetune w2s RECIPE --force` and record its report and phase times in
    bench/results/boost_w2s.md.
 
-Usage: python bench/boost_w2s.py [--rows 760] [--easy 120] [--test 300] [--recipe finetune/w2s_arc/w2s.yaml]
+Usage: python bench/boost_w2s.py [--rows 600] [--easy 60] [--test 300] [--recipe finetune/w2s_arc/w2s.yaml]
        [--skip-prepare]
 """
 
@@ -113,8 +113,8 @@ def table(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--easy", type=int, default=120, help="most easy rows in the weak training data")
-    parser.add_argument("--rows", type=int, default=760, help="ARC rows used (from the start of the file)")
+    parser.add_argument("--easy", type=int, default=60, help="most easy rows in the weak training data")
+    parser.add_argument("--rows", type=int, default=600, help="ARC rows used (from the start of the file)")
     parser.add_argument("--test", type=int, default=TEST_ITEMS, help="hard rows held out as the test")
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="the w2s recipe (data under its data/)")
     parser.add_argument("--note", default="", help="a paragraph for the results file: why these sizes")

@@ -37,6 +37,7 @@ def test_pgr_and_its_interval() -> None:
     assert gap.value == pytest.approx(0.75) and gap.low < 0.75 < gap.high
     report = w2s_report(correct)
     assert report["paired"]["weak_ensemble vs weak_single"]["wins"] == 5
+    assert report["paired"]["strong_on_gold vs strong_on_ensemble"]["wins"] == 5
     assert report["systems"]["strong_on_gold"]["accuracy"] == pytest.approx(0.6)
 
 

@@ -61,6 +61,8 @@ def w2s_report(correct: Mapping[str, Sequence[float]]) -> dict:
         ("strong_on_ensemble", "strong_on_single"),
         ("strong_on_single", "weak_single"),
         ("strong_on_ensemble", "weak_ensemble"),
+        ("strong_on_gold", "strong_on_single"),
+        ("strong_on_gold", "strong_on_ensemble"),
     ):
         result = paired(correct[first], correct[second])
         comparisons[f"{first} vs {second}"] = vars(result)
