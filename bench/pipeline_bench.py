@@ -5,14 +5,23 @@
   3. LangGraph orchestration + recording vs calling the runtime directly for the same generations (<= 5%)
   4. second load of the builtin model (target <= 3 s)
 
-Run: .venv/bin/python bench/pipeline_bench.py   (about 5 minutes; writes bench/results/pipeline.md)
+Two direct baselines for 3. The like-for-like one, which the target is judged on, issues the requests the
+way the graph does: one thread per input, each chaining its 3 stages through `Runtime.submit`, so each run
+reaches its next stage when its previous one ends and joins the running batch there. The other goes stage by
+stage in three waves of 32 through `Runtime.generate`: each stage's prompts are prefilled in one pass and
+decoded in lockstep, which no concurrent set of runs does; it is kept as a figure, not the target's.
+
+Run: .venv/bin/python bench/pipeline_bench.py   (about 6 minutes; writes bench/results/pipeline.md)
+     .venv/bin/python bench/pipeline_bench.py --only throughput   (3. and 1.; prints, records nothing)
 """
 
+import argparse
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -24,7 +33,7 @@ from common import BENCH, questions, record
 
 from fslm.nodes.prompt import compile_prompt, render_prompt
 from fslm.nodes.stage.node import stage_request
-from fslm.pipeline import load_pipeline
+from fslm.pipeline import Pipeline, load_pipeline
 
 torch.set_num_threads(2)
 THREE_STAGE = BENCH / "pipelines" / "three_stage.yaml"
@@ -40,25 +49,24 @@ def throughput_and_overhead() -> list[dict]:
     one_by_one = [pipeline.invoke(text) for text in texts]
     sequential = time.perf_counter() - started
 
-    # Graph and direct runs alternate, best of three each, so a noisy moment on a shared machine hits both.
-    through_graph, direct = float("inf"), float("inf")
+    # Graph and direct runs alternate, best of three each, so a noisy moment on a shared machine hits all.
+    through_graph, chained, waves = float("inf"), float("inf"), float("inf")
     for _ in range(3):
         started = time.perf_counter()
         batched = pipeline.batch(texts)
         through_graph = min(through_graph, time.perf_counter() - started)
 
-        # The same generations, stage by stage, straight into the runtime: no graph, no store.
         started = time.perf_counter()
-        outputs = [{"input": text} for text in texts]
-        for name, stage in pipeline.spec.stages.items():
-            template = compile_prompt(stage)
-            requests = [stage_request(stage, render_prompt(name, stage, template, o)) for o in outputs]
-            for o, generation in zip(outputs, pipeline.runtime.generate(requests)):
-                o[name] = generation.text
-        direct = min(direct, time.perf_counter() - started)
+        chained_outputs = chained_direct(pipeline, texts)
+        chained = min(chained, time.perf_counter() - started)
 
-    same = sum(r.output == o["answer"] for r, o in zip(batched, outputs))
+        started = time.perf_counter()
+        wave_outputs = waves_direct(pipeline, texts)
+        waves = min(waves, time.perf_counter() - started)
+
     agree = sum(a.output == b.output for a, b in zip(one_by_one, batched))
+    same_chained = sum(r.output == o["answer"] for r, o in zip(batched, chained_outputs))
+    same_waves = sum(r.output == o["answer"] for r, o in zip(batched, wave_outputs))
     tokens = sum(m["completion_tokens"] for r in batched for m in r.messages)
     return [
         {
@@ -75,15 +83,50 @@ def throughput_and_overhead() -> list[dict]:
             f"{agree}/32 outputs equal to one-at-a-time",
         },
         {
-            "measure": "same generations via Runtime.generate",
-            "seconds": round(direct, 2),
-            "items/s": round(INPUTS / direct, 3),
+            "measure": "same requests via Runtime.submit, 32 threads chaining their stages",
+            "seconds": round(chained, 2),
+            "items/s": round(INPUTS / chained, 3),
             "note": (
-                f"orchestration + recording {100 * (through_graph - direct) / direct:+.1f}% (target <= 5%); "
-                f"{same}/32 outputs identical"
+                f"orchestration + recording {100 * (through_graph - chained) / chained:+.1f}% "
+                f"(target <= 5%); {same_chained}/32 outputs identical"
+            ),
+        },
+        {
+            "measure": "same generations via Runtime.generate, 3 waves of 32",
+            "seconds": round(waves, 2),
+            "items/s": round(INPUTS / waves, 3),
+            "note": (
+                f"Pipeline.batch {100 * (through_graph - waves) / waves:+.1f}% over it (not the target's "
+                f"comparison: waves prefill each stage in one pass); {same_waves}/32 outputs identical"
             ),
         },
     ]
+
+
+def chained_direct(pipeline: Pipeline, texts: list[str]) -> list[dict[str, str]]:
+    """The graph's request pattern with no graph and no store: a thread per input submits its stages in
+    turn, each prompt rendered from the outputs of the stages before it."""
+
+    def run(text: str) -> dict[str, str]:
+        outputs = {"input": text}
+        for name, stage in pipeline.spec.stages.items():
+            prompt = render_prompt(name, stage, compile_prompt(stage), outputs)
+            outputs[name] = pipeline.runtime.submit(stage_request(stage, prompt)).text
+        return outputs
+
+    with ThreadPoolExecutor(max_workers=len(texts)) as pool:
+        return list(pool.map(run, texts))
+
+
+def waves_direct(pipeline: Pipeline, texts: list[str]) -> list[dict[str, str]]:
+    """The same generations stage by stage: every input's request for a stage in one `Runtime.generate`."""
+    outputs = [{"input": text} for text in texts]
+    for name, stage in pipeline.spec.stages.items():
+        template = compile_prompt(stage)
+        requests = [stage_request(stage, render_prompt(name, stage, template, o)) for o in outputs]
+        for o, generation in zip(outputs, pipeline.runtime.generate(requests)):
+            o[name] = generation.text
+    return outputs
 
 
 RSS_CHILD = """
@@ -175,17 +218,33 @@ def second_load() -> list[dict]:
     ]
 
 
+NOTES = """Script: `bench/pipeline_bench.py`. Greedy decoding, float32 weights.
+
+Orchestration + recording is judged against the same requests issued the way the graph issues them (a
+thread per input chaining its stages through `Runtime.submit`). The three waves of `Runtime.generate`
+prefill each stage's 32 prompts in one pass and decode them in lockstep; concurrent runs reach their stages
+at different times and join the running batch as they come, which costs more decode steps and more, smaller
+prefill passes, so the graph's margin over the waves is mostly the request pattern, not the graph."""
+
+
 def main() -> None:
-    rows = second_load()
-    with tempfile.TemporaryDirectory() as directory:
-        rows += peak_memory(Path(directory))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only", choices=["throughput"], help="run only the throughput and overhead part; records nothing"
+    )
+    only = parser.parse_args().only
+    rows = []
+    if only is None:
+        rows += second_load()
+        with tempfile.TemporaryDirectory() as directory:
+            rows += peak_memory(Path(directory))
     rows += throughput_and_overhead()
     table = Table("measure", "seconds", "items/s", "note", title="pipeline benchmark")
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     Console().print(table)
-    path = record("pipeline", rows, "Script: `bench/pipeline_bench.py`. Greedy decoding, float32 weights.")
-    print(f"recorded in {path}")
+    if only is None:
+        print(f"recorded in {record('pipeline', rows, NOTES)}")
 
 
 if __name__ == "__main__":
