@@ -31,7 +31,7 @@ def odd(tmp_path, monkeypatch) -> dict[str, Path]:
     monkeypatch.setenv("COLUMNS", "400")  # no wrapping or cropping, so each text shows in one piece
     monkeypatch.setattr(
         "fslm.pipeline.Runtime",
-        lambda models, max_batch_size: RefusingRuntime({"A ": OUTPUT_A, "B ": OUTPUT_B}),
+        lambda models, **_: RefusingRuntime({"A ": OUTPUT_A, "B ": OUTPUT_B}),
     )
     folder = tmp_path / "[dim]files"  # a file name cannot hold [/]
     folder.mkdir()
@@ -160,7 +160,7 @@ def test_errors_show_paths_as_they_are(odd, capsys):
 def test_control_characters_in_recorded_text_do_not_reach_the_terminal(odd, capsys, monkeypatch):
     monkeypatch.setattr(
         "fslm.pipeline.Runtime",
-        lambda models, max_batch_size: ScriptedRuntime({"A ": "red \x1b[31m bell \x07"}),
+        lambda models, **_: ScriptedRuntime({"A ": "red \x1b[31m bell \x07"}),
     )
     out, _ = cli(capsys, "run", str(odd["named"]), "title \x1b]0;owned\x07", "--store", str(odd["store"]))
     assert "\x1b" not in out and "\x07" not in out
