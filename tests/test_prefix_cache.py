@@ -67,7 +67,7 @@ def test_later_batches_reuse_the_kept_prefix(tiny_model: Path, tiny_adapters: tu
     )
     runtime = Runtime({"tiny": ModelRef(str(tiny_model), dtype="float32")})
     runtime.generate(first)
-    cache = runtime.prefix_cache(runtime.base_for("tiny"))
+    cache = runtime.base_for("tiny").prefixes
     assert cache is not None and len(cache) >= 1
     (again,) = runtime.generate([later])
     plain, _ = run(tiny_model, [later], reuse_prefixes=False)
@@ -98,7 +98,7 @@ def test_the_byte_bound_holds_and_zero_keeps_nothing(
     plain, _ = run(tiny_model, batch, reuse_prefixes=False)
     for bound in (0, 20_000):
         reused, runtime = run(tiny_model, batch, prefix_cache_bytes=bound)
-        cache = runtime.prefix_cache(runtime.base_for("tiny"))
+        cache = runtime.base_for("tiny").prefixes
         assert cache is not None and cache.nbytes <= bound
         assert [g.text for g in reused] == [g.text for g in plain]
         # Within a batch the shared prefix is still computed once, kept or not.

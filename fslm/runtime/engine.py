@@ -163,7 +163,7 @@ class Runtime:
             return self._request_batcher(type(request)).submit(request).result()
         base = self.base_for(request.model)
         row = _prepared_row(base, request)
-        prefixes = self.prefix_cache(base)
+        prefixes = base.prefixes
         with self._state_lock:
             self._check_open()
             scheduler = self._schedulers.get(base.key)
@@ -177,11 +177,6 @@ class Runtime:
                 scheduler = DecodeScheduler(base, prefixes, caps, self._count_batch)
                 self._schedulers[base.key] = scheduler
         return scheduler.submit(row).result()
-
-    def prefix_cache(self, base: LoadedBase) -> PrefixCache | None:
-        """The prefix cache of `base`, or None where prefixes are not reused (switched off, or a base whose
-        sliding-window layers cannot reuse them). Ensemble and boost decoding find it as `base.prefixes`."""
-        return base.prefixes
 
     def close(self) -> None:
         """Stop the batcher threads and drop the models. Requests already queued are served first."""
@@ -246,7 +241,7 @@ class Runtime:
         """Serve requests that all use `base`. A request's own fault (a bad adapter, an empty prompt) fails
         only that request; the others are still served."""
         outcomes: list[Generation | BaseException | None] = [None] * len(requests)
-        prefixes = self.prefix_cache(base)
+        prefixes = base.prefixes
         with base.lock:
             rows: list[tuple[int, PreparedRow]] = []
             for index, request in enumerate(requests):
