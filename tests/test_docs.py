@@ -15,6 +15,6 @@ def test_generated_reference_is_current(path):
     assert path.read_text() == generated_files()[path], "run: python -m fslm.spec.reference"
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "pipelines").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_pipelines_validate(path):
     assert load_spec(path).stages

@@ -61,11 +61,18 @@ def message_title(message: StageMessage) -> str:
     )
 
 
-def choices_table(record: ChoicesRecord) -> Table:
-    """A choices stage's options, one row each: the chosen one marked, each model's score (with its log P and
-    tokens when one model scored alone, a mark on each model's own pick) and the probability chosen by."""
+SHOWN_OPTIONS = 10  # beyond this many options, a table lists the most probable ones and counts the rest
+
+
+def choices_table(record: ChoicesRecord) -> Group | Table:
+    """A choices stage's options, one row each: the chosen one marked, its label when the stage has a
+    verbalizer, each model's score (with its log P and tokens when one model scored alone, a mark on each
+    model's own pick) and the probability chosen by. Of many options, the most probable are listed."""
     table = Table(box=None, pad_edge=False, header_style="dim")
     table.add_column("")
+    labels = record.get("labels")
+    if labels:
+        table.add_column("label")
     table.add_column("option")
     scorers = record["scorers"]
     if len(scorers) == 1:
@@ -76,8 +83,14 @@ def choices_table(record: ChoicesRecord) -> Table:
         weight = f" ×{weights[index]:.2f}" if weights else ""
         table.add_column(literal(f"{scorer['model']} {record['normalize']}{weight}"), justify="right")
     table.add_column("p", justify="right")
-    for index, option in enumerate(record["options"]):
-        cells: list[Text | str] = ["✓" if index == record["chosen"] else "", literal(option)]
+    shown = range(len(record["options"]))
+    if len(shown) > SHOWN_OPTIONS:
+        shown = sorted(shown, key=lambda index: -record["probabilities"][index])[:SHOWN_OPTIONS]
+    for index in shown:
+        cells: list[Text | str] = ["✓" if index == record["chosen"] else ""]
+        if labels:
+            cells.append(literal(labels[index]))
+        cells.append(literal(record["options"][index]))
         if len(scorers) == 1:
             cells += [f"{scorers[0]['logprobs'][index]:.3f}", str(scorers[0]["tokens"][index])]
         for scorer in scorers:
@@ -85,6 +98,9 @@ def choices_table(record: ChoicesRecord) -> Table:
             cells.append(f"{scorer['scores'][index]:.3f}{picked}")
         cells.append(f"{record['probabilities'][index]:.2f}")
         table.add_row(*cells, style="bold" if index == record["chosen"] else "")
+    hidden = len(record["options"]) - len(shown)
+    if hidden:
+        return Group(table, Text(f"… {hidden} less probable options not shown", style="dim"))
     return table
 
 

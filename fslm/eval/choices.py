@@ -92,8 +92,9 @@ def _ending_stages(spec: PipelineSpec) -> list[str]:
 
 
 def choice_scores(record: ChoicesRecord, reference: str, weights: list[float]) -> dict[str, float]:
-    """`acc` and `acc_norm` of one run, from its choice stage's record; `reference` is the gold option."""
-    gold = record["options"].index(reference)
+    """`acc` and `acc_norm` of one run, from its choice stage's record; `reference` is the gold option (or its
+    label, when the stage has a verbalizer)."""
+    gold = record.get("labels", record["options"]).index(reference)
     return {"acc": float(record["chosen"] == gold), "acc_norm": float(pick(record, "byte", weights) == gold)}
 
 

@@ -88,7 +88,8 @@ def read_choice_items(
             raise FslmError(f"{where} has no answer field {answer_field!r}; name it with --answer-field")
         fields = {key: value for key, value in record.items() if key != answer_field}
         if field is None:
-            options = [str(option) for option in stage.spec.choices]
+            # A verbalizer's answers are its labels, which the stage writes.
+            options = stage.spec.labels or stage.spec.listed_options or []
         else:
             options = record_options(where, field, record, hint="name it with --choices-field")
             if own_field is not None and own_field != field:

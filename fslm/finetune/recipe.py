@@ -60,6 +60,9 @@ class DatasetSource(RecipeModel):
         ),
     )
     target: str = Field("target", description="The record field holding the text the stage should write.")
+    limit: int | None = Field(
+        None, ge=1, description="Only the file's first this many records (train on a slice of a large set)."
+    )
 
 
 class MetricFilter(RecipeModel):

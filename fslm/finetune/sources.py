@@ -54,7 +54,7 @@ def examples_from_dataset(
     source: DatasetSource, variables: list[str], stage: ChoiceStageSpec | None = None
 ) -> list[Example]:
     """Examples from a data file; for a choices `stage` a target may also be the gold option's index."""
-    records = read_records(source.path, source.split)
+    records = read_records(source.path, source.split)[: source.limit]
     if not records:
         raise FslmError(f"{source.path} holds no records")
     unused = sorted(set(source.fields) - set(variables))
@@ -95,12 +95,21 @@ def choice_target(where: str, stage: ChoiceStageSpec, target_field: str, record:
     """The gold option's text. A text target is taken as it is; an integer is an index into the stage's
     options (its literal list, or the record's options field), as `fslm eval` reads answers."""
     target = record[target_field]
+    labels, listed = stage.labels, stage.listed_options
+    if labels is not None and listed is not None and not isinstance(target, int):
+        if str(target) not in labels:
+            raise FslmError(
+                f"{where}: {target_field} {str(target)!r} is not one of the stage's labels "
+                f"({', '.join(map(repr, labels[:8]))}{', …' if len(labels) > 8 else ''})"
+            )
+        return listed[labels.index(str(target))]
     if not isinstance(target, int) or isinstance(target, bool):
         return str(target)
-    field = stage.choices_field
-    if field is None:
-        options = [str(option) for option in stage.choices]
+    if listed is not None:
+        options = listed
     else:
+        field = stage.choices_field
+        assert field is not None
         hint = f"a target given as an index ({target_field!r}) needs the options the stage reads"
         options = record_options(where, field, record, hint=hint)
     return gold_option(where, target_field, target, options)

@@ -26,9 +26,11 @@ def stage_options(
     name: str, stage: ChoiceStageSpec, variables: dict[str, Any]
 ) -> tuple[list[str], list[str]]:
     """The stage's options for this run, each once in first-seen order, and the ones listed more than once."""
+    listed = stage.listed_options
+    if listed is not None:
+        return listed, []
     field = stage.choices_field
-    if field is None:
-        return list(stage.choices), []
+    assert field is not None  # validated: a list, a mapping or one input field
     where = f"stage {name!r}: the options in input field {field!r}"
     if field not in variables:
         raise FslmError(f"{where} are missing: the input has no field {field!r}")
@@ -85,7 +87,10 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
         record = choose(options, sizes, stage.normalize, records, [scorer.weight for scorer in scorers])
         if duplicates:
             record["duplicates"] = duplicates
-        chosen = options[record["chosen"]]
+        labels = stage.labels
+        if labels is not None:
+            record["labels"] = labels
+        chosen = options[record["chosen"]] if labels is None else labels[record["chosen"]]
         message = StageMessage(
             stage=name,
             text=chosen,

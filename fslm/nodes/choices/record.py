@@ -25,5 +25,6 @@ class ChoicesRecord(TypedDict):
     probabilities: list[float]  # softmax of the scores over the options; an ensemble's, averaged by weight
     chosen: int
     scorers: list[ScorerRecord]
+    labels: NotRequired[list[str]]  # a verbalizer's labels in option order; the stage writes the chosen one
     duplicates: NotRequired[list[str]]  # options the input listed more than once (scored once)
     weights: NotRequired[list[float]]  # a boost stage's: each scorer's α, normalised to sum 1

@@ -26,11 +26,12 @@ class ChoiceStageSpec(StageSpecBase):
 
     kind: ClassVar[str] = "choices"
 
-    choices: str | list[str] = Field(
+    choices: str | list[str] | dict[str, str] = Field(
         description=(
-            "Makes a choices stage (see docs/choices.md): the options, a list of at least two distinct texts "
-            "or a list field of a structured input written exactly `{{ name }}` (declared in `inputs:`). The "
-            "stage writes the option it picks; its `chat_template` defaults to false."
+            "Makes a choices stage (see docs/choices.md): the options, a list of at least two distinct "
+            "texts, a list field of a structured input written exactly `{{ name }}` (declared in `inputs:`), or a "
+            "mapping of labels to the texts the model scores (a verbalizer: `{card_arrival: card arrival}`). "
+            "The stage writes the option it picks (a mapping's label); its `chat_template` defaults to false."
         )
     )
     model: str | None = Field(
@@ -85,7 +86,10 @@ class ChoiceStageSpec(StageSpecBase):
         if isinstance(value, list):
             _check_options(value)
             return value
-        raise ValueError("'choices' is a list of options or '{{ name }}' of an input field")
+        if isinstance(value, dict):
+            _check_labels(value)
+            return value
+        raise ValueError("'choices' is a list of options, a mapping of labels to options, or '{{ name }}'")
 
     @model_validator(mode="after")
     def _model_or_ensemble(self) -> ChoiceStageSpec:
@@ -96,11 +100,46 @@ class ChoiceStageSpec(StageSpecBase):
     @property
     def choices_field(self) -> str | None:
         """The input field holding the options, or None when the stage lists them itself."""
-        if isinstance(self.choices, list):
+        if not isinstance(self.choices, str):
             return None
         match = _FIELD_REFERENCE.fullmatch(self.choices.strip())
         assert match is not None  # validated
         return match.group(1)
+
+    @property
+    def labels(self) -> list[str] | None:
+        """A verbalizer's labels, in option order: what the stage writes for each option; None without one."""
+        return list(self.choices) if isinstance(self.choices, dict) else None
+
+    @property
+    def listed_options(self) -> list[str] | None:
+        """The texts the model scores when the stage lists them itself (a mapping's values); None when an
+        input field holds them."""
+        if isinstance(self.choices, dict):
+            return list(self.choices.values())
+        return list(self.choices) if isinstance(self.choices, list) else None
+
+
+def _check_labels(mapping: dict[Any, Any]) -> None:
+    labels = list(mapping)
+    if any(isinstance(label, bool) for label in labels):
+        raise ValueError(f"the labels {labels!r} hold booleans: {_YAML_BOOLEANS}")
+    if not all(isinstance(label, str) and label.strip() for label in labels):
+        raise ValueError(f"every label must be non-empty text (quote numbers): {labels!r}")
+    texts = list(mapping.values())
+    if any(isinstance(text, bool) for text in texts):
+        raise ValueError(f"the options {texts!r} hold booleans: {_YAML_BOOLEANS}")
+    if not all(isinstance(text, str) for text in texts):
+        raise ValueError(f"every option (a label's text) must be text (quote numbers): {texts!r}")
+    if any(not text.strip() for text in texts):
+        raise ValueError(f"an option is empty: {mapping!r}")
+    if len(texts) < 2:
+        raise ValueError("a choice needs at least two options")
+    shared = sorted({text for text in texts if texts.count(text) > 1})
+    if shared:
+        raise ValueError(
+            f"labels share an option text, so they could not be told apart: {', '.join(map(repr, shared))}"
+        )
 
 
 def _check_options(options: list[Any]) -> None:

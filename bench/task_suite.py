@@ -1,0 +1,193 @@
+"""The task suite (docs/tasks.md): each shipped task stage (pipelines/tasks/TASK.yaml) on its full dev split,
+untuned zero-shot, untuned few-shot and tuned, with 95% intervals, paired wins and losses, and items/s.
+
+Systems, all the task pipeline's one choice stage on the same dev items:
+- zero: the stage without its adapter;
+- few: the stage without its adapter, its prompt preceded by --shots examples of the train split (the first
+  record of each label in train order, then the next records, until --shots; each followed by its label's
+  readable text, as the stage scores it);
+- tuned: the stage as shipped.
+
+Each system's per-item results are cached in --cache (TASK-SYSTEM.jsonl: reference, output, correct,
+probability of the pick, seconds), so the systems can run in separate processes; --report reads them all and
+writes bench/results/task_suite.md with the adapters' training figures (adapters/tasks/TASK/training.json).
+
+Usage: python bench/task_suite.py --task sst2 [--systems zero,few,tuned] [--limit N] [--shots 8]
+       python bench/task_suite.py --report
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from common import SHARED_DATA, record
+
+from fslm.eval.stats import interval95, paired
+from fslm.jsonl import json_lines
+from fslm.pipeline import Pipeline
+from fslm.runtime import ModelRef, Runtime
+from fslm.spec import load_spec
+from fslm.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = {"sst2": "label", "agnews": "label", "trec": "label", "banking77": "label", "snips": "intent"}
+SYSTEMS = ["zero", "few", "tuned"]
+STAGE = "label"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [value for _, value in json_lines(path)]
+
+
+def task_spec(task: str, system: str, shots: int):
+    spec = load_spec(ROOT / "pipelines" / "tasks" / f"{task}.yaml")
+    stage = spec.stages[STAGE]
+    if system == "tuned":
+        if stage.adapter is None:
+            raise SystemExit(
+                f"pipelines/tasks/{task}.yaml has no adapter yet: train finetune/tasks/{task}.yaml"
+            )
+        return spec
+    update: dict = {"adapter": None}
+    if system == "few":
+        update["prompt"] = few_shot_prefix(task, stage, shots) + stage.prompt
+    return spec.model_copy(update={"stages": {**spec.stages, STAGE: stage.model_copy(update=update)}})
+
+
+def few_shot_prefix(task: str, stage, shots: int) -> str:
+    """`shots` train examples rendered with the stage's prompt, each followed by its label's text."""
+    from fslm.spec.templates import compile_template, render_template
+
+    records = read_jsonl(SHARED_DATA / task / "train.jsonl")
+    answer = TASKS[task]
+    picked, seen = [], set()
+    for rec in records:
+        if rec[answer] not in seen:
+            seen.add(rec[answer])
+            picked.append(rec)
+        if len(picked) == shots:
+            break
+    for rec in records:
+        if len(picked) >= shots:
+            break
+        if rec not in picked:
+            picked.append(rec)
+    template = compile_template(stage.prompt, "few-shot prompt")
+    blocks = [
+        f"{render_template(template, rec, 'few-shot prompt')} {stage.choices[rec[answer]]}" for rec in picked
+    ]
+    return "\n\n".join(blocks) + "\n\n"
+
+
+def run_system(task: str, system: str, args: argparse.Namespace) -> Path:
+    answer = TASKS[task]
+    items = read_jsonl(SHARED_DATA / task / "dev.jsonl")[: args.limit]
+    spec = task_spec(task, system, args.shots)
+    refs = {name: ModelRef(source=model.source, dtype=model.dtype) for name, model in spec.models.items()}
+    inputs = [{key: value for key, value in item.items() if key == spec.inputs[0]} for item in items]
+    with tempfile.TemporaryDirectory() as folder, Runtime(refs, max_batch_size=args.batch) as runtime:
+        pipeline = Pipeline(spec, runtime, open_store(Path(folder) / "runs.sqlite"))
+        pipeline.batch(inputs[:2])  # warm-up: model load and first-call costs are not the stage's speed
+        started = time.perf_counter()
+        results = pipeline.batch(inputs)
+        seconds = time.perf_counter() - started
+    rows = []
+    for item, result in zip(items, results, strict=True):
+        choices = result.messages[-1]["choices"]
+        rows.append(
+            {
+                "reference": item[answer],
+                "output": result.output,
+                "correct": float(result.output == item[answer]),
+                "probability": choices["probabilities"][choices["chosen"]],
+            }
+        )
+    args.cache.mkdir(parents=True, exist_ok=True)
+    path = args.cache / f"{task}-{system}.jsonl"
+    header = {"task": task, "system": system, "items": len(items), "seconds": seconds, "shots": args.shots}
+    path.write_text("\n".join(json.dumps(row) for row in [header, *rows]) + "\n")
+    accuracy = sum(row["correct"] for row in rows) / len(rows)
+    print(f"{task} {system}: acc {accuracy:.3f} on {len(rows)} items, {len(rows) / seconds:.2f} items/s")
+    return path
+
+
+def load_cached(cache: Path, task: str, system: str) -> tuple[dict, list[dict]] | None:
+    path = cache / f"{task}-{system}.jsonl"
+    if not path.exists():
+        return None
+    header, *rows = read_jsonl(path)
+    return header, rows
+
+
+def report(args: argparse.Namespace) -> None:
+    rows = []
+    for task in TASKS:
+        tuned = load_cached(args.cache, task, "tuned")
+        training = ROOT / "adapters" / "tasks" / task / "training.json"
+        trained = json.loads(training.read_text()) if training.exists() else None
+        for system in SYSTEMS:
+            found = load_cached(args.cache, task, system)
+            if found is None:
+                continue
+            header, results = found
+            scores = [row["correct"] for row in results]
+            interval = interval95(scores)
+            row = {
+                "task": task,
+                "system": system + (f" ({header['shots']}-shot)" if system == "few" else ""),
+                "n": len(scores),
+                "acc": f"{sum(scores) / len(scores):.3f}",
+                "95% interval": f"[{interval.low:.3f}, {interval.high:.3f}]",
+                "tuned vs this (W/L, p)": "",
+                "items/s": f"{len(scores) / header['seconds']:.2f}",
+                "train examples": "",
+                "train min": "",
+                "train tok/s": "",
+            }
+            if tuned is not None and system != "tuned" and len(tuned[1]) == len(results):
+                pair = paired([r["correct"] for r in tuned[1]], scores)
+                row["tuned vs this (W/L, p)"] = f"{pair.wins}/{pair.losses}, {pair.p_value:.2g}"
+            if system == "tuned" and trained is not None:
+                row["train examples"] = str(trained["examples"]["train"])
+                row["train min"] = f"{trained['train_seconds'] / 60:.1f}"
+                row["train tok/s"] = f"{trained['tokens_per_second']:.0f}"
+            rows.append(row)
+    notes = (
+        "Each task's choice stage (pipelines/tasks/TASK.yaml, SmolLM2-135M-Instruct, float32, "
+        "`normalize: none`) on the task's full dev split from ../shared/data. zero: no adapter; few: no "
+        "adapter, k train examples before the prompt; tuned: the shipped adapter (finetune/tasks/TASK.yaml). acc is the share of items "
+        "whose output is the gold label, with Wilson 95% intervals; W/L pairs the tuned stage with each "
+        "untuned one item by item (exact McNemar p). items/s is one `Pipeline.batch` over the split after a "
+        f"warm-up, batch {args.batch}, 2 torch threads. Command: python bench/task_suite.py --task TASK; "
+        "python bench/task_suite.py --report"
+    )
+    print(record("task_suite", rows, notes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", choices=list(TASKS))
+    parser.add_argument("--systems", default="zero,few,tuned")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N dev items")
+    parser.add_argument("--shots", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "results" / "tasks")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args()
+    if args.report:
+        report(args)
+        return
+    if args.task is None:
+        parser.error("--task or --report")
+    for system in args.systems.split(","):
+        if system not in SYSTEMS:
+            parser.error(f"unknown system {system!r}; systems: {', '.join(SYSTEMS)}")
+        run_system(args.task, system, args)
+
+
+if __name__ == "__main__":
+    main()
