@@ -29,9 +29,10 @@ class ChoiceStageSpec(StageSpecBase):
     choices: str | list[str] | dict[str, str] = Field(
         description=(
             "Makes a choices stage (see docs/choices.md): the options, a list of at least two distinct "
-            "texts, a list field of a structured input written exactly `{{ name }}` (declared in `inputs:`), or a "
-            "mapping of labels to the texts the model scores (a verbalizer: `{card_arrival: card arrival}`). "
-            "The stage writes the option it picks (a mapping's label); its `chat_template` defaults to false."
+            "texts, a list field of a structured input written exactly `{{ name }}` (declared in "
+            "`inputs:`), or a mapping of labels to the texts the model scores (a verbalizer: "
+            "`{card_arrival: card arrival}`). The stage writes the option it picks (a mapping's label); its "
+            "`chat_template` defaults to false."
         )
     )
     model: str | None = Field(
