@@ -158,10 +158,10 @@ def report(args: argparse.Namespace) -> None:
         "Each task's choice stage (pipelines/tasks/TASK.yaml, SmolLM2-135M-Instruct, float32, "
         "`normalize: none`) on the task's full dev split from ../shared/data. zero: no adapter; few: no "
         "adapter, k train examples before the prompt; tuned: the shipped adapter (finetune/tasks/TASK.yaml). "
-        "acc is the share of items whose output is the gold label, with Wilson 95% intervals; W/L pairs the tuned stage with each "
-        "untuned one item by item (exact McNemar p). items/s is one `Pipeline.batch` over the split after a "
-        f"warm-up, batch {args.batch}, 2 torch threads. Command: python bench/task_suite.py --task TASK; "
-        "python bench/task_suite.py --report"
+        "acc is the share of items whose output is the gold label, with Wilson 95% intervals; W/L pairs the "
+        "tuned stage with each untuned one item by item (exact McNemar p). items/s is one `Pipeline.batch` "
+        f"over the split after a warm-up, batch {args.batch}, 2 torch threads. Command: "
+        "python bench/task_suite.py --task TASK; python bench/task_suite.py --report"
     )
     print(record("task_suite", rows, notes))
 
