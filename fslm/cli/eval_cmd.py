@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     ran = [reports[index][0] for index in prepared]
     if output is not None:
         write_jsonl_atomically(output, [row for report in ran for row in report.rows()])
-    tables = [summary_table(ordered), *expert_tables(ordered)]
+    tables = [summary_table(ordered), *frame_tables(ordered), *expert_tables(ordered)]
     console().print(Group(*tables, *([paired_table(*ordered)] if len(ordered) == 2 else [])))
     if output is not None:
         err.print(f"wrote {sum(len(report.items) for report in ran)} per-item results to {escaped(output)}")
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 def prepare(path: Path, args: argparse.Namespace) -> tuple[PipelineSpec, list[EvalItem]]:
     """The pipeline at `path`, validated, and its items from --data, each checked as its input."""
     from fslm.eval.choices import output_choice_stage
-    from fslm.eval.items import read_choice_items, read_eval_items
+    from fslm.eval.items import read_choice_items, read_eval_items, read_frame_items
     from fslm.spec.loader import load_spec
 
     spec = load_spec(path)
@@ -128,7 +128,8 @@ def prepare(path: Path, args: argparse.Namespace) -> tuple[PipelineSpec, list[Ev
         raise FslmError("--choices-field is for scoring a choice stage by acc and acc_norm, without --metric")
     else:
         whole = bool(spec.inputs)
-        items = read_eval_items(args.data, args.field, args.answer_field, args.limit, whole=whole)
+        read = read_frame_items if args.metric == "frame" else read_eval_items
+        items = read(args.data, args.field, args.answer_field, args.limit, whole=whole)
     for number, item in enumerate(items, start=1):
         spec.check_input(item.input, f"{args.data}, item {number}: ")
     return spec, items
@@ -179,6 +180,34 @@ def summary_table(reports: list) -> Table:
                 seconds,
             )
     return table
+
+
+def frame_tables(reports: list) -> list[Table]:
+    """For each report scored by `frame`: slot precision, recall and F1 over all slots (micro-averaged, with a
+    bootstrap 95% interval on F1) and per slot name."""
+    from fslm.eval.frames import field_counts, slot_f1_interval
+
+    tables = []
+    for report in reports:
+        if report.metric != "frame":
+            continue
+        pairs = [(item.output, str(item.reference)) for item in report.items]
+        low, high = slot_f1_interval(pairs)
+        table = Table(
+            title=f"{escaped(report.name)}: slots (all: F1 95% interval {low:.3f}–{high:.3f}, bootstrap)"
+        )
+        for column in ("slot", "in references", "precision", "recall", "F1"):
+            table.add_column(column, justify="left" if column == "slot" else "right")
+        for row in field_counts(pairs):
+            table.add_row(
+                literal(row.name),
+                str(row.true_positives + row.false_negatives),
+                f"{row.precision:.3f}",
+                f"{row.recall:.3f}",
+                f"{row.f1:.3f}",
+            )
+        tables.append(table)
+    return tables
 
 
 def expert_tables(reports: list) -> list[Table]:

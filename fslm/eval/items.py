@@ -19,6 +19,7 @@ from typing import Any
 from fslm.errors import FslmError
 from fslm.eval.answers import gold_option, record_options
 from fslm.eval.choices import ChoiceStage
+from fslm.eval.frames import INTENT, frame_text
 from fslm.finetune.records import read_records
 from fslm.spec.run_input import RunInput
 
@@ -34,7 +35,18 @@ def read_eval_items(
 ) -> list[EvalItem]:
     """Items for a generating pipeline: `input_field` of each record as text (default `input`), or with
     `whole` each record less its answer field."""
-    records = read_records(path)
+    return read_eval_items_from(path, read_records(path), input_field, answer_field, limit, whole=whole)
+
+
+def read_eval_items_from(
+    path: Path,
+    records: list[dict[str, Any]],
+    input_field: str | None,
+    answer_field: str,
+    limit: int | None = None,
+    *,
+    whole: bool = False,
+) -> list[EvalItem]:
     fields = list(dict.fromkeys(key for record in records for key in record))
     if whole and input_field is not None:
         raise FslmError(
@@ -57,6 +69,38 @@ def read_eval_items(
     if not items:
         raise FslmError(f"{path} holds no items with both '{input_field or 'fields'}' and '{answer_field}'")
     return items
+
+
+def read_frame_items(
+    path: Path, input_field: str | None, answer_field: str, limit: int | None = None, *, whole: bool = False
+) -> list[EvalItem]:
+    """Items for `--metric frame`. A record's reference frame is its answer field's text when it has one, else
+    its `intent` and `slots` fields (a list of `{slot, value}`, as SNIPS and JointBERT's data have them),
+    which are then not part of the input."""
+    records = read_records(path)
+    if records and all(answer_field not in record for record in records):
+        records = [
+            _with_frame(path, number, record, answer_field) for number, record in enumerate(records, 1)
+        ]
+    return read_eval_items_from(path, records, input_field, answer_field, limit, whole=whole)
+
+
+def _with_frame(path: Path, number: int, record: dict[str, Any], answer_field: str) -> dict[str, Any]:
+    where = f"{path}, record {number}"
+    if INTENT not in record or "slots" not in record:
+        raise FslmError(
+            f"{where} has no answer field {answer_field!r}, nor `intent` and `slots` fields to make the "
+            f"reference frame from; its fields: {', '.join(record) or 'none'}"
+        )
+    slots = record["slots"]
+    if not isinstance(slots, list) or not all(
+        isinstance(slot, dict) and isinstance(slot.get("slot"), str) and isinstance(slot.get("value"), str)
+        for slot in slots
+    ):
+        raise FslmError(f'{where}: `slots` must be a list of {{"slot": name, "value": text}} objects')
+    rest = {key: value for key, value in record.items() if key not in (INTENT, "slots")}
+    pairs = [(slot["slot"], slot["value"]) for slot in slots]
+    return {**rest, answer_field: frame_text(str(record[INTENT]), pairs)}
 
 
 def _input(record: dict[str, Any], input_field: str | None, answer_field: str) -> RunInput:

@@ -11,7 +11,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-MetricName = Literal["choice", "exact", "numeric", "contains", "f1"]
+from fslm.eval.frames import frame_scores, parse_frame
+
+MetricName = Literal["choice", "exact", "numeric", "contains", "f1", "frame"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 # A number as people write it: optional sign, thousands separators, decimals ("-1,234.50", "$3", ".5").
@@ -83,6 +85,7 @@ METRICS: dict[str, Callable[[str, str], float]] = {
     "numeric": _numeric,
     "contains": _contains,
     "f1": _f1,
+    "frame": lambda output, reference: frame_scores(output, reference)["frame"],
 }
 
 
@@ -99,4 +102,6 @@ def extracted(metric: str, output: str) -> str:
     if metric == "numeric":
         number = extract_number(output)
         return "" if number is None else f"{number:g}"
+    if metric == "frame":
+        return "; ".join(f"{name}: {value}" for name, value in parse_frame(output))
     return normalize_text(output)

@@ -15,9 +15,12 @@ from typing import Any
 
 from fslm.errors import FslmError
 from fslm.eval.choices import CHOICE_METRICS, ChoiceStage, choice_scores, output_choice_stage, output_record
+from fslm.eval.frames import frame_scores
 from fslm.eval.items import EvalItem
 from fslm.eval.metrics import METRICS, extracted, score
 from fslm.spec.run_input import RunInput
+
+FRAME_METRICS = ["frame", "intent"]
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,34 @@ def evaluate(
     return EvalReport(
         pipeline.spec.name,
         str(pipeline.spec.path),
-        [metric] if metric is not None else CHOICE_METRICS,
+        metric_names(metric),
         scored,
         time.perf_counter() - started,
     )
 
 
+def metric_names(metric: str | None) -> list[str]:
+    """What a report scores by: the metric; for a frame, `frame` and `intent`; for a choice stage, acc."""
+    if metric is None:
+        return CHOICE_METRICS
+    return FRAME_METRICS if metric == "frame" else [metric]
+
+
 def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage | None) -> ItemResult:
     routed = routed_experts(result.messages)
+    if metric == "frame":
+        assert isinstance(item.reference, str)  # read_frame_items makes one reference frame per item
+        scores = frame_scores(result.output, item.reference)
+        return ItemResult(
+            result.run_id,
+            item.input,
+            item.reference,
+            result.output,
+            extracted(metric, result.output),
+            scores["frame"],
+            scores,
+            routed,
+        )
     if metric is not None:
         value = score(metric, result.output, item.reference)
         return ItemResult(

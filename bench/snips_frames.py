@@ -1,0 +1,43 @@
+"""Write the command parser's training data (finetune/data/snips/frames.jsonl) from ../shared/data/snips.
+
+Each of the first --rows records of SNIPS train keeps its `text` and `intent` and gains `frame`: the parsed
+frame as the command parser writes it, `intent: PlayMusic; artist: westbam; service: google music` (the
+intent, then each slot as `name: value` in the order the data lists them, values as the data spells them).
+Both the stacked parser (pipelines/command_parser.yaml) and the single-stage one
+(pipelines/command_parser_single.yaml) are tuned on these rows (finetune/command_parser/).
+
+Usage: python bench/snips_frames.py [--rows 2000]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from common import SHARED_DATA
+
+from fslm.eval.frames import frame_text
+
+OUT = Path(__file__).resolve().parent.parent / "finetune" / "data" / "snips" / "frames.jsonl"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=2000)
+    args = parser.parse_args()
+    source = SHARED_DATA / "snips" / "train.jsonl"
+    if not source.exists():
+        sys.exit(f"benchmark data not found: {source} (the shared data folder sits beside the repo)")
+    rows = [json.loads(line) for line in source.read_text().split("\n") if line.strip()][: args.rows]
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with OUT.open("w") as file:
+        for row in rows:
+            frame = frame_text(row["intent"], [(slot["slot"], slot["value"]) for slot in row["slots"]])
+            file.write(json.dumps({"text": row["text"], "intent": row["intent"], "frame": frame}) + "\n")
+    print(f"wrote {len(rows)} rows to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
