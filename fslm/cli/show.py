@@ -92,16 +92,23 @@ def choices_table(record: ChoicesRecord) -> Group | Table:
             cells.append(literal(labels[index]))
         cells.append(literal(record["options"][index]))
         if len(scorers) == 1:
-            cells += [f"{scorers[0]['logprobs'][index]:.3f}", str(scorers[0]["tokens"][index])]
+            bound = "≤ " if index in record.get("pruned", []) else ""
+            cells += [f"{bound}{scorers[0]['logprobs'][index]:.3f}", str(scorers[0]["tokens"][index])]
         for scorer in scorers:
             picked = " ✓" if len(scorers) > 1 and scorer["chosen"] == index else ""
             cells.append(f"{scorer['scores'][index]:.3f}{picked}")
         cells.append(f"{record['probabilities'][index]:.2f}")
         table.add_row(*cells, style="bold" if index == record["chosen"] else "")
+    notes = []
     hidden = len(record["options"]) - len(shown)
     if hidden:
-        return Group(table, Text(f"… {hidden} less probable options not shown", style="dim"))
-    return table
+        notes.append(f"… {hidden} less probable options not shown")
+    if record.get("pruned"):
+        notes.append(
+            f"best-first search: {len(record['pruned'])} options pruned at the bound shown (≤), "
+            "not scored whole"
+        )
+    return Group(table, *(Text(note, style="dim") for note in notes)) if notes else table
 
 
 def vote_table(record: EnsembleRecord) -> Group:

@@ -89,16 +89,18 @@ def evaluate(
     return EvalReport(
         pipeline.spec.name,
         str(pipeline.spec.path),
-        metric_names(metric),
+        metric_names(metric, stage),
         scored,
         time.perf_counter() - started,
     )
 
 
-def metric_names(metric: str | None) -> list[str]:
-    """What a report scores by: the metric; for a frame, `frame` and `intent`; for a choice stage, acc."""
+def metric_names(metric: str | None, stage: ChoiceStage | None = None) -> list[str]:
+    """What a report scores by: the metric; for a frame, `frame` and `intent`; for a choice stage, acc and
+    acc_norm (acc alone when it searches best-first: the pruned options' per-byte scores are unknown)."""
     if metric is None:
-        return CHOICE_METRICS
+        best_first = stage is not None and stage.spec.search == "best_first"
+        return CHOICE_METRICS[:1] if best_first else CHOICE_METRICS
     return FRAME_METRICS if metric == "frame" else [metric]
 
 
@@ -134,7 +136,12 @@ def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage 
     if found is None:
         raise FslmError(f"run {result.run_id} ended without running the choice stage {stage.name!r}")
     record, weights = found
-    scores = choice_scores(record, item.reference, weights)
+    wanted = metric_names(None, stage)
+    scores = {
+        name: value
+        for name, value in choice_scores(record, item.reference, weights).items()
+        if name in wanted
+    }
     return ItemResult(
         result.run_id, item.input, item.reference, result.output, result.output, scores["acc"], scores, routed
     )

@@ -35,11 +35,20 @@ def argmax(values: Sequence[float]) -> int:
 
 
 def scorer_record(
-    label: str, logprobs: Sequence[float], tokens: Sequence[int], sizes: Sequence[int], how: str
+    label: str,
+    logprobs: Sequence[float],
+    tokens: Sequence[int],
+    sizes: Sequence[int],
+    how: str,
+    pruned: Sequence[int] = (),
 ) -> ScorerRecord:
+    """One model's scores and pick. `pruned` options (a best-first search's) hold upper bounds, which may
+    equal the best sum (an option that extends the chosen one), so the pick is among the others."""
     scores = normalised(logprobs, tokens, sizes, how)
+    complete = [index for index in range(len(scores)) if index not in set(pruned)]
+    chosen = complete[argmax([scores[index] for index in complete])]
     return ScorerRecord(
-        model=label, logprobs=list(logprobs), tokens=list(tokens), scores=scores, chosen=argmax(scores)
+        model=label, logprobs=list(logprobs), tokens=list(tokens), scores=scores, chosen=chosen
     )
 
 

@@ -81,12 +81,14 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
         )
         results = [_score(name, score, scorer.request(prompt, continuations, stage)) for scorer in scorers]
         records = [
-            scorer_record(scorer.label, result.logprobs, result.tokens, sizes, stage.normalize)
+            scorer_record(scorer.label, result.logprobs, result.tokens, sizes, stage.normalize, result.pruned)
             for scorer, result in zip(scorers, results, strict=True)
         ]
         record = choose(options, sizes, stage.normalize, records, [scorer.weight for scorer in scorers])
         if duplicates:
             record["duplicates"] = duplicates
+        if results[0].pruned:
+            record["pruned"] = list(results[0].pruned)
         labels = stage.labels
         if labels is not None:
             record["labels"] = labels
@@ -126,6 +128,7 @@ class Scorer:
             adapter=self.adapter,
             system=stage.system,
             chat_template=stage.chat_template,
+            best_first=stage.search == "best_first",
         )
 
 

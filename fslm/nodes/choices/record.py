@@ -25,6 +25,9 @@ class ChoicesRecord(TypedDict):
     probabilities: list[float]  # softmax of the scores over the options; an ensemble's, averaged by weight
     chosen: int
     scorers: list[ScorerRecord]
+    # `search: best_first`: options the search cut off. Their logprobs are upper bounds, so their
+    # probabilities are too, and the chosen option's probability is a lower bound.
+    pruned: NotRequired[list[int]]
     labels: NotRequired[list[str]]  # a verbalizer's labels in option order; the stage writes the chosen one
     duplicates: NotRequired[list[str]]  # options the input listed more than once (scored once)
     weights: NotRequired[list[float]]  # a boost stage's: each scorer's α, normalised to sum 1

@@ -66,6 +66,15 @@ class ChoiceStageSpec(StageSpecBase):
             "of the option, lm-eval's acc_norm on ASCII text)."
         ),
     )
+    search: Literal["full", "best_first"] = Field(
+        "full",
+        description=(
+            "Choices stage: `full` scores every option; `best_first` finds the option of highest summed "
+            "log-probability by a best-first search over the options' tokens, scoring only promising "
+            "prefixes (the same pick; exact for `normalize: none` with `model:`, which it requires). The "
+            "record keeps the scores it computed and marks the rest pruned."
+        ),
+    )
     chat_template: bool = Field(
         False,
         description=(
@@ -96,6 +105,12 @@ class ChoiceStageSpec(StageSpecBase):
     def _model_or_ensemble(self) -> ChoiceStageSpec:
         if (self.model is None) == (self.ensemble is None):
             raise ValueError("a choices stage needs exactly one of 'model' or 'ensemble'")
+        if self.search == "best_first" and (self.normalize != "none" or self.ensemble is not None):
+            raise ValueError(
+                "search: best_first needs normalize: none and one model: a prefix's summed log-probability "
+                "bounds its options' sums, but not their per-token or per-byte averages, nor an ensemble's "
+                "averaged probabilities"
+            )
         return self
 
     @property

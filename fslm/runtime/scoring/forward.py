@@ -12,7 +12,7 @@ matters for long few-shot prompts and large vocabularies (Gemma's is 262k).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,10 +37,12 @@ class ScoreRow:
 @dataclass(frozen=True)
 class RowScores:
     """One row's result: per continuation its summed log-probability, and how many of the context's tokens
-    came from the prefix cache."""
+    came from the prefix cache. A best-first search (`search.py`) leaves some continuations `pruned`: their
+    `logprobs` are upper bounds."""
 
     logprobs: list[float]
     cached_prompt_tokens: int
+    pruned: list[int] = field(default_factory=list)
 
 
 def score_batch(base: LoadedBase, rows: list[ScoreRow]) -> list[list[float]]:

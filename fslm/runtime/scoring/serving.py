@@ -9,13 +9,15 @@ from collections.abc import Callable, Sequence
 from fslm.errors import FslmError
 from fslm.runtime.loaded import BaseKey, LoadedBase
 from fslm.runtime.scoring.encoding import EncodedRequest, encode_request
-from fslm.runtime.scoring.forward import ScoreRow, score_rows
+from fslm.runtime.scoring.forward import RowScores, ScoreRow, score_rows
+from fslm.runtime.scoring.search import search_rows
 from fslm.runtime.scoring.types import OptionScores, ScoreRequest
 
 # lm-eval's fallback when neither the model config nor the tokenizer says how long a context may be.
 DEFAULT_MAX_LENGTH = 2048
 
-Item = tuple[int, ScoreRow, EncodedRequest]  # a request's index in the batch, its row, its encoding
+# A request's index in the batch, its row, its encoding, and whether it is searched best-first.
+Item = tuple[int, ScoreRow, EncodedRequest, bool]
 
 
 def serve_scores(
@@ -37,15 +39,15 @@ def serve_scores(
         except FslmError as error:
             outcomes[index] = error
             continue
-        by_base.setdefault(base.key, (base, []))[1].append((index, row, encoded))
+        by_base.setdefault(base.key, (base, []))[1].append((index, row, encoded, request.best_first))
     for base, items in by_base.values():
         items.sort(key=_order(base))
         for chunk in _chunks(items, max_batch_size):
             started = time.perf_counter()
             with base.lock:
-                scored = score_rows(base, [row for _, row, _ in chunk], base.prefixes)
+                scored = _score_chunk(base, chunk)
             seconds = time.perf_counter() - started
-            for (index, row, encoded), result in zip(chunk, scored, strict=True):
+            for (index, row, encoded, _), result in zip(chunk, scored, strict=True):
                 outcomes[index] = OptionScores(
                     logprobs=tuple(result.logprobs),
                     tokens=tuple(len(ids) for ids in row.continuation_ids),
@@ -53,8 +55,20 @@ def serve_scores(
                     prompt_tokens=len(row.context_ids),
                     seconds=seconds,
                     cached_prompt_tokens=result.cached_prompt_tokens,
+                    pruned=tuple(result.pruned),
                 )
     return [outcomes[index] for index in range(len(requests))]
+
+
+def _score_chunk(base: LoadedBase, chunk: list[Item]) -> list[RowScores]:
+    """The chunk's rows scored in full, or searched best-first, each as its request asks, in chunk order."""
+    results: dict[int, RowScores] = {}
+    for best_first, score in ((False, score_rows), (True, search_rows)):
+        positions = [position for position, item in enumerate(chunk) if item[3] == best_first]
+        if positions:
+            scored = score(base, [chunk[position][1] for position in positions], base.prefixes)
+            results.update(zip(positions, scored, strict=True))
+    return [results[position] for position in range(len(chunk))]
 
 
 def max_length(base: LoadedBase) -> int:
@@ -82,7 +96,8 @@ def _chunks(items: list[Item], max_options: int) -> list[list[Item]]:
     chunks: list[list[Item]] = []
     count = 0
     for item in items:
-        options = len(item[1].continuation_ids)
+        # A searched request extends a few prefixes at a time, not all its options at once.
+        options = 1 if item[3] else len(item[1].continuation_ids)
         if not chunks or count + options > max_options:
             chunks.append([])
             count = 0

@@ -19,6 +19,7 @@ class ScoreRequest:
     adapter: str | None = None  # a peft adapter directory, or None for the base model
     system: str | None = None  # optional system message, used only with chat_template
     chat_template: bool = False  # wrap the prompt as a user message, then the assistant's generation prompt
+    best_first: bool = False  # find the best summed log-probability by search, not score every option
 
     def __post_init__(self) -> None:
         if not self.continuations:
@@ -35,3 +36,6 @@ class OptionScores:
     prompt_tokens: int
     seconds: float  # wall time of the batch that served it
     cached_prompt_tokens: int = 0  # leading prompt tokens whose states came from the prefix cache
+    pruned: tuple[
+        int, ...
+    ] = ()  # best-first only: options whose logprobs are the upper bounds they were cut at
