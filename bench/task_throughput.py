@@ -100,8 +100,8 @@ def main() -> None:
             pipeline.close()
     notes = (
         "SNIPS dev commands through the stacked command parser (a 7-way choice stage, then a generating "
-        "stage of at most 64 tokens, both SmolLM2-135M-Instruct float32 with LoRA adapters) and Banking77 dev "
-        "messages through the 77-way choice stage. batch: `Pipeline.batch` over --batch items at a time "
+        "stage of at most 64 tokens, both SmolLM2-135M-Instruct float32 with LoRA adapters) and Banking77 "
+        "dev messages through the 77-way choice stage. batch: `Pipeline.batch` over --batch items at a time "
         "(runtime max_batch_size the same); latency from the batch's start to the item's end. one at a time: "
         "`Pipeline.invoke` per item. Model load and a two-item warm-up are not timed. "
         f"Command: python bench/task_throughput.py --parser-n {args.parser_n} --banking-n {args.banking_n} "
