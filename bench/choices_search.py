@@ -76,8 +76,8 @@ def main() -> None:
     ]
     notes = (
         f"The tuned {args.task} choice stage (pipelines/tasks/{args.task}.yaml, SmolLM2-135M-Instruct "
-        "float32, normalize: none) on the first {len(items)} dev items, `Pipeline.batch`, runtime max_batch_size "
-        f"{args.batch}, search: full then search: best_first in one process. "
+        f"float32, normalize: none) on the first {len(items)} dev items, `Pipeline.batch`, runtime "
+        f"max_batch_size {args.batch}, search: full then search: best_first in one process. "
         f"Command: python bench/choices_search.py --n {args.n} --batch {args.batch} --task {args.task}"
     )
     print(record(f"choices_search_{args.task}", rows, notes))
