@@ -146,8 +146,9 @@ def report(args: argparse.Namespace) -> None:
                 "train min": "",
                 "train tok/s": "",
             }
-            if tuned is not None and system != "tuned" and len(tuned[1]) == len(results):
-                pair = paired([r["correct"] for r in tuned[1]], scores)
+            if tuned is not None and system != "tuned" and len(tuned[1]) >= len(results):
+                # Both ran on the split's first items: pair the tuned stage's first len(results).
+                pair = paired([r["correct"] for r in tuned[1][: len(results)]], scores)
                 row["tuned vs this (W/L, p)"] = f"{pair.wins}/{pair.losses}, {pair.p_value:.2g}"
             if system == "tuned" and trained is not None:
                 row["train examples"] = str(trained["examples"]["train"])

@@ -176,20 +176,25 @@ function routerTable(record) {
     el("table", { class: "choices" }, el("thead", {}, head), el("tbody", {}, rows)));
 }
 
-// A choices stage's options, one row each: the chosen one marked, each model's normalised score (a mark on
-// each model's own pick when several voted) and the probability the stage chose by.
+// A choices stage's options, one row each: the chosen one marked, its label when the stage has a verbalizer,
+// each model's normalised score (a mark on each model's own pick when several voted; "≤" on a bound left by a
+// best-first search) and the probability the stage chose by.
 function choicesTable(record) {
   const several = record.scorers.length > 1;
-  const head = el("tr", {}, el("th", {}, ""), el("th", {}, "option"),
+  const labels = record.labels || null;
+  const pruned = new Set(record.pruned || []);
+  const head = el("tr", {}, el("th", {}, ""), labels ? el("th", {}, "label") : null, el("th", {}, "option"),
     record.scorers.map((scorer) => el("th", { class: "score" }, `${scorer.model} ${record.normalize}`)),
     el("th", { class: "score" }, "p"));
   const rows = record.options.map((option, index) => el(
     "tr",
     { class: index === record.chosen ? "chosen" : null },
     el("td", {}, index === record.chosen ? "✓" : ""),
+    labels ? el("td", { class: "option" }, labels[index]) : null,
     el("td", { class: "option" }, option),
     record.scorers.map((scorer) => el("td", { class: "score" },
-      scorer.scores[index].toFixed(3) + (several && scorer.chosen === index ? " ✓" : ""))),
+      (pruned.has(index) ? "≤ " : "") + scorer.scores[index].toFixed(3) +
+      (several && scorer.chosen === index ? " ✓" : ""))),
     el("td", { class: "score" }, record.probabilities[index].toFixed(2)),
   ));
   return el("table", { class: "choices" }, el("thead", {}, head), el("tbody", {}, rows));
