@@ -107,10 +107,60 @@ def run_system(task: str, system: str, args: argparse.Namespace) -> Path:
     args.cache.mkdir(parents=True, exist_ok=True)
     path = args.cache / f"{task}-{system}.jsonl"
     header = {"task": task, "system": system, "items": len(items), "seconds": seconds, "shots": args.shots}
+    if system == "tuned":
+        header["training"] = training_figures(task)
+        keep_earlier_adapters_result(path, header["training"])
     path.write_text("\n".join(json.dumps(row) for row in [header, *rows]) + "\n")
     accuracy = sum(row["correct"] for row in rows) / len(rows)
     print(f"{task} {system}: acc {accuracy:.3f} on {len(rows)} items, {len(rows) / seconds:.2f} items/s")
     return path
+
+
+def training_figures(task: str) -> dict | None:
+    path = ROOT / "adapters" / "tasks" / task / "training.json"
+    if not path.exists():
+        return None
+    trained = json.loads(path.read_text())
+    return {
+        "examples": trained["examples"]["train"],
+        "train_seconds": trained["train_seconds"],
+        "tokens_per_second": trained["tokens_per_second"],
+    }
+
+
+def keep_earlier_adapters_result(path: Path, training: dict | None) -> None:
+    """A tuned result of an adapter trained on another number of examples moves to TASK-tuned-N.jsonl: a point
+    of the task's learning curve."""
+    if not path.exists() or training is None:
+        return
+    header = read_jsonl(path)[0]
+    earlier = header.get("training")
+    if earlier and earlier["examples"] != training["examples"]:
+        path.rename(path.with_name(f"{path.stem}-{earlier['examples']}.jsonl"))
+
+
+def learning_curve_rows(cache: Path) -> list[dict]:
+    """Every tuned result of each task (the shipped adapter's and earlier ones), by training examples."""
+    rows = []
+    for task in TASKS:
+        for path in sorted(cache.glob(f"{task}-tuned*.jsonl")):
+            header, *results = read_jsonl(path)
+            training = header.get("training")
+            if training is None:
+                continue
+            scores = [row["correct"] for row in results]
+            interval = interval95(scores)
+            rows.append(
+                {
+                    "task": task,
+                    "train examples": training["examples"],
+                    "shipped": "yes" if path.stem == f"{task}-tuned" else "",
+                    "dev acc": f"{sum(scores) / len(scores):.3f}",
+                    "95% interval": f"[{interval.low:.3f}, {interval.high:.3f}]",
+                    "train min": f"{training['train_seconds'] / 60:.1f}",
+                }
+            )
+    return sorted(rows, key=lambda row: (list(TASKS).index(row["task"]), row["train examples"]))
 
 
 def load_cached(cache: Path, task: str, system: str) -> tuple[dict, list[dict]] | None:
@@ -125,8 +175,6 @@ def report(args: argparse.Namespace) -> None:
     rows = []
     for task in TASKS:
         tuned = load_cached(args.cache, task, "tuned")
-        training = ROOT / "adapters" / "tasks" / task / "training.json"
-        trained = json.loads(training.read_text()) if training.exists() else None
         for system in SYSTEMS:
             found = load_cached(args.cache, task, system)
             if found is None:
@@ -150,10 +198,11 @@ def report(args: argparse.Namespace) -> None:
                 # Both ran on the split's first items: pair the tuned stage's first len(results).
                 pair = paired([r["correct"] for r in tuned[1][: len(results)]], scores)
                 row["tuned vs this (W/L, p)"] = f"{pair.wins}/{pair.losses}, {pair.p_value:.2g}"
-            if system == "tuned" and trained is not None:
-                row["train examples"] = str(trained["examples"]["train"])
-                row["train min"] = f"{trained['train_seconds'] / 60:.1f}"
-                row["train tok/s"] = f"{trained['tokens_per_second']:.0f}"
+            if system == "tuned" and header.get("training"):
+                training = header["training"]
+                row["train examples"] = str(training["examples"])
+                row["train min"] = f"{training['train_seconds'] / 60:.1f}"
+                row["train tok/s"] = f"{training['tokens_per_second']:.0f}"
             rows.append(row)
     notes = (
         "Each task's choice stage (pipelines/tasks/TASK.yaml, SmolLM2-135M-Instruct, float32, "
@@ -165,6 +214,15 @@ def report(args: argparse.Namespace) -> None:
         "python bench/task_suite.py --task TASK; python bench/task_suite.py --report"
     )
     print(record("task_suite", rows, notes))
+    curve = learning_curve_rows(args.cache)
+    if curve:
+        curve_notes = (
+            "Each tuned adapter of a task on its full dev split, by the number of training examples (the "
+            "recipe's `limit` less the 2% held out for the training loss): the shipped one and those it "
+            "replaced. Same recipe otherwise (rank-8 LoRA on q/k/v/o, one epoch, lr 1e-3, batch 16). "
+            "Training minutes were measured with other jobs sharing the 2 cores, so they vary with load."
+        )
+        print(record("task_suite_learning_curve", curve, curve_notes))
 
 
 def main() -> None:
