@@ -13,6 +13,7 @@ probability of the pick, seconds), so the systems can run in separate processes;
 writes bench/results/task_suite.md with the adapters' training figures (adapters/tasks/TASK/training.json).
 
 Usage: python bench/task_suite.py --task sst2 [--systems zero,few,tuned] [--limit N] [--shots 8]
+       python bench/task_suite.py --task banking77 --systems tuned --adapter DIR   (a learning-curve point)
        python bench/task_suite.py --report
 """
 
@@ -41,10 +42,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return [value for _, value in json_lines(path)]
 
 
-def task_spec(task: str, system: str, shots: int):
+def task_spec(task: str, system: str, shots: int, adapter: Path | None = None):
     spec = load_spec(ROOT / "pipelines" / "tasks" / f"{task}.yaml")
     stage = spec.stages[STAGE]
     if system == "tuned":
+        if adapter is not None:
+            stage = stage.model_copy(update={"adapter": adapter.resolve()})
+            return spec.model_copy(update={"stages": {**spec.stages, STAGE: stage}})
         if stage.adapter is None:
             raise SystemExit(
                 f"pipelines/tasks/{task}.yaml has no adapter yet: train finetune/tasks/{task}.yaml"
@@ -84,7 +88,7 @@ def few_shot_prefix(task: str, stage, shots: int) -> str:
 def run_system(task: str, system: str, args: argparse.Namespace) -> Path:
     answer = TASKS[task]
     items = read_jsonl(SHARED_DATA / task / "dev.jsonl")[: args.limit]
-    spec = task_spec(task, system, args.shots)
+    spec = task_spec(task, system, args.shots, args.adapter)
     refs = {name: ModelRef(source=model.source, dtype=model.dtype) for name, model in spec.models.items()}
     inputs = [{key: value for key, value in item.items() if key == spec.inputs[0]} for item in items]
     with tempfile.TemporaryDirectory() as folder, Runtime(refs, max_batch_size=args.batch) as runtime:
@@ -107,8 +111,12 @@ def run_system(task: str, system: str, args: argparse.Namespace) -> Path:
     args.cache.mkdir(parents=True, exist_ok=True)
     path = args.cache / f"{task}-{system}.jsonl"
     header = {"task": task, "system": system, "items": len(items), "seconds": seconds, "shots": args.shots}
-    if system == "tuned":
-        header["training"] = training_figures(task)
+    if system == "tuned" and args.adapter is not None:
+        # Another adapter of the task: a point of its learning curve, beside the shipped adapter's result.
+        header["training"] = training_figures(args.adapter)
+        path = path.with_name(f"{path.stem}-{header['training']['examples']}.jsonl")
+    elif system == "tuned":
+        header["training"] = training_figures(ROOT / "adapters" / "tasks" / task)
         keep_earlier_adapters_result(path, header["training"])
     path.write_text("\n".join(json.dumps(row) for row in [header, *rows]) + "\n")
     accuracy = sum(row["correct"] for row in rows) / len(rows)
@@ -116,8 +124,8 @@ def run_system(task: str, system: str, args: argparse.Namespace) -> Path:
     return path
 
 
-def training_figures(task: str) -> dict | None:
-    path = ROOT / "adapters" / "tasks" / task / "training.json"
+def training_figures(adapter: Path) -> dict | None:
+    path = adapter / "training.json"
     if not path.exists():
         return None
     trained = json.loads(path.read_text())
@@ -236,6 +244,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "results" / "tasks")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument(
+        "--adapter", type=Path, help="tuned: evaluate this adapter instead (a learning-curve point)"
+    )
     args = parser.parse_args()
     if args.report:
         report(args)
