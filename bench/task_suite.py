@@ -227,8 +227,9 @@ def report(args: argparse.Namespace) -> None:
         curve_notes = (
             "Each tuned adapter of a task on its full dev split, by the number of training examples (the "
             "recipe's `limit` less those held out for the training loss, 2% and at most 64): the shipped "
-            "one and those it replaced. Same recipe otherwise (rank-8 LoRA on q/k/v/o, one epoch, lr 1e-3, batch 16). "
-            "Training minutes were measured with other jobs sharing the 2 cores, so they vary with load."
+            "one and those it replaced. Same recipe otherwise (rank-8 LoRA on q/k/v/o, one epoch, lr 1e-3, "
+            "batch 16). Training minutes were measured with other jobs sharing the 2 cores, so they vary "
+            "with load."
         )
         print(record("task_suite_learning_curve", curve, curve_notes))
 
