@@ -106,29 +106,20 @@ def metric_names(metric: str | None, stage: ChoiceStage | None = None) -> list[s
 
 def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage | None) -> ItemResult:
     routed = routed_experts(result.messages)
-    if metric == "frame":
-        assert isinstance(item.reference, str)  # read_frame_items makes one reference frame per item
-        scores = frame_scores(result.output, item.reference)
-        return ItemResult(
-            result.run_id,
-            item.input,
-            item.reference,
-            result.output,
-            extracted(metric, result.output),
-            scores["frame"],
-            scores,
-            routed,
-        )
     if metric is not None:
-        value = score(metric, result.output, item.reference)
+        if metric == "frame":
+            assert isinstance(item.reference, str)  # read_frame_items makes one reference frame per item
+            scores = frame_scores(result.output, item.reference)
+        else:
+            scores = {metric: score(metric, result.output, item.reference)}
         return ItemResult(
             result.run_id,
             item.input,
             item.reference,
             result.output,
             extracted(metric, result.output),
-            value,
-            {metric: value},
+            scores[metric],
+            scores,
             routed,
         )
     assert stage is not None and isinstance(item.reference, str)  # a choice item's reference is its gold

@@ -45,7 +45,8 @@ def scorer_record(
     """One model's scores and pick. `pruned` options (a best-first search's) hold upper bounds, which may
     equal the best sum (an option that extends the chosen one), so the pick is among the others."""
     scores = normalised(logprobs, tokens, sizes, how)
-    complete = [index for index in range(len(scores)) if index not in set(pruned)]
+    cut = set(pruned)
+    complete = [index for index in range(len(scores)) if index not in cut]
     chosen = complete[argmax([scores[index] for index in complete])]
     return ScorerRecord(
         model=label, logprobs=list(logprobs), tokens=list(tokens), scores=scores, chosen=chosen
