@@ -41,8 +41,8 @@ from zooter_items import read_item_rows
 from zooter_quality import PIPELINE, load_items
 
 from fslm.eval.stats import interval95, paired
-from fslm.nodes.router.checkpoint import read_router_config
 from fslm.nodes.router.decision import learned_choice
+from fslm.runtime.router.checkpoint import read_router_config
 from fslm.spec import load_spec
 
 TABLE_ROWS = 12  # sweep points shown in the table (the curve and the area use the whole grid)

@@ -23,7 +23,7 @@ from zooter_items import read_item_rows
 from zooter_quality import PIPELINE, load_items, router_choices, row
 
 from fslm.eval.stats import paired
-from fslm.nodes.router.checkpoint import read_router_config
+from fslm.runtime.router.checkpoint import read_router_config
 from fslm.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,9 +16,8 @@ from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
 
 from fslm.errors import FslmError
-from fslm.graph import RunState, StageMessage, TokenChunk
+from fslm.graph import STREAM_TOKENS, RunState, StageMessage, TokenChunk
 from fslm.graph.build import build_graph
-from fslm.nodes.stage.node import STREAM_TOKENS
 from fslm.runtime import ModelRef, Runtime
 from fslm.runtime.prefix_cache import DEFAULT_PREFIX_CACHE_BYTES
 from fslm.spec import PipelineSpec, load_spec

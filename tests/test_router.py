@@ -13,11 +13,11 @@ from router_tiny import make_tiny_encoder, make_tiny_reward_model
 from tiny import make_tiny_adapter, make_tiny_model
 
 from fslm.cli.main import main
-from fslm.nodes.router.checkpoint import read_router_config
 from fslm.nodes.router.decision import cost_aware_scores, learned_choice, random_choice
 from fslm.pipeline import load_pipeline
 from fslm.runtime import Runtime
 from fslm.runtime.router import RouteRequest
+from fslm.runtime.router.checkpoint import read_router_config
 
 QUESTIONS = [
     "what is two plus two",

@@ -9,6 +9,7 @@ import pytest
 
 import fslm.pipeline
 from fslm.cli.main import main
+from fslm.data_files import read_records
 from fslm.files import (
     recover_directory,
     replace_directory,
@@ -16,7 +17,6 @@ from fslm.files import (
     write_jsonl_atomically,
     write_text_atomically,
 )
-from fslm.finetune.records import read_records
 from fslm.jsonl import json_lines
 
 # Every character str.splitlines() breaks at besides \n and \r: all valid inside a JSON string.

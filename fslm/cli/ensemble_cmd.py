@@ -104,6 +104,7 @@ def checked_numbers(args: argparse.Namespace) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from fslm.data_files import read_records
     from fslm.eval.ensemble_check import (
         candidate_models,
         load_candidates,
@@ -113,7 +114,6 @@ def run_check(args: argparse.Namespace) -> int:
     )
     from fslm.eval.ensemble_determine import recommend
     from fslm.eval.items import read_eval_items
-    from fslm.finetune.records import read_records
     from fslm.runtime import Runtime
     from fslm.runtime.types import GenerationParams
     from fslm.spec import load_spec

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fslm.data_files import read_records
 from fslm.errors import FslmError
 from fslm.eval.answers import gold_option, record_options
 from fslm.eval.choices import ChoiceStage
 from fslm.eval.frames import INTENT, frame_text
-from fslm.finetune.records import read_records
 from fslm.spec.run_input import RunInput
 
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fslm.data_files import read_records
 from fslm.errors import FslmError
 from fslm.eval.answers import gold_option, record_options
 from fslm.eval.metrics import score
 from fslm.finetune.recipe import DatasetSource, MetricFilter, RunsSource, TeacherSource
-from fslm.finetune.records import read_records
 from fslm.graph import StageMessage
 from fslm.nodes.choices.spec import CHOICE_VARIABLE, ChoiceStageSpec
 from fslm.spec import INPUT_VARIABLE, PipelineSpec, load_spec

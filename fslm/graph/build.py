@@ -6,10 +6,9 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 
 from fslm.graph.state import RunState
-from fslm.lazy import load_reference
 from fslm.spec import END as SPEC_END
 from fslm.spec import EdgeSpec, PipelineSpec, StageSpecBase
-from fslm.spec.kinds import inner_stages, kind_of
+from fslm.spec.kinds import inner_stages, kind_of, node_factory
 
 # Hands one request of any kind to the runtime and blocks for its result (`fslm.runtime.Runtime.submit`).
 Submit = Callable[[Any], Any]
@@ -27,11 +26,6 @@ def _router(edge: EdgeSpec) -> Callable[[RunState], str]:
 
     pick.__name__ = f"route_{source}"
     return pick
-
-
-def node_factory(stage: StageSpecBase) -> Callable[..., Callable]:
-    """The registered kind's `make_node(name, stage, submit)` for `stage`."""
-    return load_reference(kind_of(stage).node)
 
 
 def make_node(

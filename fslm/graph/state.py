@@ -45,6 +45,10 @@ class TokenChunk(TypedDict):
     token: str
 
 
+# A run's configurable key asking stages to stream their text as it is generated, as `TokenChunk`s.
+STREAM_TOKENS = "fslm_stream_tokens"
+
+
 def merge_outputs(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:
     return {**current, **update}
 

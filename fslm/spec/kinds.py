@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from fslm.lazy import load_reference
 from fslm.spec.models import StageSpecBase
 from fslm.spec.templates import TemplateVariable
 from fslm.spec.yaml_source import KeyPath
@@ -116,6 +117,11 @@ def kind_of(stage: StageSpecBase) -> NodeKind:
     """The registered kind whose spec class `stage` is."""
     (kind,) = [kind for kind in node_kinds().values() if isinstance(stage, kind.spec)]
     return kind
+
+
+def node_factory(stage: StageSpecBase) -> Callable[..., Callable]:
+    """The registered kind's `make_node(name, stage, submit)` for `stage`, imported on first use."""
+    return load_reference(kind_of(stage).node)
 
 
 def inner_stages(stages: Mapping[str, StageSpecBase]) -> dict[str, str]:

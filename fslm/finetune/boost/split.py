@@ -3,6 +3,7 @@ loss on the gold answer (the lowest `easy_fraction` are easy)."""
 
 from __future__ import annotations
 
+from fslm.data_files import read_records
 from fslm.errors import FslmError
 from fslm.finetune.boost.measure import token_results
 from fslm.finetune.boost.members import StageModel
@@ -10,7 +11,6 @@ from fslm.finetune.boost.recipe import W2SRecipe
 from fslm.finetune.boost.task import BoostExample, encode_gold
 from fslm.finetune.model import with_new_adapter
 from fslm.finetune.recipe import LoraSpec
-from fslm.finetune.records import read_records
 
 
 def easy_and_hard(

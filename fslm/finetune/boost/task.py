@@ -7,10 +7,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from fslm.data_files import read_records
 from fslm.errors import FslmError
 from fslm.finetune.encode import ChoiceEncoder, Encoded, StageEncoder
 from fslm.finetune.recipe import DatasetSource
-from fslm.finetune.records import read_records
 from fslm.finetune.sources import Example, examples_from_dataset, template_variables
 from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.nodes.stage.spec import StageSpec

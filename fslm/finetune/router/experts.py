@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fslm.graph.state import StageMessage
-from fslm.nodes.router.checkpoint import expert_fingerprint
+from fslm.nodes.router.fingerprint import expert_fingerprint
 from fslm.pipeline import Pipeline
 from fslm.runtime import ModelRef, Runtime
 from fslm.spec.models import END, EdgeSpec, PipelineSpec

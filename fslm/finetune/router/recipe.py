@@ -8,7 +8,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from fslm.finetune.recipe import RecipeModel, RecipePath
-from fslm.nodes.router.checkpoint import DEFAULT_ENCODER
+from fslm.runtime.router.checkpoint import DEFAULT_ENCODER
 
 
 class RouterTarget(RecipeModel):

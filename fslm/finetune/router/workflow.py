@@ -22,8 +22,8 @@ from fslm.finetune.router.labels import entropy, flat_items, softmax_labels, tag
 from fslm.finetune.router.recipe import RouterRecipe
 from fslm.finetune.router.rewards import Answer, make_rewarder
 from fslm.finetune.router.train import EpochLog, split, train_router
-from fslm.nodes.router.checkpoint import CONFIG_FILE, WEIGHTS_FILE, ExpertEntry, RouterConfig
 from fslm.nodes.router.spec import CHECK_CHECKPOINT, RouterStageSpec
+from fslm.runtime.router.checkpoint import CONFIG_FILE, WEIGHTS_FILE, ExpertEntry, RouterConfig
 from fslm.spec import PipelineSpec, load_spec
 
 

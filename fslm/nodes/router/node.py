@@ -16,11 +16,9 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from fslm.graph.build import node_factory
 from fslm.graph.state import RunState, StageMessage
 from fslm.nodes.choices.decision import argmax
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
-from fslm.nodes.router.checkpoint import read_router_config
 from fslm.nodes.router.decision import (
     cost_aware_scores,
     learned_choice,
@@ -31,6 +29,8 @@ from fslm.nodes.router.decision import (
 from fslm.nodes.router.record import RouterRecord
 from fslm.nodes.router.spec import RouterSpec, RouterStageSpec
 from fslm.runtime.router import RouteRequest
+from fslm.runtime.router.checkpoint import read_router_config
+from fslm.spec.kinds import node_factory
 from fslm.spec.models import StageSpecBase
 
 

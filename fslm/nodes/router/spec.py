@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fslm.errors import FslmError
-from fslm.nodes.router.checkpoint import expert_fingerprint, read_router_config
+from fslm.nodes.router.fingerprint import expert_fingerprint
+from fslm.runtime.router.checkpoint import read_router_config
 from fslm.spec.kinds import Report, StageChecks
 from fslm.spec.models import StageSpecBase
 from fslm.spec.reporting import did_you_mean

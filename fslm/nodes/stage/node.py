@@ -6,15 +6,13 @@ from collections.abc import Callable
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
-from fslm.graph.state import RunState, StageMessage, TokenChunk
+from fslm.graph.state import STREAM_TOKENS, RunState, StageMessage, TokenChunk
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
 from fslm.spec import GenerationSpec
 
 Generate = Callable[[GenerationRequest], Generation]
-# A run's configurable key asking stages to stream their text as it is generated.
-STREAM_TOKENS = "fslm_stream_tokens"
 
 
 def generation_params(generation: GenerationSpec) -> GenerationParams:

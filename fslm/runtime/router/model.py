@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoTokenizer
 
 from fslm.errors import FslmError
-from fslm.nodes.router.checkpoint import WEIGHTS_FILE, RouterConfig, read_router_config
+from fslm.runtime.router.checkpoint import WEIGHTS_FILE, RouterConfig, read_router_config
 from fslm.runtime.router.encoder import encoder_directory
 
 HEAD_PREFIX = "head."

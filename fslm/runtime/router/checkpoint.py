@@ -1,13 +1,12 @@
-"""A router checkpoint's description (`router.json`) and the fingerprints of the experts it was trained for.
+"""A router checkpoint's files: `router.json`, what the weights are and which experts they were trained for,
+and `router.safetensors`, the weights.
 
-Free of torch: the spec layer reads this to refuse a checkpoint trained for other experts, or for experts
-whose adapters have changed since. The weights (`router.safetensors`) are read by the runtime
-(`fslm.runtime.router`).
+Free of torch: the spec layer reads the description to refuse a checkpoint trained for other experts. The
+weights are read by `fslm.runtime.router.model`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fslm.errors import FslmError
-from fslm.spec.models import StageSpecBase
 
 CONFIG_FILE = "router.json"
 WEIGHTS_FILE = "router.safetensors"
@@ -29,7 +27,9 @@ class _Plain(BaseModel):
 
 class ExpertEntry(_Plain):
     name: str = Field(description="The expert stage's name in the pipeline.")
-    fingerprint: str = Field(description="sha256 of the expert's adapter files (see `expert_fingerprint`).")
+    fingerprint: str = Field(
+        description="sha256 of the expert's adapter files (`fslm.nodes.router.fingerprint`)."
+    )
     seconds_per_call: float = Field(ge=0, description="Mean seconds per call measured while training.")
 
 
@@ -62,23 +62,3 @@ def read_router_config(directory: Path) -> RouterConfig:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as error:
         reason = str(error).splitlines()[0]
         raise FslmError(f"{path} is not a valid router checkpoint description: {reason}") from error
-
-
-def adapter_directories(stage: StageSpecBase) -> list[Path]:
-    """Every adapter directory a stage uses: its own, or its ensemble members'."""
-    own = getattr(stage, "adapter", None)
-    ensemble = getattr(stage, "ensemble", None)
-    members = ensemble.members if ensemble is not None else []
-    return [path for path in [own, *(member.adapter for member in members)] if path is not None]
-
-
-def expert_fingerprint(stage: StageSpecBase) -> str:
-    """sha256 over the files of every adapter the stage uses (names and bytes, in order); an expert without
-    an adapter hashes to the digest of nothing. A retrained adapter changes it."""
-    digest = hashlib.sha256()
-    for directory in adapter_directories(stage):
-        for file in sorted(path for path in directory.iterdir() if path.is_file()):
-            digest.update(file.name.encode() + b"\0")
-            digest.update(file.read_bytes())
-            digest.update(b"\0")
-    return digest.hexdigest()
