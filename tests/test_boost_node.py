@@ -87,26 +87,39 @@ def test_the_first_token_is_the_argmax_of_the_alpha_weighted_full_vocabulary_mix
     base = runtime.base_for("m")
     members = adapters(models)
     alphas = (2.0, 1.0, 0.5)
-    ids = torch.tensor([base.tokenizer(PROMPTS[0])["input_ids"]])
+    prompt = PROMPTS[2]
+    ids = torch.tensor([base.tokenizer(prompt)["input_ids"]])
     names = [base.adapter_name(member.adapter) for member in members]
     with torch.inference_mode():
         probs = [
             torch.softmax(base.forward([name], input_ids=ids).logits[0, -1].float(), -1) for name in names
         ]
     mixture = sum(alpha / sum(alphas) * p for alpha, p in zip(alphas, probs, strict=True))
-    result = runtime.serve([boost(members, alphas, PROMPTS[0], max_new_tokens=1)])[0]
-    assert result.generation.completion_tokens == 1
     expected = int(mixture.argmax())
-    assert base.tokenizer.decode([expected]).strip() == result.generation.text or expected in base.eos_ids
-    assert result.first_tokens == tuple(base.tokenizer.decode([int(p.argmax())]) for p in probs)
+    own = [int(p.argmax()) for p in probs]
+    # On this prompt the mixture picks a token no member picks alone, and one that shows as text.
+    assert expected not in own and expected not in base.eos_ids and base.tokenizer.decode([expected]).strip()
+    result = runtime.serve([boost(members, alphas, prompt, max_new_tokens=1)])[0]
+    assert result.generation.completion_tokens == 1
+    assert result.generation.text == base.tokenizer.decode([expected]).strip()
+    assert result.first_tokens == tuple(base.tokenizer.decode([token]) for token in own)
 
 
 def test_sampling_is_seeded_per_request(runtime: Runtime, models: dict[str, Path]) -> None:
     members = adapters(models)
-    requests = [boost(members, (1.0, 1.0, 1.0), p, temperature=1.0, seed=7) for p in PROMPTS]
-    assert [r.generation.text for r in runtime.serve(requests)] == [
-        runtime.serve([request])[0].generation.text for request in requests
+
+    def requests(temperature: float, seed: int) -> list[BoostRequest]:
+        return [boost(members, (1.0, 1.0, 1.0), p, temperature=temperature, seed=seed) for p in PROMPTS]
+
+    def batched(temperature: float, seed: int) -> list[str]:
+        return [result.generation.text for result in runtime.serve(requests(temperature, seed))]
+
+    assert batched(1.0, seed=7) == [
+        runtime.serve([request])[0].generation.text for request in requests(1.0, seed=7)
     ]
+    # The control: the seed and the temperature reach the sampler, so the runs above are sampled ones.
+    assert batched(1.0, seed=8) != batched(1.0, seed=7)
+    assert batched(0.7, seed=7) != batched(1.0, seed=7)
 
 
 def test_members_with_other_tokenizers_vote_through_the_unite_alignment(

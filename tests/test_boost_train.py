@@ -176,5 +176,8 @@ def test_a_text_stage_boosts_with_two_classes_at_token_level(tmp_path: Path, tin
     assert (
         record["classes"] == 2 and record["task"]["kind"] == "generate" and record["error_level"] == "token"
     )
+    assert len(record["rounds"]) == 2
     for one in record["rounds"]:
-        assert 0 < one["error"] < 0.5 or one["epsilon_capped"]
+        assert 0 < one["error"] < 0.5 and not one["epsilon_capped"]
+    # Token level: the error counts wrong tokens, not a whole number of the 12 wrong examples.
+    assert any(round(one["unweighted_error"] * len(pairs), 3) % 1 for one in record["rounds"])

@@ -51,9 +51,17 @@ def test_cpu_and_auto_share_a_base_on_a_cpu_machine(tiny_model: Path) -> None:
     assert runtime.generate([GenerationRequest(model="a", prompt="Hi", params=params)])[0].completion_tokens
 
 
-def test_fine_tuning_loads_on_the_chosen_device(tiny_model: Path) -> None:
-    _, model = load_base(tiny_model, "float32", "cpu")
-    assert model.device.type == "cpu"
+# `meta` is no device a user can name, but every machine has it and it is neither `auto`'s choice nor where
+# transformers loads a model, so a device that is not passed on fails here even on a CPU-only machine.
+ON_THIS_MACHINE = (
+    ["cpu", "meta"] + ["cuda"] * torch.cuda.is_available() + ["mps"] * torch.backends.mps.is_available()
+)
+
+
+@pytest.mark.parametrize("device", ON_THIS_MACHINE)
+def test_fine_tuning_loads_on_the_chosen_device(tiny_model: Path, device: str) -> None:
+    _, model = load_base(tiny_model, "float32", device)
+    assert {parameter.device.type for parameter in model.parameters()} == {device}
 
 
 @pytest.mark.skipif(not NO_CUDA, reason="this machine has a CUDA GPU")

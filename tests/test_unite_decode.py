@@ -219,11 +219,15 @@ def test_eos_of_any_member_is_one_union_token(runtime: Runtime) -> None:
 
 
 def test_sampling_is_reproducible_with_a_seed(runtime: Runtime) -> None:
-    params = GenerationParams(max_new_tokens=16, temperature=1.0, seed=3)
-    first, second = (
-        runtime.generate_ensemble([ensemble("bpe", "sp", prompt=PROMPTS[0], params=params)]) for _ in "ab"
-    )
-    assert first[0].generation.text == second[0].generation.text
+    def sampled(temperature: float, seed: int) -> str:
+        params = GenerationParams(max_new_tokens=16, temperature=temperature, seed=seed)
+        request = ensemble("bpe", "sp", prompt=PROMPTS[0], params=params)
+        return runtime.generate_ensemble([request])[0].generation.text
+
+    assert sampled(1.0, seed=3) == sampled(1.0, seed=3)
+    # The control: the seed and the temperature reach the sampler, so the run above is a sampled one.
+    assert sampled(1.0, seed=4) != sampled(1.0, seed=3)
+    assert sampled(0.5, seed=3) != sampled(1.0, seed=3)
 
 
 def test_members_with_and_without_chat_template_are_refused(runtime: Runtime, tmp_path: Path) -> None:
