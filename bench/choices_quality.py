@@ -5,9 +5,9 @@ normalize: none, no chat template, float32 on the CPU. Its record holds each mem
 log-probabilities, so one run gives all three: a member's pick is the argmax of its own scores, the
 ensemble's the argmax of the members' softmax probabilities over the options, averaged (what the stage picks).
 acc uses the summed log-probabilities, acc_norm the sums per UTF-8 byte of the option (lm-eval-harness's
-acc and acc_norm), both recomputed with `fslm.eval.choices.pick` as `fslm eval` does. 95% intervals are
-Wilson score intervals; the ensemble against its better member (by acc) is compared item by item, with the
-exact McNemar p-value (`fslm.eval.stats`).
+acc and acc_norm), both recomputed with `fslm.nodes.choices.scoring.pick` as `fslm eval` does. 95%
+intervals are Wilson score intervals; the ensemble against its better member (by acc) is compared item by
+item, with the exact McNemar p-value (`fslm.eval.stats`).
 
 - PIQA: the 300 dev items; "Question: {goal}\\nAnswer:", each option continued as " {option}".
 - ARC-Challenge: the first 300 items of its train split (the only split in ../shared/data), same format.
@@ -35,8 +35,8 @@ from pathlib import Path
 
 from common import RESULTS, SHARED_DATA, record
 
-from fslm.eval.choices import pick
 from fslm.eval.stats import interval95, paired
+from fslm.nodes.choices.scoring import pick
 from fslm.pipeline import load_pipeline
 
 MODELS = {"SmolLM2-135M-Instruct": "smollm2-135m-instruct", "Gemma-3-270m": "gemma3-270m"}

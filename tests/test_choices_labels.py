@@ -147,8 +147,9 @@ def test_runs_show_lists_labels_and_only_the_most_probable_of_many_options(
 ) -> None:
     from rich.console import Console
 
-    from fslm.cli.show import SHOWN_OPTIONS, choices_table
+    from fslm.cli.show import record_table
     from fslm.nodes.choices.decision import choose, scorer_record
+    from fslm.nodes.choices.show import SHOWN_OPTIONS, choices_table
 
     count = SHOWN_OPTIONS + 5
     options = [f"option {index}" for index in range(count)]
@@ -157,7 +158,7 @@ def test_runs_show_lists_labels_and_only_the_most_probable_of_many_options(
     record = choose(options, sizes, "none", [scorer_record("m", logprobs, [2] * count, sizes, "none")], [1.0])
     record["labels"] = [f"label_{index}" for index in range(count)]
     console = Console(record=True, width=200)
-    console.print(choices_table(record))
+    console.print(record_table(choices_table(record)))
     shown = console.export_text()
     most_probable = sorted(range(count), key=lambda index: -logprobs[index])[:SHOWN_OPTIONS]
     for index in range(count):

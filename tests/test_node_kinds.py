@@ -100,3 +100,60 @@ def test_a_third_party_kinds_checks_and_the_one_kind_rule(toy_installed, tmp_pat
 def test_without_the_kind_installed_its_key_is_unknown(tmp_path, tiny_model) -> None:
     done = fslm(None, "validate", str(shout_pipeline(tmp_path, tiny_model)))
     assert done.returncode == 2 and "unknown key 'shout'" in done.stderr
+
+
+def test_a_third_party_kind_is_shown_and_scored_through_its_hooks(
+    toy_installed, tmp_path, tiny_model
+) -> None:
+    store = str(tmp_path / "r.sqlite")
+    ran = fslm(
+        toy_installed, "run", str(shout_pipeline(tmp_path, tiny_model)), "hello", "--json", "--store", store
+    )
+    assert ran.returncode == 0, ran.stderr
+    done = json.loads(ran.stdout)
+    written = done["messages"][1]["shout"]["written"]
+    assert done["messages"][1]["text"] == written.upper()
+    shown = fslm(toy_installed, "runs", "show", done["run_id"], "--store", store)
+    assert shown.returncode == 0, shown.stderr
+    assert "shouted" in shown.stdout and "letters raised" in shown.stdout
+
+    # Scored as a pick among its answers: right when it shouts the gold one.
+    pipeline = tmp_path / "pick.yaml"
+    pipeline.write_text(
+        f"models:\n  tiny: {{source: {tiny_model}, dtype: float32}}\ninputs: [text]\n"
+        "stages:\n  loud:\n    shout: tiny\n    chat_template: false\n    prompt: '{{ text }}'\n"
+        f"    generation: {{max_new_tokens: 8}}\n    answers: {json.dumps([written, 'not this'])}\n"
+    )
+    data = tmp_path / "items.jsonl"
+    data.write_text(
+        json.dumps({"text": "hello", "answer": written})
+        + "\n"
+        + json.dumps({"text": "hello", "answer": "not this"})
+    )
+    results = tmp_path / "results.jsonl"
+    scored = fslm(
+        toy_installed, "eval", str(pipeline), "--data", str(data), "--output", str(results), "--store", store
+    )
+    assert scored.returncode == 0, scored.stderr
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [row["scores"] for row in rows] == [{"acc": 1.0}, {"acc": 0.0}]
+
+
+def test_only_the_kinds_own_folders_and_their_trainers_import_them() -> None:
+    """graph/, eval/, cli/, the viewer, the store, the engines and the pipeline reach kinds through the
+    registry and its hooks, never by importing a kind's modules."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "fslm"
+    importers = []
+    for path in sorted(root.rglob("*.py")):
+        inside = path.relative_to(root).parts[0]
+        if inside in ("nodes", "finetune"):  # the kinds themselves, and the trainers of the kinds they tune
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            importers += [
+                f"{path.relative_to(root)}: {name}" for name in names if name.startswith("fslm.nodes")
+            ]
+    assert importers == []

@@ -208,9 +208,9 @@ def test_the_viewer_shows_the_routing(
             found = browser.find_elements("css selector", f"{card} {selector}")
             return [element.get_attribute("textContent") for element in found]
 
-        assert texts(".router-head")[0].startswith("router: fixed · 1 expert call(s) · ")
-        assert texts("td.option") == ["one", "two"]
-        assert texts("tr.chosen td.option") == ["two"]
+        assert texts(".record-head")[0].startswith("router: fixed · 1 expert call(s) · ")
+        assert texts("td.text:nth-child(2)") == ["one", "two"]
+        assert texts("tr.chosen td.text:nth-child(2)") == ["two"]
         assert texts("tbody td.score") == ["0.00", "0.000", "1.00", "1.000"]
 
 
@@ -328,8 +328,8 @@ def test_fslm_eval_scores_a_router_by_its_chosen_experts_records_and_breaks_scor
 ) -> None:
     from fslm.eval.compare import read_reports
     from fslm.eval.routing import by_chosen_expert
-    from fslm.inspection import run_details
     from fslm.store import open_store
+    from fslm.store.inspection import run_details
 
     pipeline = write(tmp_path / "p.yaml", pipeline_text(world, "method: random, seed: 3"))
     output = tmp_path / "results.jsonl"

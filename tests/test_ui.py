@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from fslm.cli.main import main
-from fslm.inspection import diff_runs, run_details
 from fslm.pipeline import load_pipeline
 from fslm.spec import END, load_spec
 from fslm.store import RunRecord, open_store
+from fslm.store.inspection import diff_runs, run_details
 from fslm.ui import make_server, serving
 from fslm.ui.browser import open_view, save_screenshot
 from fslm.ui.pipeline_layout import layered_graph, run_graph
@@ -118,9 +118,11 @@ def test_api_errors_say_what_is_wrong(server, path, status, message):
 
 
 def test_api_run_and_diff_match_the_store(server, store, runs):
-    assert get_json(server, f"/api/runs/{runs['replay']}")[1] == json.loads(
-        json.dumps(run_details(store, runs["replay"]).to_dict())
-    )
+    # The store's record of the run, each message with the tables of its kind's records (none here).
+    expected = json.loads(json.dumps(run_details(store, runs["replay"]).to_dict()))
+    for message in expected["messages"]:
+        message["tables"] = []
+    assert get_json(server, f"/api/runs/{runs['replay']}")[1] == expected
     _, body = get_json(server, f"/api/diff?a={runs['a']}&b={runs['replay']}")
     expected = diff_runs(store, runs["a"], runs["replay"])[2]
     assert [(s["stage"], s["a"], s["b"], s["same"]) for s in body["stages"]] == [
@@ -289,7 +291,7 @@ def test_screenshot_is_a_png_of_the_whole_page(browser, server, runs, tmp_path):
     )
 
 
-def test_a_choices_stage_shows_its_options_table(browser, tmp_path, tiny_model):
+def test_a_choices_stage_shows_its_options_table_from_its_kind(browser, tmp_path, tiny_model):
     path = tmp_path / "pick.yaml"
     path.write_text(
         f"models:\n  m: {{source: {tiny_model}, dtype: float32}}\n"
@@ -303,7 +305,9 @@ def test_a_choices_stage_shows_its_options_table(browser, tmp_path, tiny_model):
     record = result.messages[0]["choices"]
     with serving(make_server(open_store(tmp_path / "runs.sqlite"), port=0)) as running:
         open_view(browser, f"{running.url}#/run/{result.run_id}")
-        assert text_of(browser, "table.choices td.option") == ["yes <i>", "no"]
-        assert text_of(browser, "table.choices tr.chosen td.option") == [record["options"][record["chosen"]]]
+        assert text_of(browser, "table.record-table th") == ["", "option", "log P", "tokens", "m token", "p"]
+        assert text_of(browser, "table.record-table td:nth-child(2)") == ["yes <i>", "no"]
+        chosen = [record["options"][record["chosen"]]]
+        assert text_of(browser, "table.record-table tr.chosen td:nth-child(2)") == chosen
         probabilities = [f"{p:.2f}" for p in record["probabilities"]]
-        assert text_of(browser, "table.choices tbody td.score:last-child") == probabilities
+        assert text_of(browser, "table.record-table tbody td.score:last-child") == probabilities

@@ -16,8 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from fslm.graph import StageMessage
-from fslm.graph.state import EnsembleRecord
-from fslm.nodes.choices.record import ChoicesRecord
+from fslm.spec.kind_hooks import RecordTable
+from fslm.spec.kinds import message_tables
 
 # C0 and C1 control characters except tab and newline: ESC and CSI would let text steer the terminal.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -61,85 +61,23 @@ def message_title(message: StageMessage) -> str:
     )
 
 
-SHOWN_OPTIONS = 10  # beyond this many options, a table lists the most probable ones and counts the rest
-
-
-def choices_table(record: ChoicesRecord) -> Group | Table:
-    """A choices stage's options, one row each: the chosen one marked, its label when the stage has a
-    verbalizer, each model's score (with its log P and tokens when one model scored alone, a mark on each
-    model's own pick) and the probability chosen by. Of many options, the most probable are listed."""
-    table = Table(box=None, pad_edge=False, header_style="dim")
-    table.add_column("")
-    labels = record.get("labels")
-    if labels:
-        table.add_column("label")
-    table.add_column("option")
-    scorers = record["scorers"]
-    if len(scorers) == 1:
-        table.add_column("log P", justify="right")
-        table.add_column("tokens", justify="right")
-    weights = record.get("weights")
-    for index, scorer in enumerate(scorers):
-        weight = f" ×{weights[index]:.2f}" if weights else ""
-        table.add_column(literal(f"{scorer['model']} {record['normalize']}{weight}"), justify="right")
-    table.add_column("p", justify="right")
-    shown = range(len(record["options"]))
-    if len(shown) > SHOWN_OPTIONS:
-        shown = sorted(shown, key=lambda index: -record["probabilities"][index])[:SHOWN_OPTIONS]
-    for index in shown:
-        cells: list[Text | str] = ["✓" if index == record["chosen"] else ""]
-        if labels:
-            cells.append(literal(labels[index]))
-        cells.append(literal(record["options"][index]))
-        if len(scorers) == 1:
-            bound = "≤ " if index in record.get("pruned", []) else ""
-            cells += [f"{bound}{scorers[0]['logprobs'][index]:.3f}", str(scorers[0]["tokens"][index])]
-        for scorer in scorers:
-            picked = " ✓" if len(scorers) > 1 and scorer["chosen"] == index else ""
-            cells.append(f"{scorer['scores'][index]:.3f}{picked}")
-        cells.append(f"{record['probabilities'][index]:.2f}")
-        table.add_row(*cells, style="bold" if index == record["chosen"] else "")
-    notes = []
-    hidden = len(record["options"]) - len(shown)
-    if hidden:
-        notes.append(f"… {hidden} less probable options not shown")
-    if record.get("pruned"):
-        notes.append(
-            f"best-first search: {len(record['pruned'])} options pruned at the bound shown (≤), "
-            "not scored whole"
-        )
-    return Group(table, *(Text(note, style="dim") for note in notes)) if notes else table
-
-
-def vote_table(record: EnsembleRecord) -> Group:
-    """A token-by-token vote (UniTE, boost): the steps and disagreements, then each member's own first token
-    and, for a boost stage, its weight."""
-    header = f"vote: {record['steps']} steps, members disagreed on {record['disagreements']}"
-    table = Table(box=None, pad_edge=False, header_style="dim")
-    table.add_column("member")
-    table.add_column("first token alone")
-    weights = record.get("weights")
-    if weights:
-        table.add_column("weight", justify="right")
-    for index, member in enumerate(record["members"]):
-        cells: list[Text | str] = [literal(member), literal(repr(record["first_tokens"][index]))]
-        if weights:
-            cells.append(f"{weights[index]:.2f}")
-        table.add_row(*cells)
-    return Group(Text(header, style="dim"), table)
+def record_table(table: RecordTable) -> RenderableType:
+    """A kind's record (fslm/spec/kind_hooks.py) as rich prints it: its heading, the table with the chosen
+    rows bold, then its notes."""
+    grid = Table(box=None, pad_edge=False, header_style="dim")
+    for column in table.columns:
+        grid.add_column(literal(column.title), justify="right" if column.numeric else "left")
+    for index, row in enumerate(table.rows):
+        grid.add_row(*(literal(cell) for cell in row), style="bold" if index in table.chosen else "")
+    heading = [literal(table.heading, style="dim")] if table.heading else []
+    notes = [literal(note, style="dim") for note in table.notes]
+    return Group(*heading, grid, *notes) if heading or notes else grid
 
 
 def print_message(out: Console, message: StageMessage, show_prompt: bool = False) -> None:
     if show_prompt:
         title = f"prompt to {escaped(message['stage'])}"
         out.print(Panel(literal(message["prompt"]), title=title, border_style="dim"))
-    body: RenderableType = literal(message["text"])
-    if "choices" in message:
-        body = Group(body, choices_table(message["choices"]))
-    if "ensemble" in message:
-        body = Group(body, vote_table(message["ensemble"]))
-    if "router" in message:
-        from fslm.cli.router_show import router_table  # it imports this module
-
-        body = Group(body, router_table(message["router"]))
+    tables = [record_table(table) for table in message_tables(message)]
+    body = Group(literal(message["text"]), *tables) if tables else literal(message["text"])
     out.print(Panel(body, title=message_title(message), title_align="left"))

@@ -19,8 +19,8 @@ from typing import Any
 from fslm.data_files import read_records
 from fslm.errors import FslmError
 from fslm.eval.answers import gold_option, record_options
-from fslm.eval.choices import ChoiceStage
 from fslm.eval.frames import INTENT, frame_text
+from fslm.spec.kind_hooks import ChoiceOutput
 from fslm.spec.run_input import RunInput
 
 
@@ -114,14 +114,14 @@ def _reference(value: Any) -> str | list[str]:
 
 
 def read_choice_items(
-    path: Path, stage: ChoiceStage, choices_field: str | None, answer_field: str, limit: int | None = None
+    path: Path, stage: ChoiceOutput, choices_field: str | None, answer_field: str, limit: int | None = None
 ) -> list[EvalItem]:
     """Items for a pipeline whose output stage is the choice stage `stage`; an item whose options or answer
     are unusable is an error that names it."""
-    own_field = stage.spec.choices_field
+    own_field = stage.choices_field
     if own_field is None and choices_field is not None:
         raise FslmError(
-            f"stage {stage.name!r} lists its own options ({', '.join(map(repr, stage.spec.choices))}), "
+            f"stage {stage.stage!r} lists its own options ({', '.join(map(repr, stage.answers))}), "
             "so it reads no --choices-field; leave it out"
         )
     field = choices_field or own_field
@@ -133,7 +133,7 @@ def read_choice_items(
         fields = {key: value for key, value in record.items() if key != answer_field}
         if field is None:
             # A verbalizer's answers are its labels, which the stage writes.
-            options = stage.spec.labels or stage.spec.listed_options or []
+            options = list(stage.answers)
         else:
             options = record_options(where, field, record, hint="name it with --choices-field")
             if own_field is not None and own_field != field:

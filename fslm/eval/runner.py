@@ -1,9 +1,10 @@
 """Running a pipeline over labelled items and scoring its outputs; each item is recorded as a run.
 
-A generating pipeline is scored by one metric (`fslm.eval.metrics`). A pipeline whose output stage is a choice
-stage (or a router over choice stages) is scored by `acc` and `acc_norm` (`fslm.eval.choices`), read from that
-stage's record. Each item also keeps the expert every router stage of its run chose, so that scores can be
-broken down by chosen expert (`fslm.eval.routing`).
+A generating pipeline is scored by one metric (`fslm.eval.metrics`). A pipeline whose output stage picks one
+of a set of options (a choice stage, a router over choice stages) is scored as its kind says
+(`fslm.eval.choices`): `acc` and `acc_norm`, read from that stage's record. Each item also keeps the stage
+every routing stage of its run chose, so that scores can be broken down by the expert chosen
+(`fslm.eval.routing`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fslm.errors import FslmError
-from fslm.eval.choices import CHOICE_METRICS, ChoiceStage, choice_scores, output_choice_stage, output_record
+from fslm.eval.choices import output_choice_stage
 from fslm.eval.frames import frame_scores
 from fslm.eval.items import EvalItem
 from fslm.eval.metrics import METRICS, extracted, score
+from fslm.spec.kind_hooks import ChoiceOutput
+from fslm.spec.kinds import message_records
 from fslm.spec.run_input import RunInput
 
 FRAME_METRICS = ["frame", "intent"]
@@ -95,16 +98,16 @@ def evaluate(
     )
 
 
-def metric_names(metric: str | None, stage: ChoiceStage | None = None) -> list[str]:
-    """What a report scores by: the metric; for a frame, `frame` and `intent`; for a choice stage, acc and
-    acc_norm (acc alone when it searches best-first: the pruned options' per-byte scores are unknown)."""
+def metric_names(metric: str | None, stage: ChoiceOutput | None = None) -> list[str]:
+    """What a report scores by: the metric; for a frame, `frame` and `intent`; for a stage that picks, what
+    its kind scores it by (a choice stage: acc and acc_norm, or acc alone when it searches best-first)."""
     if metric is None:
-        best_first = stage is not None and stage.spec.search == "best_first"
-        return CHOICE_METRICS[:1] if best_first else CHOICE_METRICS
+        assert stage is not None
+        return list(stage.metrics)
     return FRAME_METRICS if metric == "frame" else [metric]
 
 
-def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage | None) -> ItemResult:
+def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceOutput | None) -> ItemResult:
     routed = routed_experts(result.messages)
     if metric is not None:
         if metric == "frame":
@@ -123,21 +126,27 @@ def _scored(result: Any, item: EvalItem, metric: str | None, stage: ChoiceStage 
             routed,
         )
     assert stage is not None and isinstance(item.reference, str)  # a choice item's reference is its gold
-    found = output_record(stage, result.messages)
-    if found is None:
-        raise FslmError(f"run {result.run_id} ended without running the choice stage {stage.name!r}")
-    record, weights = found
-    wanted = metric_names(None, stage)
-    scores = {
-        name: value
-        for name, value in choice_scores(record, item.reference, weights).items()
-        if name in wanted
-    }
+    picked = stage.scores(result.messages, item.reference)
+    if picked is None:
+        raise FslmError(f"run {result.run_id} ended without running the choice stage {stage.stage!r}")
     return ItemResult(
-        result.run_id, item.input, item.reference, result.output, result.output, scores["acc"], scores, routed
+        result.run_id,
+        item.input,
+        item.reference,
+        result.output,
+        result.output,
+        picked[stage.metrics[0]],
+        picked,
+        routed,
     )
 
 
 def routed_experts(messages: Sequence[dict]) -> dict[str, str]:
-    """The expert each router stage of a run chose (its last choice, for a stage that ran more than once)."""
-    return {message["stage"]: message["router"]["chosen"] for message in messages if "router" in message}
+    """The stage each routing stage of a run (a router) handed it to, by the routing kind's record (its last
+    choice, for a stage that ran more than once)."""
+    routed = {}
+    for message in messages:
+        for key, record in message_records().items():
+            if record.routed_to is not None and key in message:
+                routed[message["stage"]] = record.routed_to(message[key])
+    return routed

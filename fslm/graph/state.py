@@ -3,25 +3,13 @@
 import operator
 from typing import Annotated, NotRequired, TypedDict
 
-from fslm.nodes.choices.record import ChoicesRecord
-from fslm.nodes.router.record import RouterRecord
 from fslm.spec.run_input import RunInput
 
 
-class EnsembleRecord(TypedDict):
-    """How an ensemble stage's members voted: per member (in `members` order) the first token it alone would
-    have produced and the prompt form it got; how many steps ran and on how many the members disagreed."""
-
-    members: list[str]
-    first_tokens: list[str]
-    templates: list[str]
-    steps: int
-    disagreements: int
-    weights: NotRequired[list[float]]  # a boost stage's: each member's α, normalised to sum 1
-
-
 class StageMessage(TypedDict):
-    """What one stage told the next: its text and how it was produced."""
+    """What one stage told the next: its text and how it was produced. A stage of a kind that records more
+    (a choice stage's options and scores) adds it under a key of its own: the kind's `records`
+    (fslm/spec/kind_hooks.py) name those keys and say how each is shown."""
 
     stage: str
     text: str
@@ -33,9 +21,6 @@ class StageMessage(TypedDict):
     seconds: float
     edited: NotRequired[bool]  # set on a message a user replaced when replaying a run
     cached_prompt_tokens: NotRequired[int]  # leading prompt tokens the runtime reused from its prefix cache
-    ensemble: NotRequired[EnsembleRecord]  # set by an ensemble stage
-    choices: NotRequired[ChoicesRecord]  # set by a choices stage
-    router: NotRequired[RouterRecord]  # set by a router stage
 
 
 class TokenChunk(TypedDict):

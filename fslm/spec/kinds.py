@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fslm.lazy import load_reference
+from fslm.spec.kind_hooks import ChoiceOutput, MessageRecord, RecordTable
 from fslm.spec.models import StageSpecBase
 from fslm.spec.templates import TemplateVariable
 from fslm.spec.yaml_source import KeyPath
@@ -50,6 +51,8 @@ class StageChecks(Protocol):
 # `report(path, message)` and `check_stages(name, stage, stages, report)`: see `NodeKind`.
 Report = Callable[[KeyPath, str], None]
 CheckStages = Callable[[str, StageSpecBase, Mapping[str, StageSpecBase], Report], None]
+# `choice_output(name, stage, stages)`: see `NodeKind`.
+ChoiceOutputOf = Callable[[str, StageSpecBase, Mapping[str, StageSpecBase]], ChoiceOutput | None]
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class NodeKind:
       `stages=` (every stage's spec by name).
     - `check_stages`: validation against the other stages' specs, once every stage is loaded:
       `check_stages(name, stage, stages, report)`, `report(path, message)` as in `StageChecks.report`.
+    - `records`: the records its stage messages carry (fslm/spec/kind_hooks.py), each under its own key: how
+      `runs show` and the viewer print them, and where a routing kind sent a run.
+    - `choice_output`: when a stage of the kind ends a pipeline with a pick among options, how `fslm eval`
+      scores it: `choice_output(name, stage, stages)`, None for a stage that picks nothing.
     """
 
     name: str
@@ -82,6 +89,8 @@ class NodeKind:
     reference: Mapping[str, str] = field(default_factory=dict)
     inner_stages: Callable[[StageSpecBase], Sequence[str]] | None = None
     check_stages: CheckStages | None = None
+    records: tuple[MessageRecord, ...] = ()
+    choice_output: ChoiceOutputOf | None = None
 
 
 class KindRegistryError(Exception):
@@ -133,6 +142,25 @@ def inner_stages(stages: Mapping[str, StageSpecBase]) -> dict[str, str]:
         if kind.inner_stages is not None:
             owners.update({inner: name for inner in kind.inner_stages(stage) if inner in stages})
     return owners
+
+
+@cache
+def message_records() -> dict[str, MessageRecord]:
+    """Every record a registered kind's messages may carry, by its key in the message. Kinds that write the
+    same record (a boost stage writes a choice stage's) name the same `MessageRecord`."""
+    records: dict[str, MessageRecord] = {}
+    for kind in node_kinds().values():
+        for record in kind.records:
+            if records.setdefault(record.key, record) != record:
+                raise KindRegistryError(
+                    f"two kinds define different records under the message key {record.key!r}"
+                )
+    return records
+
+
+def message_tables(message: Mapping[str, Any]) -> list[RecordTable]:
+    """The tables of the records a stage message carries, as the kinds that write them show them."""
+    return [record.table(message[key]) for key, record in message_records().items() if key in message]
 
 
 def kind_keys_text() -> str:

@@ -16,8 +16,9 @@ from typing import TypeVar
 from urllib.parse import unquote
 
 from fslm.errors import FslmError
-from fslm.inspection import diff_runs, list_runs, run_details
+from fslm.spec.kinds import message_tables
 from fslm.store import DamagedStoreError, RunStore, store_errors, store_problem
+from fslm.store.inspection import diff_runs, list_runs, run_details
 from fslm.ui.pipeline_layout import run_graph
 
 Reply = tuple[HTTPStatus, dict]
@@ -44,7 +45,7 @@ def answer(store: RunStore, path: str, query: dict[str, str]) -> Reply:
             case ["runs"]:
                 return HTTPStatus.OK, runs(store, query)
             case ["runs", run_id]:
-                return HTTPStatus.OK, _found(lambda: run_details(store, run_id).to_dict())
+                return HTTPStatus.OK, _found(lambda: with_tables(run_details(store, run_id).to_dict()))
             case ["runs", run_id, "graph"]:
                 return HTTPStatus.OK, _found(lambda: run_graph(store.index.find(run_id)).to_dict())
             case ["diff"]:
@@ -57,6 +58,14 @@ def answer(store: RunStore, path: str, query: dict[str, str]) -> Reply:
         return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": str(error)}
     except store_errors() as error:
         return HTTPStatus.INTERNAL_SERVER_ERROR, {"error": store_problem(store.where, error)}
+
+
+def with_tables(details: dict) -> dict:
+    """A run's details, each stage message with the tables of the records it carries, as its kind shows them
+    (the viewer prints them as they are, whatever the kind)."""
+    for message in details["messages"]:
+        message["tables"] = [table.as_json() for table in message_tables(message)]
+    return details
 
 
 def runs(store: RunStore, query: dict[str, str]) -> dict:

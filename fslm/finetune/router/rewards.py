@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fslm.errors import FslmError
-from fslm.eval.choices import CHOICE_METRICS
 from fslm.eval.metrics import METRICS, score
 from fslm.finetune.router.recipe import RewardSpec
 from fslm.graph.state import StageMessage
+from fslm.nodes.choices.scoring import CHOICE_METRICS
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def _metric_value(metric: str, answer: Answer) -> float:
                 f"reward metric {metric!r} scores choice stages, but expert {answer.message['stage']!r} "
                 "generates text; use a text metric (exact, contains, f1, numeric)"
             )
-        from fslm.eval.choices import choice_scores
+        from fslm.nodes.choices.scoring import choice_scores
 
         options = record["options"]
         gold = answer.reference

@@ -5,7 +5,10 @@ stage reads its α from (both read by the spec layer: no torch, no LangGraph); `
 The decoding lives in the runtime, `fslm/runtime/boost/`.
 """
 
+from fslm.nodes.boost.scoring import boost_choice_output
 from fslm.nodes.boost.spec import BoostStageSpec, check_boost
+from fslm.nodes.choices import CHOICES_RECORD
+from fslm.nodes.unite.show import VOTE_RECORD
 from fslm.spec.kinds import NodeKind
 
 KIND = NodeKind(
@@ -15,6 +18,8 @@ KIND = NodeKind(
     node="fslm.nodes.boost.node:make_boost_node",
     description="Weak members mix their next-token (or option) probabilities with AdaBoost weights α.",
     check=check_boost,
+    records=(VOTE_RECORD, CHOICES_RECORD),
+    choice_output=boost_choice_output,
     reference={
         "BoostSpec": "`stages.<name>.boost`",
     },

@@ -11,6 +11,7 @@ from typing import Any
 from fslm.errors import FslmError
 from fslm.graph.state import RunState, StageMessage
 from fslm.nodes.choices.decision import choose, scorer_record
+from fslm.nodes.choices.record import ChoicesRecord
 from fslm.nodes.choices.spec import CHOICE_VARIABLE, ChoiceStageSpec
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.runtime.scoring import OptionScores, ScoreRequest
@@ -93,7 +94,7 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
         if labels is not None:
             record["labels"] = labels
         chosen = options[record["chosen"]] if labels is None else labels[record["chosen"]]
-        message = StageMessage(
+        message = ChoicesMessage(
             stage=name,
             text=chosen,
             model=" + ".join(scorer.label for scorer in scorers),
@@ -109,6 +110,10 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
 
     run_choices.__name__ = f"choices_{name}"
     return run_choices
+
+
+class ChoicesMessage(StageMessage):
+    choices: ChoicesRecord
 
 
 @dataclass(frozen=True)

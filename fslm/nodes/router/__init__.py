@@ -7,7 +7,11 @@ records; `node.py` the graph node, which runs the chosen expert's own node. The 
 (`fslm/runtime/router/`); training is `fslm/finetune/router/`.
 """
 
+from fslm.nodes.router.record import RouterRecord
+from fslm.nodes.router.scoring import router_choice_output
+from fslm.nodes.router.show import routed_to, router_table
 from fslm.nodes.router.spec import RouterStageSpec, check_router, check_router_stages, router_experts
+from fslm.spec.kind_hooks import MessageRecord
 from fslm.spec.kinds import NodeKind
 
 KIND = NodeKind(
@@ -20,4 +24,6 @@ KIND = NodeKind(
     reference={"RouterSpec": "`stages.<name>.router`"},
     inner_stages=router_experts,
     check_stages=check_router_stages,
+    records=(MessageRecord("router", RouterRecord, router_table, routed_to),),
+    choice_output=router_choice_output,
 )

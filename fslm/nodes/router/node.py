@@ -18,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 
 from fslm.graph.state import RunState, StageMessage
 from fslm.nodes.choices.decision import argmax
+from fslm.nodes.choices.node import ChoicesMessage
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.nodes.router.decision import (
     cost_aware_scores,
@@ -32,6 +33,10 @@ from fslm.runtime.router import RouteRequest
 from fslm.runtime.router.checkpoint import read_router_config
 from fslm.spec.kinds import node_factory
 from fslm.spec.models import StageSpecBase
+
+
+class RoutedMessage(StageMessage):
+    router: RouterRecord
 
 
 def make_router_node(
@@ -113,7 +118,7 @@ def _run_all(
         return [future.result() for future in futures]
 
 
-def _confidence(message: StageMessage) -> float:
+def _confidence(message: ChoicesMessage) -> float:
     """A choice expert's confidence: the probability it gives the option it picked."""
     record = message["choices"]
     return record["probabilities"][record["chosen"]]
@@ -136,7 +141,7 @@ def _record(
 def _update(name: str, query: str, updates: list[dict], index: int, record: RouterRecord) -> dict:
     """The experts' messages, then the router's, whose text is the chosen expert's."""
     chosen: StageMessage = updates[index]["log"][-1]
-    message = StageMessage(
+    message = RoutedMessage(
         stage=name,
         text=chosen["text"],
         model=chosen["model"],

@@ -5,6 +5,7 @@
 The decoding itself lives in the runtime, `fslm/runtime/ensemble/`.
 """
 
+from fslm.nodes.unite.show import VOTE_RECORD
 from fslm.nodes.unite.spec import EnsembleStageSpec, check_ensemble
 from fslm.spec.kinds import NodeKind
 
@@ -15,6 +16,7 @@ KIND = NodeKind(
     node="fslm.nodes.unite.node:make_unite_node",
     description="Several models vote token by token over the union of their top-k tokens (UniTE).",
     check=check_ensemble,
+    records=(VOTE_RECORD,),
     reference={
         "EnsembleSpec": "`stages.<name>.ensemble`",
         "EnsembleMemberSpec": "`stages.<name>.ensemble.members[]`",

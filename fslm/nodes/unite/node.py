@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fslm.graph.state import EnsembleRecord, RunState, StageMessage
+from fslm.graph.state import RunState, StageMessage
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.nodes.stage.node import generation_params
+from fslm.nodes.unite.record import EnsembleRecord
 from fslm.nodes.unite.spec import EnsembleStageSpec
 from fslm.runtime.ensemble import EnsembleGeneration, EnsembleMember, EnsembleRequest
+
+
+class VotedMessage(StageMessage):
+    ensemble: EnsembleRecord
+
 
 # Serves one request; the runtime batches concurrent runs' requests together.
 GenerateEnsemble = Callable[[EnsembleRequest], EnsembleGeneration]
@@ -50,7 +56,7 @@ def make_unite_node(
 
 def voted_message(
     name: str, labels: list[str], prompt: str, result: EnsembleGeneration, weights: list[float] | None = None
-) -> StageMessage:
+) -> VotedMessage:
     """The stage message of a text written by members voting token by token (UniTE's, or a boost stage's
     with each member's `weights`)."""
     generation = result.generation
@@ -63,7 +69,7 @@ def voted_message(
     )
     if weights is not None:
         record["weights"] = weights
-    return StageMessage(
+    return VotedMessage(
         stage=name,
         text=generation.text,
         model=" + ".join(labels),

@@ -151,53 +151,25 @@ function messageCard(message) {
         `${message.prompt_tokens} → ${message.completion_tokens} tokens · ${seconds(message.seconds)}`),
     ),
     el("pre", { class: "text" }, message.text),
-    message.choices ? choicesTable(message.choices) : null,
-    message.router ? routerTable(message.router) : null,
+    (message.tables || []).map(recordTable),
     el("details", { class: "prompt" }, el("summary", {}, "prompt"), el("pre", {}, message.prompt)),
   );
 }
 
-// A router stage's choice: the method, the expert calls spent and the router's own time; then each expert's
-// probability and the score the choice maximised, the chosen expert marked.
-function routerTable(record) {
-  const head = el("tr", {}, el("th", {}, ""), el("th", {}, "expert"), el("th", { class: "score" }, "p"),
-    el("th", { class: "score" }, "score"));
-  const rows = record.experts.map((expert, index) => el(
+// A record a stage's kind added to its message, as the kind lays it out (fslm/spec/kind_hooks.py): a heading,
+// a table of text cells with the chosen rows marked, then notes.
+function recordTable(table) {
+  const head = el("tr", {}, table.columns.map((column) =>
+    el("th", { class: column.numeric ? "score" : null }, column.title)));
+  const rows = table.rows.map((row, index) => el(
     "tr",
-    { class: expert === record.chosen ? "chosen" : null },
-    el("td", {}, expert === record.chosen ? "✓" : ""),
-    el("td", { class: "option" }, expert),
-    el("td", { class: "score" }, record.probabilities[index].toFixed(2)),
-    el("td", { class: "score" }, record.scores[index].toFixed(3)),
+    { class: table.chosen.includes(index) ? "chosen" : null },
+    row.map((cell, column) => el("td", { class: table.columns[column].numeric ? "score" : "text" }, cell)),
   ));
-  return el("div", { class: "router" },
-    el("p", { class: "router-head" },
-      `router: ${record.method} · ${record.calls} expert call(s) · ${record.seconds.toFixed(3)} s`),
-    el("table", { class: "choices" }, el("thead", {}, head), el("tbody", {}, rows)));
-}
-
-// A choices stage's options, one row each: the chosen one marked, its label when the stage has a verbalizer,
-// each model's normalised score (a mark on each model's own pick when several voted; "≤" on a bound left by a
-// best-first search) and the probability the stage chose by.
-function choicesTable(record) {
-  const several = record.scorers.length > 1;
-  const labels = record.labels || null;
-  const pruned = new Set(record.pruned || []);
-  const head = el("tr", {}, el("th", {}, ""), labels ? el("th", {}, "label") : null, el("th", {}, "option"),
-    record.scorers.map((scorer) => el("th", { class: "score" }, `${scorer.model} ${record.normalize}`)),
-    el("th", { class: "score" }, "p"));
-  const rows = record.options.map((option, index) => el(
-    "tr",
-    { class: index === record.chosen ? "chosen" : null },
-    el("td", {}, index === record.chosen ? "✓" : ""),
-    labels ? el("td", { class: "option" }, labels[index]) : null,
-    el("td", { class: "option" }, option),
-    record.scorers.map((scorer) => el("td", { class: "score" },
-      (pruned.has(index) ? "≤ " : "") + scorer.scores[index].toFixed(3) +
-      (several && scorer.chosen === index ? " ✓" : ""))),
-    el("td", { class: "score" }, record.probabilities[index].toFixed(2)),
-  ));
-  return el("table", { class: "choices" }, el("thead", {}, head), el("tbody", {}, rows));
+  return el("div", { class: "record" },
+    table.heading ? el("p", { class: "record-head" }, table.heading) : null,
+    el("table", { class: "record-table" }, el("thead", {}, head), el("tbody", {}, rows)),
+    table.notes.map((note) => el("p", { class: "record-note" }, note)));
 }
 
 // ---- the pipeline graph: columns by distance from the entry, drawn left to right ----------------------------

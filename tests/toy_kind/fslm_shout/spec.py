@@ -14,6 +14,10 @@ class ShoutStageSpec(StageSpecBase):
     kind: ClassVar[str] = "shout"
 
     shout: str = Field(description="The model handle (a key of `models`) that writes the text.")
+    answers: list[str] | None = Field(
+        None,
+        description="When set, `fslm eval` scores the stage as a pick: right when it shouts the gold answer.",
+    )
 
 
 def check_shout(name: str, stage: dict[str, Any], checks: StageChecks) -> None:
