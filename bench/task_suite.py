@@ -114,7 +114,7 @@ def run_system(task: str, system: str, args: argparse.Namespace) -> Path:
     if system == "tuned" and args.adapter is not None:
         # Another adapter of the task: a point of its learning curve, beside the shipped adapter's result.
         header["training"] = training_figures(args.adapter)
-        path = path.with_name(f"{path.stem}-{header['training']['examples']}.jsonl")
+        path = path.with_name(f"{path.stem}-{curve_point(header['training'])}.jsonl")
     elif system == "tuned":
         header["training"] = training_figures(ROOT / "adapters" / "tasks" / task)
         keep_earlier_adapters_result(path, header["training"])
@@ -131,20 +131,27 @@ def training_figures(adapter: Path) -> dict | None:
     trained = json.loads(path.read_text())
     return {
         "examples": trained["examples"]["train"],
+        "epochs": trained["recipe"]["train"]["epochs"],
         "train_seconds": trained["train_seconds"],
         "tokens_per_second": trained["tokens_per_second"],
     }
 
 
 def keep_earlier_adapters_result(path: Path, training: dict | None) -> None:
-    """A tuned result of an adapter trained on another number of examples moves to TASK-tuned-N.jsonl: a point
-    of the task's learning curve."""
+    """A tuned result of an adapter trained on another number of examples or epochs moves to
+    TASK-tuned-N[xE].jsonl: a point of the task's learning curve."""
     if not path.exists() or training is None:
         return
     header = read_jsonl(path)[0]
     earlier = header.get("training")
-    if earlier and earlier["examples"] != training["examples"]:
-        path.rename(path.with_name(f"{path.stem}-{earlier['examples']}.jsonl"))
+    if earlier and curve_point(earlier) != curve_point(training):
+        path.rename(path.with_name(f"{path.stem}-{curve_point(earlier)}.jsonl"))
+
+
+def curve_point(training: dict) -> str:
+    """N examples, or NxE for E epochs over them."""
+    epochs = training.get("epochs", 1.0)
+    return str(training["examples"]) + ("" if epochs == 1 else f"x{epochs:g}")
 
 
 def learning_curve_rows(cache: Path) -> list[dict]:
@@ -162,13 +169,16 @@ def learning_curve_rows(cache: Path) -> list[dict]:
                 {
                     "task": task,
                     "train examples": training["examples"],
+                    "epochs": f"{training.get('epochs', 1.0):g}",
                     "shipped": "yes" if path.stem == f"{task}-tuned" else "",
                     "dev acc": f"{sum(scores) / len(scores):.3f}",
                     "95% interval": f"[{interval.low:.3f}, {interval.high:.3f}]",
                     "train min": f"{training['train_seconds'] / 60:.1f}",
                 }
             )
-    return sorted(rows, key=lambda row: (list(TASKS).index(row["task"]), row["train examples"]))
+    return sorted(
+        rows, key=lambda row: (list(TASKS).index(row["task"]), row["train examples"], float(row["epochs"]))
+    )
 
 
 def load_cached(cache: Path, task: str, system: str) -> tuple[dict, list[dict]] | None:
@@ -208,7 +218,7 @@ def report(args: argparse.Namespace) -> None:
                 row["tuned vs this (W/L, p)"] = f"{pair.wins}/{pair.losses}, {pair.p_value:.2g}"
             if system == "tuned" and header.get("training"):
                 training = header["training"]
-                row["train examples"] = str(training["examples"])
+                row["train examples"] = curve_point(training)
                 row["train min"] = f"{training['train_seconds'] / 60:.1f}"
                 row["train tok/s"] = f"{training['tokens_per_second']:.0f}"
             rows.append(row)
@@ -226,8 +236,8 @@ def report(args: argparse.Namespace) -> None:
     if curve:
         curve_notes = (
             "Each tuned adapter of a task on its full dev split, by the number of training examples (the "
-            "recipe's `limit` less those held out for the training loss, 2% and at most 64): the shipped "
-            "one and those it replaced. Same recipe otherwise (rank-8 LoRA on q/k/v/o, one epoch, lr 1e-3, "
+            "recipe's `limit` less those held out for the training loss, 2% and at most 64) and epochs: the "
+            "shipped one and those it replaced. Same recipe otherwise (rank-8 LoRA on q/k/v/o, lr 1e-3, "
             "batch 16). Training minutes were measured with other jobs sharing the 2 cores, so they vary "
             "with load."
         )
