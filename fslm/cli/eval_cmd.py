@@ -118,11 +118,12 @@ def prepare(path: Path, args: argparse.Namespace) -> tuple[PipelineSpec, list[Ev
 
     spec = load_spec(path)
     stage = output_choice_stage(spec)
-    if args.metric is None and stage is None:
-        raise FslmError(
-            f"pipeline '{spec.name}' does not end in a choice stage, so give a --metric: {', '.join(METRICS)}"
-        )
     if args.metric is None:
+        if stage is None:
+            raise FslmError(
+                f"pipeline '{spec.name}' does not end in a choice stage, so give a --metric: "
+                f"{', '.join(METRICS)}"
+            )
         items = read_choice_items(args.data, stage, args.choices_field, args.answer_field, args.limit)
     elif args.choices_field is not None:
         raise FslmError("--choices-field is for scoring a choice stage by acc and acc_norm, without --metric")

@@ -7,7 +7,7 @@ reused), scores their answers, and trains the router to match the softmax of the
 import argparse
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from fslm.cli.show import console, escaped
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err) as progress:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_expert(expert: str, done: int, total: int) -> None:
             if expert not in tasks:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, Checkpoint, CheckpointMetadata
 
 
 @dataclass(frozen=True)
 class SavedCheckpoint:
-    checkpoint: dict[str, Any]
-    metadata: dict[str, Any]
+    checkpoint: Checkpoint
+    metadata: CheckpointMetadata
     namespace: str
     writes: list[tuple[str, str, Any]]  # (task id, channel, value): the writes pending on this checkpoint
 
@@ -26,7 +27,7 @@ def take_run(saver: BaseCheckpointSaver, run_id: str) -> list[SavedCheckpoint]:
     return [
         SavedCheckpoint(
             saved.checkpoint,
-            dict(saved.metadata),
+            saved.metadata,
             saved.config["configurable"].get("checkpoint_ns", ""),
             list(saved.pending_writes or []),
         )
@@ -42,7 +43,9 @@ def put_run(saver: BaseCheckpointSaver, run_id: str, checkpoints: list[SavedChec
     """
     parent: dict[str, str] = {}
     for saved in checkpoints:
-        config = {"configurable": {"thread_id": run_id, "checkpoint_ns": saved.namespace, **parent}}
+        config: RunnableConfig = {
+            "configurable": {"thread_id": run_id, "checkpoint_ns": saved.namespace, **parent}
+        }
         stored = saver.put(config, saved.checkpoint, saved.metadata, saved.checkpoint["channel_versions"])
         by_task: dict[str, list[tuple[str, Any]]] = {}
         for task_id, channel, value in saved.writes:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fslm.errors import FslmError
 from fslm.files import check_output_file, read_text_file, write_text_atomically
-from fslm.finetune.target import tunable_stage
+from fslm.finetune.target import tunable_stage, tuned_model
 from fslm.runtime.base_identity import base_identity, identity_mismatch, read_identity
 from fslm.spec import ModelSpec, load_spec
 
@@ -17,12 +17,11 @@ def check_attachable(pipeline: Path, stage: str) -> ModelSpec:
     """The model of the pipeline's `stage`, once it is known that an adapter can be written into the stage."""
     spec = load_spec(pipeline)
     try:
-        model_handle = tunable_stage(spec, stage).model
+        tuned = tunable_stage(spec, stage)
     except FslmError as error:
         raise FslmError(f"cannot attach the adapter: {error}") from None
-    assert model_handle is not None
     check_output_file(pipeline, "pipeline")
-    return spec.models[model_handle]
+    return tuned_model(spec, tuned)
 
 
 def attach_adapter(pipeline: Path, stage: str, adapter: Path) -> None:

@@ -28,7 +28,8 @@ def load_base(base_dir: Path, dtype: str, device: str = "auto") -> tuple[Any, An
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        model = AutoModelForCausalLM.from_pretrained(
+        # Typed as the torch module it is: transformers' `wraps`-decorated `to` does not type-check.
+        model: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
             base_dir, dtype=TRAIN_DTYPES[dtype], attn_implementation="sdpa"
         )
     except (OSError, ValueError) as error:
@@ -41,7 +42,7 @@ def with_new_adapter(model: Any, lora: LoraSpec, seed: int, gradient_checkpointi
 
     config = LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft annotates int; it only divides it by r
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",

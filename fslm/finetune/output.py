@@ -70,7 +70,7 @@ def recorded_fingerprint(output: Path) -> str | None:
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not valid JSON"
+        reason = (error.strerror or str(error)) if isinstance(error, OSError) else "not valid JSON"
         raise _damaged(record_path, output, reason) from error
     if not isinstance(record, dict) or not isinstance(record.get("fingerprint"), str | None):
         raise _damaged(record_path, output, "not a training record")

@@ -8,8 +8,10 @@ from typing import Any
 
 from fslm.eval.metrics import score
 from fslm.finetune.sources import Example
+from fslm.finetune.target import tunable_stage
 from fslm.nodes.prompt import compile_prompt, render_prompt
 from fslm.nodes.stage.node import stage_request
+from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime import ModelRef, Runtime
 from fslm.spec import PipelineSpec
 
@@ -18,7 +20,8 @@ def metric_before_after(
     spec: PipelineSpec, stage_name: str, examples: list[Example], metric: str, adapter: Path
 ) -> dict[str, Any]:
     """Mean `metric` of the stage's text against each example's target, before and after tuning."""
-    stage = spec.stages[stage_name]
+    stage = tunable_stage(spec, stage_name)
+    assert isinstance(stage, StageSpec)  # a choices stage is measured by its loss, never by a text metric
     template = compile_prompt(stage)
     requests = [
         stage_request(stage, render_prompt(stage_name, stage, template, example.variables))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fslm.errors import FslmError
 from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.nodes.stage.spec import StageSpec
-from fslm.spec import PipelineSpec, StageSpecBase
+from fslm.spec import ModelSpec, PipelineSpec, StageSpecBase
 
 
 def single_model(stage: StageSpecBase) -> bool:
@@ -28,6 +28,12 @@ def tunable_stage(spec: PipelineSpec, name: str) -> StageSpec | ChoiceStageSpec:
         + "To tune an ensemble member, tune a single-model stage on that member's model and name the adapter "
         "in the member's `adapter:`."
     )
+
+
+def tuned_model(spec: PipelineSpec, stage: StageSpec | ChoiceStageSpec) -> ModelSpec:
+    """The one model a tunable stage runs on."""
+    assert stage.model is not None  # tunable_stage refuses a choices stage without `model:`
+    return spec.models[stage.model]
 
 
 def _kind_words(stage: StageSpecBase) -> str:

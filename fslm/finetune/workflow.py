@@ -28,7 +28,7 @@ from fslm.finetune.sources import (
     examples_from_teacher,
     template_variables,
 )
-from fslm.finetune.target import tunable_stage
+from fslm.finetune.target import tunable_stage, tuned_model
 from fslm.finetune.train import StepLog, Trainer
 from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.runtime.base_identity import IDENTITY_FILE, base_identity
@@ -140,7 +140,7 @@ def finetune(
     spec = target_spec(recipe)
     check_output_place(recipe.output, [*files_read(recipe), *([recipe_file] if recipe_file else [])])
     stage_name = recipe.target.stage
-    stage = spec.stages[stage_name]
+    stage = tunable_stage(spec, stage_name)
     train_examples, eval_examples = held_out_split(
         recipe,
         collect_examples(recipe.data, spec, stage_name, callbacks.on_teacher, callbacks.teacher_engine),
@@ -154,7 +154,7 @@ def finetune(
     from fslm.finetune.model import load_base, with_new_adapter
     from fslm.runtime import prepare
 
-    model_spec = spec.models[stage.model]
+    model_spec = tuned_model(spec, stage)
     status(f"loading {model_spec.source}")
     base_dir = prepare(model_spec.source, model_spec.revision)
     tokenizer, base = load_base(base_dir, recipe.train.dtype, model_spec.device)

@@ -13,7 +13,7 @@ from transformers import DynamicCache
 
 from fslm.runtime.decode import PreparedRow, advance, begin, result
 from fslm.runtime.loaded import LoadedBase
-from fslm.runtime.prefill import PromptPart
+from fslm.runtime.prefill import PromptPart, filled_layer
 from fslm.runtime.prefix_cache import PrefixCache
 from fslm.runtime.prefix_plan import prefill_reusing
 from fslm.runtime.sampling import next_tokens
@@ -79,8 +79,9 @@ class ActiveBatch:
         """Take `other`'s rows into this batch, from the next step on."""
         width = max(self.width, other.width)
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
-            mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
-            mine.values = torch.cat([_left_pad(mine.values, width), _left_pad(theirs.values, width)])
+            (layer, keys, values), (_, their_keys, their_values) = filled_layer(mine), filled_layer(theirs)
+            layer.keys = torch.cat([_left_pad(keys, width), _left_pad(their_keys, width)])
+            layer.values = torch.cat([_left_pad(values, width), _left_pad(their_values, width)])
         self.attention_mask = torch.cat(
             [_left_pad(self.attention_mask, width), _left_pad(other.attention_mask, width)]
         )
@@ -119,9 +120,9 @@ class ActiveBatch:
         if lead == 0:
             return
         self.attention_mask = self.attention_mask[:, lead:]
-        for layer in self.cache.layers:
-            layer.keys = layer.keys[:, :, lead:]
-            layer.values = layer.values[:, :, lead:]
+        for each in self.cache.layers:
+            layer, keys, values = filled_layer(each)
+            layer.keys, layer.values = keys[:, :, lead:], values[:, :, lead:]
 
 
 def _left_pad(tensor: torch.Tensor, width: int) -> torch.Tensor:

@@ -54,7 +54,8 @@ def _convert(gguf_path: Path, out: Path) -> None:
     except (OSError, ValueError) as error:
         raise ModelNotFoundError(f"Could not read GGUF file {gguf_path}: {one_line(error)}") from error
     # The dequantized weights are plain tensors now; without these, save_pretrained refuses a "gguf" model.
-    model.hf_quantizer = None
+    # (torch types Module.__setattr__ for tensors and modules, and transformers declares no `hf_quantizer`.)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(out)

@@ -61,7 +61,8 @@ class LoadedBase:
         device = torch.device(key.device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(key.path)
-            model = AutoModelForCausalLM.from_pretrained(
+            # Typed as the torch module it is: transformers' `wraps`-decorated `to` does not type-check.
+            model: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
                 key.path, dtype=TORCH_DTYPES[key.dtype], attn_implementation=attention_implementation(device)
             )
         except (OSError, ValueError) as error:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import CacheLayerMixin
 
 from fslm.runtime.loaded import LoadedBase
 from fslm.runtime.prefix_cache import PrefixEntry
@@ -89,9 +90,17 @@ def row_entry(prefilled: Prefilled, row: int, part: PromptPart) -> PrefixEntry:
     columns = torch.tensor(prefilled.columns(part), device=prefilled.attention_mask.device)
     keys, values = [], []
     for layer in prefilled.cache.layers:
-        keys.append(layer.keys[row : row + 1, :, columns])
-        values.append(layer.values[row : row + 1, :, columns])
+        _, layer_keys, layer_values = filled_layer(layer)
+        keys.append(layer_keys[row : row + 1, :, columns])
+        values.append(layer_values[row : row + 1, :, columns])
     return PrefixEntry(part.adapter_name, tuple(part.ids), tuple(keys), tuple(values))
+
+
+def filled_layer(layer: object) -> tuple[CacheLayerMixin, torch.Tensor, torch.Tensor]:
+    """A cache layer with its keys and values ([rows, heads, positions, dim]): every layer of the attention
+    caches the runtime fills holds both."""
+    assert isinstance(layer, CacheLayerMixin) and layer.keys is not None and layer.values is not None
+    return layer, layer.keys, layer.values
 
 
 def _cache_from_entries(base: LoadedBase, parts: list[PromptPart], width: int) -> DynamicCache:

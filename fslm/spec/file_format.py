@@ -53,7 +53,11 @@ def stage_file_model() -> type[StrictModel]:
 
 
 def _needs_use_or_a_kind_and_prompt(schema: dict[str, Any]) -> None:
-    schema["anyOf"] = [{"required": ["use"]}] + [{"required": [key, "prompt"]} for key in node_kinds()]
+    """A stage entry names a stage file, or holds a kind's key and, when that kind needs one, a prompt."""
+    schema["anyOf"] = [{"required": ["use"]}] + [
+        {"required": [key, "prompt"] if kind.spec.model_fields["prompt"].is_required() else [key]}
+        for key, kind in node_kinds().items()
+    ]
 
 
 @cache
@@ -95,7 +99,7 @@ def pipeline_file_model() -> type[StrictModel]:
                 "read `{{ input }}`). A run's input must then be an object with every declared field."
             ),
         )
-        stages: dict[str, StageEntrySpec] = Field(  # type: ignore[valid-type]
+        stages: dict[str, StageEntrySpec] = Field(  # type: ignore[valid-type]  # a class made at run time
             min_length=1,
             description=(
                 "Stages by name, in run order when there are no edges. Names are Python identifiers (prompt "

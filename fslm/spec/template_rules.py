@@ -129,9 +129,10 @@ def _constant_int(node: nodes.Node) -> int | float | None:
 
 
 def _range_too_long(bounds: list[int | float | None]) -> bool:
-    if any(not isinstance(bound, int) for bound in bounds):
+    whole = [bound for bound in bounds if isinstance(bound, int)]
+    if len(whole) < len(bounds):
         return True  # a bound too large to compute
     try:
-        return len(range(*bounds)) > MAX_RANGE  # type: ignore[arg-type]
+        return len(range(*whole)) > MAX_RANGE
     except (OverflowError, ValueError):
         return True  # OverflowError: longer than sys.maxsize; ValueError: a step of 0, refused at render too

@@ -238,7 +238,7 @@ class FslmSandbox(ImmutableSandboxedEnvironment):
 
         return refuse
 
-    def concat(self, pieces: Iterable[str]) -> str:  # type: ignore[override]
+    def concat(self, pieces: Iterable[str]) -> str:
         """Join a rendering's output, counting it against the budget."""
         budget = _budget()
         counted = []

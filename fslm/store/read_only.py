@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, overload
 
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -22,6 +23,10 @@ from fslm.store.schema import check_fslm_tables, is_sqlite, is_wal_mode, read_he
 LOCK_WAIT_SECONDS = 30
 
 
+@overload
+def checked_connection(file: Path, allow_empty: Literal[False]) -> sqlite3.Connection: ...
+@overload
+def checked_connection(file: Path, allow_empty: bool) -> sqlite3.Connection | None: ...
 def checked_connection(file: Path, allow_empty: bool) -> sqlite3.Connection | None:
     """A read-only connection to `file` once it is known to be an fslm run store; None for an empty file.
 
@@ -71,7 +76,6 @@ class StoreFile:
         connection = checked_connection(
             file, allow_empty=False
         )  # is it a store? Asked now, not at the first read
-        assert connection is not None
         connection.close()
 
     @contextmanager
@@ -91,7 +95,6 @@ class StoreFile:
             raise DamagedStoreError(
                 f"the run store {self.file} changed and can no longer be read: {error}"
             ) from error
-        assert connection is not None
         try:
             yield connection
         finally:

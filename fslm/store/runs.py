@@ -124,7 +124,7 @@ class RunIndex:
                 f"the run store {self.where} is damaged: the record of run "
                 f"{values['run_id']!r} cannot be read ({problem}). fslm did not change it"
             )
-        return RunRecord(**values)  # type: ignore[arg-type]
+        return RunRecord(**values)
 
     def start(self, record: RunRecord) -> None:
         columns = asdict(record)
@@ -182,7 +182,8 @@ class RunIndex:
         limit: int | None = 50,
         batch_id: str | None = None,
     ) -> list[RunRecord]:
-        clauses, values = [], []
+        clauses: list[str] = []
+        values: list[str | int] = []
         if pipeline:
             clauses.append("(pipeline_name = ? OR pipeline = ?)")
             values += [pipeline, str(Path(pipeline).resolve())]

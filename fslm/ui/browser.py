@@ -44,11 +44,13 @@ def headless_chromium(profile: Path, width: int = 1360, height: int = 900):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and chromedriver  # missing_browser found both
     options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
+    options.binary_location = chromium
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
+    return webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
 
 
 def open_view(driver, url: str) -> None:

@@ -76,7 +76,7 @@ def layered_graph(spec: PipelineSpec, note: str = "") -> PipelineGraph:
             layer=layers[name],
             # Kinds that run no single model (a router, a boost stage) have neither field.
             model=getattr(stage, "model", None),
-            adapter=str(stage.adapter) if getattr(stage, "adapter", None) else None,
+            adapter=str(adapter) if (adapter := getattr(stage, "adapter", None)) else None,
         )
         for name, stage in spec.stages.items()
     ]

@@ -37,6 +37,7 @@ WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 
 class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True
+    server_address: tuple[str, int] | tuple[str, int, int, int]  # IPv4 or IPv6: the host is text
 
     def __init__(self, address: tuple[str, int], store: RunStore, token: str, request_timeout: float):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -76,8 +77,8 @@ class ViewerHandler(BaseHTTPRequestHandler):
     server: ViewerServer
 
     def setup(self) -> None:
-        self.timeout = self.server.request_timeout  # StreamRequestHandler.setup applies it to the socket
         super().setup()
+        self.connection.settimeout(self.server.request_timeout)
 
     def do_GET(self) -> None:
         try:

@@ -23,10 +23,10 @@ class TokenResults:
 
 
 def token_results(
-    peft_model: object, encoded: Sequence[Encoded], batch_size: int, pad_id: int
+    peft_model: Any, encoded: Sequence[Encoded], batch_size: int, pad_id: int
 ) -> list[TokenResults]:
     """Per encoded example, in order: its completion's log-probability and argmax hits (no gradients)."""
-    peft_model.eval()  # type: ignore[attr-defined]
+    peft_model.eval()
     results: list[TokenResults | None] = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
     with torch.no_grad():
@@ -75,6 +75,7 @@ def option_probabilities(
     ]
     logprobs: list[list[float]] = []
     for start in range(0, len(rows), batch_size):
+        # A stand-in for a LoadedBase, with the parts a scoring pass reads (model, pad_id, forward).
         logprobs += score_batch(base, rows[start : start + batch_size])  # type: ignore[arg-type]
     probabilities = []
     for item, scores, encoded in zip(examples, logprobs, options, strict=True):

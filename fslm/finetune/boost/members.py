@@ -15,9 +15,8 @@ from fslm.finetune.boost.task import BoostExample, encode_gold, encode_options
 from fslm.finetune.encode import ChoiceEncoder, stage_encoder
 from fslm.finetune.model import load_base, with_new_adapter
 from fslm.finetune.recipe import LoraSpec, TrainSpec
+from fslm.finetune.target import tunable_stage, tuned_model
 from fslm.finetune.train import Progress, StepLog, Trainer
-from fslm.nodes.choices.spec import ChoiceStageSpec
-from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime.base_identity import IDENTITY_FILE, base_identity
 from fslm.spec import PipelineSpec
 
@@ -49,11 +48,10 @@ class StageModel:
     def __init__(self, spec: PipelineSpec, stage_name: str, dtype: str) -> None:
         from fslm.runtime import prepare
 
-        stage = spec.stages[stage_name]
-        assert isinstance(stage, StageSpec | ChoiceStageSpec)  # a tunable stage
-        self.stage = stage
-        self.source = spec.models[stage.model].source  # type: ignore[index]
-        self.tokenizer, self.base = load_base(prepare(self.source, spec.models[stage.model].revision), dtype)  # type: ignore[index]
+        self.stage = stage = tunable_stage(spec, stage_name)
+        model = tuned_model(spec, stage)
+        self.source = model.source
+        self.tokenizer, self.base = load_base(prepare(model.source, model.revision), dtype)
         self.identity = base_identity(self.base, self.source)
         self.encoder = stage_encoder(stage_name, stage, self.tokenizer)
         tokenizer = self.tokenizer
@@ -99,7 +97,7 @@ class StageModel:
         if not isinstance(self.encoder, ChoiceEncoder):
             return Measured(None, gold)
         options = encode_options(self.encoder, examples)
-        normalize = self.stage.normalize  # type: ignore[union-attr]
+        normalize = self.encoder.stage.normalize
         return Measured(
             option_probabilities(model, options, examples, normalize, batch_size, self.pad_id), gold
         )

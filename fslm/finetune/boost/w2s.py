@@ -29,7 +29,7 @@ from fslm.finetune.boost.split import easy_and_hard
 from fslm.finetune.boost.task import classes, read_examples
 from fslm.finetune.boost.workflow import fitting_examples, task_format, write_checkpoint
 from fslm.finetune.output import check_output, check_output_place
-from fslm.finetune.target import tunable_stage
+from fslm.finetune.target import tunable_stage, tuned_model
 from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.spec import PipelineSpec, load_spec
 
@@ -203,8 +203,8 @@ def scoring_metric(recipe: W2SRecipe, choices: bool) -> str:
 
 def strong_is_weak(recipe: W2SRecipe, weak: PipelineSpec, strong: PipelineSpec) -> str | None:
     """A warning when the strong stage runs on the weak members' own model, else None."""
-    weak_model = weak.models[weak.stages[recipe.weak.target.stage].model]  # type: ignore[attr-defined]
-    strong_model = strong.models[strong.stages[recipe.strong.target.stage].model]  # type: ignore[attr-defined]
+    weak_model = tuned_model(weak, tunable_stage(weak, recipe.weak.target.stage))
+    strong_model = tuned_model(strong, tunable_stage(strong, recipe.strong.target.stage))
     if weak_model.source != strong_model.source:
         return None
     return (

@@ -20,7 +20,7 @@ from fslm.finetune.boost.recipe import BoostRecipe, WeakEnsembleSpec
 from fslm.finetune.boost.rounds import BoostCallbacks, Boosted, boost_rounds
 from fslm.finetune.boost.task import BoostExample, classes, read_examples
 from fslm.finetune.output import check_output, check_output_place
-from fslm.finetune.target import tunable_stage
+from fslm.finetune.target import tunable_stage, tuned_model
 from fslm.nodes.boost.checkpoint import CHECKPOINT_FILE, BoostCheckpoint, CheckpointMember, TaskFormat
 from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.spec import PipelineSpec, load_spec
@@ -68,7 +68,8 @@ def boost_finetune(
     examples = weak_examples(recipe, spec)
     check_output(recipe.output, "", force, resume=False)
     if callbacks.on_status:
-        callbacks.on_status(f"loading {spec.models[spec.stages[recipe.target.stage].model].source}")  # type: ignore[attr-defined]
+        model_spec = tuned_model(spec, tunable_stage(spec, recipe.target.stage))
+        callbacks.on_status(f"loading {model_spec.source}")
     model = StageModel(spec, recipe.target.stage, recipe.train.dtype)
     kept = fitting_examples(model, examples, recipe.train.max_length)
     staging = staging_directory(recipe.output)

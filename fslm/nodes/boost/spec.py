@@ -88,6 +88,7 @@ class BoostStageSpec(StageSpecBase):
     choices: str | list[str] | None = Field(None, description=_CHOICE_FIELDS["choices"].description)
     continuation: str = Field(DEFAULT_CONTINUATION, description=_CHOICE_FIELDS["continuation"].description)
     normalize: Normalize = Field("token", description=_CHOICE_FIELDS["normalize"].description)
+    # None where the base field is a bool: the default depends on `choices`, so it is resolved later.
     chat_template: bool | None = Field(  # type: ignore[assignment]
         None,
         description="Wrap the prompt in the members' chat template. Default: on for text, off for `choices`.",
@@ -112,6 +113,7 @@ class BoostStageSpec(StageSpecBase):
 
     def as_choice_stage(self) -> ChoiceStageSpec:
         """The stage as a choices stage whose ensemble is the members weighted by α (with `choices` only)."""
+        assert self.choices is not None
         return ChoiceStageSpec(
             system=self.system,
             chat_template=self.uses_chat_template,
@@ -124,7 +126,7 @@ class BoostStageSpec(StageSpecBase):
 
     def task_format(self) -> TaskFormat:
         return TaskFormat(
-            kind=self.task_kind,  # type: ignore[arg-type]
+            kind=self.task_kind,
             prompt=self.prompt,
             chat_template=self.uses_chat_template,
             continuation=self.continuation if self.choices is not None else None,

@@ -39,7 +39,9 @@ def stage_request(
     )
 
 
-def make_stage_node(name: str, stage: StageSpec, generate: Generate) -> Callable[[RunState], dict]:
+def make_stage_node(
+    name: str, stage: StageSpec, generate: Generate
+) -> Callable[[RunState, RunnableConfig], dict]:
     template = compile_prompt(stage)
 
     def run_stage(state: RunState, config: RunnableConfig) -> dict:

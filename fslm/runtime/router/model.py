@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from fslm.errors import FslmError
 from fslm.runtime.router.checkpoint import WEIGHTS_FILE, RouterConfig, read_router_config
@@ -19,7 +19,7 @@ ENCODER_PREFIX = "encoder."
 
 
 class RouterModel(torch.nn.Module):
-    def __init__(self, encoder: torch.nn.Module, tokenizer, experts: int, max_length: int) -> None:
+    def __init__(self, encoder: PreTrainedModel, tokenizer, experts: int, max_length: int) -> None:
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
