@@ -10,6 +10,7 @@ import torch
 
 from fslm.runtime.loaded import LoadedBase
 from fslm.runtime.sampling import row_generator
+from fslm.runtime.stops import cut_at_stop, stop_index
 from fslm.runtime.types import Generation, GenerationParams
 
 
@@ -47,7 +48,7 @@ def advance(base: LoadedBase, row: PreparedRow, token: int) -> bool:
     text = _decode(base, row) if row.params.stop or row.on_text else ""
     if token in base.eos_ids:
         row.finish_reason = "eos"
-    elif row.params.stop and _stop_index(text, row.params.stop) is not None:
+    elif row.params.stop and stop_index(text, row.params.stop) is not None:
         row.finish_reason = "stop"
     elif len(row.completion_ids) >= row.params.max_new_tokens:
         row.finish_reason = "length"
@@ -60,7 +61,7 @@ def advance(base: LoadedBase, row: PreparedRow, token: int) -> bool:
 
 def _stream(row: PreparedRow, text: str) -> None:
     """Pass on the text that is new since the last call, holding back what may yet be cut or completed."""
-    cut = _stop_index(text, row.params.stop)
+    cut = stop_index(text, row.params.stop)
     if cut is not None:
         text = text[:cut]
     elif row.finish_reason is None:
@@ -78,16 +79,8 @@ def _decode(base: LoadedBase, row: PreparedRow) -> str:
     return base.tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def _stop_index(text: str, stops: tuple[str, ...]) -> int | None:
-    found = [index for stop in stops if stop and (index := text.find(stop)) >= 0]
-    return min(found) if found else None
-
-
 def result(base: LoadedBase, row: PreparedRow) -> Generation:
-    text = _decode(base, row)
-    cut = _stop_index(text, row.params.stop)
-    if cut is not None:
-        text = text[:cut]
+    text = cut_at_stop(_decode(base, row), row.params.stop)
     return Generation(
         text=text.strip(),
         prompt_text=row.prompt_text,

@@ -22,6 +22,7 @@ from fslm.runtime.prefill import PromptPart
 from fslm.runtime.prefix_plan import prefill_reusing
 from fslm.runtime.prompt import encode_prompt
 from fslm.runtime.sampling import row_generator, sample_from
+from fslm.runtime.stops import cut_at_stop, stop_index
 from fslm.runtime.types import Generation, GenerationRequest
 
 
@@ -134,7 +135,7 @@ def _finished(base: LoadedBase, row: MixtureRow) -> bool:
     params = row.request.params
     if row.completion_ids[-1] in base.eos_ids:
         row.finish_reason = "eos"
-    elif params.stop and _stop_index(_text(base, row), params.stop) is not None:
+    elif params.stop and stop_index(_text(base, row), params.stop) is not None:
         row.finish_reason = "stop"
     elif len(row.completion_ids) >= params.max_new_tokens:
         row.finish_reason = "length"
@@ -146,16 +147,10 @@ def _text(base: LoadedBase, row: MixtureRow) -> str:
     return base.tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def _stop_index(text: str, stops: tuple[str, ...]) -> int | None:
-    found = [index for stop in stops if stop and (index := text.find(stop)) >= 0]
-    return min(found) if found else None
-
-
 def _result(base: LoadedBase, row: MixtureRow, members: int, seconds: float) -> EnsembleGeneration:
-    text = _text(base, row)
-    cut = _stop_index(text, row.request.params.stop)
+    text = cut_at_stop(_text(base, row), row.request.params.stop)
     generation = Generation(
-        text=(text if cut is None else text[:cut]).strip(),
+        text=text.strip(),
         prompt_text=row.prompt_text,
         prompt_tokens=len(row.prompt_ids),
         completion_tokens=len(row.completion_ids),

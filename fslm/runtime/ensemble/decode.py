@@ -20,6 +20,7 @@ from fslm.runtime.ensemble.types import EnsembleGeneration, EnsembleRequest
 from fslm.runtime.ensemble.vote import Ballot, Vote, unite_vote
 from fslm.runtime.prompt import encode_prompt
 from fslm.runtime.sampling import row_generator, sample_from
+from fslm.runtime.stops import cut_at_stop, stop_index
 from fslm.runtime.types import Generation, GenerationRequest
 
 
@@ -197,7 +198,7 @@ def _finished(row: EnsembleRow, chosen: TokenKey) -> bool:
     params = row.request.params
     if chosen == EOS:
         row.finish_reason = "eos"
-    elif params.stop and _stop_index(_completion_text(row), params.stop) is not None:
+    elif params.stop and stop_index(_completion_text(row), params.stop) is not None:
         row.finish_reason = "stop"
     elif row.steps >= params.max_new_tokens:
         row.finish_reason = "length"
@@ -208,16 +209,8 @@ def _completion_text(row: EnsembleRow) -> str:
     return bytes(row.completion).decode(errors="replace")
 
 
-def _stop_index(text: str, stops: tuple[str, ...]) -> int | None:
-    found = [index for stop in stops if (index := text.find(stop)) >= 0]
-    return min(found) if found else None
-
-
 def _result(row: EnsembleRow, seconds: float) -> EnsembleGeneration:
-    text = _completion_text(row)
-    cut = _stop_index(text, row.request.params.stop)
-    if cut is not None:
-        text = text[:cut]
+    text = cut_at_stop(_completion_text(row), row.request.params.stop)
     primary = row.request.primary
     generation = Generation(
         text=text.strip(),
