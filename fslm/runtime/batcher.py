@@ -4,25 +4,17 @@ iteration-level scheduler (`fslm.runtime.scheduler`)."""
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from fslm.runtime.request_queue import Pending, RequestQueue
 
 Request = TypeVar("Request")
 Result = TypeVar("Result")
 
 # Serves a batch; returns, per request, its result or the exception that request alone caused.
 ServeFunction = Callable[[Sequence[Request]], list[Result | BaseException]]
-
-
-@dataclass
-class _Pending(Generic[Request, Result]):
-    request: Request
-    future: Future[Result]
 
 
 class Batcher(Generic[Request, Result]):
@@ -43,55 +35,30 @@ class Batcher(Generic[Request, Result]):
         self._max_batch_size = max_batch_size
         self._quiet_seconds = quiet_seconds
         self._max_wait_seconds = max_wait_seconds
-        self._queue: queue.Queue[_Pending[Request, Result] | None] = queue.Queue()
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._work, name=f"fslm-batcher-{name}", daemon=True)
-        self._thread.start()
+        self._requests: RequestQueue[Request, Result] = RequestQueue()
+        self._requests.start(self._work, name=f"fslm-batcher-{name}")
 
     def submit(self, request: Request) -> Future[Result]:
-        future: Future[Result] = Future()
-        with self._close_lock:
-            if self._closed:
-                raise RuntimeError("the runtime is closed")
-            self._queue.put(_Pending(request, future))
-        return future
+        return self._requests.submit(request)
 
     def close(self) -> None:
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(None)
-        self._thread.join()
+        self._requests.close()
 
     def _work(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch, stopping = self._collect(first)
-            self._run(batch)
+            batch: list[Pending[Request, Result]] = []
+            stopping = self._requests.gather(
+                batch,
+                limit=self._max_batch_size,
+                quiet_seconds=self._quiet_seconds,
+                max_wait_seconds=self._max_wait_seconds,
+            )
+            if batch:
+                self._run(batch)
             if stopping:
                 return
 
-    def _collect(self, first: _Pending) -> tuple[list[_Pending], bool]:
-        batch = [first]
-        deadline = time.monotonic() + self._max_wait_seconds
-        while len(batch) < self._max_batch_size:
-            timeout = min(self._quiet_seconds, deadline - time.monotonic())
-            if timeout <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                break
-            if item is None:
-                return batch, True
-            batch.append(item)
-        return batch, False
-
-    def _run(self, batch: list[_Pending]) -> None:
+    def _run(self, batch: list[Pending[Request, Result]]) -> None:
         try:
             outcomes = self._serve([pending.request for pending in batch])
         except Exception as error:  # noqa: BLE001 - a whole-batch failure (a bug) must reach every caller, not kill the worker

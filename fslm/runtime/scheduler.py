@@ -7,9 +7,6 @@ that arrives while a batch decodes waits one step, not the whole batch; a row th
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,18 +18,15 @@ from fslm.runtime.active_batch import ActiveBatch
 from fslm.runtime.decode import PreparedRow, begin, result
 from fslm.runtime.loaded import LoadedBase
 from fslm.runtime.prefix_cache import PrefixCache
+from fslm.runtime.request_queue import Pending, RequestQueue
 from fslm.runtime.types import Generation
 
+_Waiting = Pending[PreparedRow, Generation]
 
-@dataclass
-class _Waiting:
-    row: PreparedRow
-    future: Future[Generation]
 
-    @property
-    def reserved_tokens(self) -> int:
-        """The most cache positions the row can take: its prompt and every token it may generate."""
-        return len(self.row.prompt_ids) + self.row.params.max_new_tokens
+def _reserved_tokens(item: _Waiting) -> int:
+    """The most cache positions the row can take: its prompt and every token it may generate."""
+    return len(item.request.prompt_ids) + item.request.params.max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -57,30 +51,15 @@ class DecodeScheduler:
         self._prefixes = prefixes
         self._caps = caps
         self._on_prefill = on_prefill  # told every group of rows prefilled together
-        self._queue: queue.Queue[_Waiting | None] = queue.Queue()
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._work, name=f"fslm-decode-{base.key.path.name}", daemon=True
-        )
-        self._thread.start()
+        self._requests: RequestQueue[PreparedRow, Generation] = RequestQueue()
+        self._requests.start(self._work, name=f"fslm-decode-{base.key.path.name}")
 
     def submit(self, row: PreparedRow) -> Future[Generation]:
-        future: Future[Generation] = Future()
-        with self._close_lock:
-            if self._closed:
-                raise RuntimeError("the runtime is closed")
-            self._queue.put(_Waiting(row, future))
-        return future
+        return self._requests.submit(row)
 
     def close(self) -> None:
         """Serve what is queued, then stop."""
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(None)
-        self._thread.join()
+        self._requests.close()
 
     def _work(self) -> None:
         waiting: deque[_Waiting] = deque()
@@ -91,13 +70,18 @@ class DecodeScheduler:
             if batch is None and not waiting:
                 if stopping:
                     return
-                stopping = self._gather(waiting)
+                stopping = self._requests.gather(
+                    waiting,
+                    limit=self._caps.rows,
+                    quiet_seconds=self._caps.quiet_seconds,
+                    max_wait_seconds=self._caps.max_wait_seconds,
+                )
                 if not waiting:
                     return
-            stopping = self._take_arrived(waiting) or stopping
+            stopping = self._requests.take_arrived(waiting) or stopping
             admitted = self._admit(waiting, batch, running)
             try:
-                batch, finished = self._iterate(batch, [item.row for item in admitted])
+                batch, finished = self._iterate(batch, [item.request for item in admitted])
             except Exception as error:  # noqa: BLE001 - a bug must reach every caller in flight, not kill the worker
                 for item in running.values():
                     item.future.set_exception(error)
@@ -128,36 +112,6 @@ class DecodeScheduler:
                 finished += batch.step()
         return (batch if batch is not None and len(batch) else None), finished
 
-    def _gather(self, waiting: deque[_Waiting]) -> bool:
-        """Block for a request, then keep those arriving within the quiet window. True once closing."""
-        first = self._queue.get()
-        if first is None:
-            return True
-        waiting.append(first)
-        deadline = time.monotonic() + self._caps.max_wait_seconds
-        while len(waiting) < self._caps.rows:
-            timeout = min(self._caps.quiet_seconds, deadline - time.monotonic())
-            if timeout <= 0:
-                return False
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                return False
-            if item is None:
-                return True
-            waiting.append(item)
-        return False
-
-    def _take_arrived(self, waiting: deque[_Waiting]) -> bool:
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if item is None:
-                return True
-            waiting.append(item)
-
     def _admit(
         self, waiting: deque[_Waiting], batch: ActiveBatch | None, running: dict[int, _Waiting]
     ) -> list[_Waiting]:
@@ -167,14 +121,14 @@ class DecodeScheduler:
         if batch is not None and not self._base.joinable:
             return []
         rows = len(running)
-        tokens = sum(item.reserved_tokens for item in running.values())
+        tokens = sum(_reserved_tokens(item) for item in running.values())
         admitted = []
         while waiting and rows < self._caps.rows:
             item = waiting[0]
-            if rows and tokens + item.reserved_tokens > self._caps.tokens:
+            if rows and tokens + _reserved_tokens(item) > self._caps.tokens:
                 break
             admitted.append(waiting.popleft())
-            running[id(item.row)] = item
+            running[id(item.request)] = item
             rows += 1
-            tokens += item.reserved_tokens
+            tokens += _reserved_tokens(item)
         return admitted
