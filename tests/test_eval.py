@@ -3,8 +3,8 @@
 import json
 
 from fslm.cli.main import main
-from fslm.inspection import run_details
 from fslm.store import open_store
+from fslm.store.inspection import run_details
 
 PIPELINE = """models:
   m: {{source: {model}, dtype: float32}}

@@ -12,8 +12,8 @@ from tiny import make_tiny_model
 
 from fslm.cli.main import main
 from fslm.eval.stats import interval95, paired, sign_test
-from fslm.inspection import run_details
 from fslm.store import open_store
+from fslm.store.inspection import run_details
 
 CHOICE_PIPELINE = """models:
   m: {{source: {model}, dtype: float32}}

@@ -14,9 +14,9 @@ import pytest
 
 from fslm.cli.main import main
 from fslm.engines.ray_engine import RayOptions, RayPipeline
-from fslm.inspection import run_details
 from fslm.pipeline import load_pipeline
 from fslm.store import open_store
+from fslm.store.inspection import run_details
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'fslm[ray]'")
 

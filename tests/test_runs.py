@@ -334,7 +334,7 @@ def test_interrupted_batch_resumes_without_recomputing_or_losing_anything(slow_c
     assert process.wait(timeout=60) == (130 if stop == signal.SIGINT else -signal.SIGKILL)
     assert not output.exists()
 
-    from fslm.inspection import run_details
+    from fslm.store.inspection import run_details
 
     recorded = open_store(store)
     finished = {run_id: run_details(recorded, run_id).messages for run_id in done_before}
@@ -384,7 +384,7 @@ def test_two_processes_write_one_store_at_once(slow_chain, tmp_path):
         assert process.wait(timeout=300) == 0, process.stderr.read()
     runs = open_store(store).index.list(limit=None)
     assert len(runs) == 16 and all(r.status == "done" for r in runs)
-    from fslm.inspection import run_details
+    from fslm.store.inspection import run_details
 
     assert all(len(run_details(open_store(store), r.run_id).messages) == 4 for r in runs)
     assert os.stat(store).st_mode & 0o077 == 0

@@ -18,10 +18,10 @@ from test_graph import HEADER, ScriptedRuntime
 
 from fslm.cli.main import main
 from fslm.errors import FslmError
-from fslm.inspection import run_details
 from fslm.pipeline import Pipeline, load_pipeline
 from fslm.spec import load_spec
 from fslm.store import open_store
+from fslm.store.inspection import run_details
 
 psycopg = pytest.importorskip(
     "psycopg", reason="the postgres extra is not installed: pip install 'fslm[postgres]'"

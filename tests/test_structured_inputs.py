@@ -11,10 +11,10 @@ from fslm.cli.main import main
 from fslm.errors import FslmError
 from fslm.eval.runner import EvalItem, evaluate
 from fslm.finetune.sources import stage_examples
-from fslm.inspection import run_details
 from fslm.pipeline import load_pipeline
 from fslm.spec import SpecError, load_spec
 from fslm.store import open_store
+from fslm.store.inspection import run_details
 from fslm.ui import make_server, serving
 from fslm.ui.api import answer
 from fslm.ui.browser import headless_chromium, missing_browser, open_view

@@ -13,10 +13,10 @@ from test_graph import HEADER, ScriptedRuntime
 
 from fslm.cli.main import main
 from fslm.errors import FslmError
-from fslm.inspection import run_details
 from fslm.pipeline import Pipeline
 from fslm.spec import load_spec
 from fslm.store import open_store
+from fslm.store.inspection import run_details
 
 CHAIN = """
 stages:
@@ -214,6 +214,23 @@ def damage(store_file: Path, sql: str, values: tuple = ()) -> None:
     db.close()  # the last connection to close removes the -wal file
 
 
+# A stage message as fslm records it (`StageMessage`), for checkpoints written by hand.
+MESSAGE = {
+    "stage": "a",
+    "text": "a says",
+    "model": "m",
+    "adapter": None,
+    "prompt": "A first input",
+    "prompt_tokens": 3,
+    "completion_tokens": 2,
+    "seconds": 0.5,
+}
+
+
+def checkpoint_with_log(*messages: dict) -> bytes:
+    return ormsgpack.packb({"v": 4, "id": "x", "channel_values": {"log": list(messages), "outputs": {}}})
+
+
 DAMAGE = {
     "a checkpoint blob that is not msgpack": (
         "UPDATE checkpoints SET checkpoint = ?",
@@ -227,6 +244,14 @@ DAMAGE = {
     "a stage log of numbers": (
         "UPDATE checkpoints SET checkpoint = ?",
         (ormsgpack.packb({"v": 4, "id": "x", "channel_values": {"log": [1, 2], "outputs": {}}}),),
+    ),
+    "a stage log message without its model": (
+        "UPDATE checkpoints SET checkpoint = ?",
+        (checkpoint_with_log({key: value for key, value in MESSAGE.items() if key != "model"}),),
+    ),
+    "a stage log message whose optional field has the wrong type": (
+        "UPDATE checkpoints SET checkpoint = ?",
+        (checkpoint_with_log(MESSAGE, {**MESSAGE, "cached_prompt_tokens": "many"}),),
     ),
     "metadata that is not JSON": ("UPDATE checkpoints SET metadata = ?", (b"{not json",)),
     "a start time that is text": ("UPDATE fslm_runs SET started = 'yesterday'", ()),

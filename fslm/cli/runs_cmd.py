@@ -13,8 +13,8 @@ from rich.table import Table
 from fslm.cli.show import console, escaped, literal, print_message, readable_input
 from fslm.errors import FslmError
 from fslm.files import check_output_file, write_jsonl_atomically
-from fslm.inspection import diff_runs, list_runs, run_details, stage_pairs
 from fslm.store import STATUSES, open_store
+from fslm.store.inspection import diff_runs, list_runs, run_details, stage_pairs
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -131,8 +131,8 @@ def stage_examples(
 def examples_from_runs(
     source: RunsSource, target: PipelineSpec, stage: str, variables: list[str]
 ) -> list[Example]:
-    from fslm.inspection import list_runs, run_details
     from fslm.store import open_store
+    from fslm.store.inspection import list_runs, run_details
 
     store = open_store(source.store, read_only=True)
     recorded_stage = source.stage or stage

@@ -4,24 +4,29 @@ Everything here reads the run store only; no pipeline is compiled and no model i
 """
 
 from dataclasses import dataclass
+from types import UnionType
+from typing import Any, get_args, get_origin, get_type_hints, is_typeddict
 
 from fslm.errors import FslmError
 from fslm.graph import StageMessage
 from fslm.spec.run_input import RunInput
 from fslm.store import STATUSES, DamagedStoreError, RunRecord, RunStore
 
-# What each stage message must hold for the commands and the viewer to show it.
-MESSAGE_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "stage": str,
-    "text": str,
-    "model": str,
-    "adapter": (str, type(None)),
-    "prompt": str,
-    "prompt_tokens": int,
-    "completion_tokens": int,
-    "seconds": (int, float),
-    "edited": bool,
-}
+
+def _classes(hint: Any) -> tuple[type, ...]:
+    """What `isinstance` checks a value of the type `hint` against: an int is a float too (JSON writes 1.0
+    as 1), a TypedDict is a dict, `list[str]` a list."""
+    if hint is float:
+        return (int, float)
+    if is_typeddict(hint):
+        return (dict,)
+    if isinstance(hint, UnionType):
+        return tuple(kind for arg in get_args(hint) for kind in _classes(arg))
+    return (get_origin(hint) or hint,)
+
+
+# What a stage message must hold (its required keys) and may hold, for the commands and the viewer to show it.
+MESSAGE_FIELDS = {field: _classes(hint) for field, hint in get_type_hints(StageMessage).items()}
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,8 @@ def _state_problem(run_input: object, log: object, outputs: object) -> str | Non
         if not isinstance(message, dict):
             return f"stage message {number} is not a record"
         for field, kind in MESSAGE_FIELDS.items():
-            if (field in message or field != "edited") and not isinstance(message.get(field), kind):
+            required = field in StageMessage.__required_keys__
+            if (field in message or required) and not isinstance(message.get(field), kind):
                 return f"stage message {number} has {field} {message.get(field)!r}"
     return None
 
