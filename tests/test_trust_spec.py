@@ -13,6 +13,7 @@ import pytest
 from fslm.cli.main import main
 from fslm.errors import FslmError
 from fslm.spec.templates import compile_template, render_template, template_environment
+from fslm.spec.yaml_source import parse_yaml
 
 MODELS = "models:\n  smol: {source: smollm2-135m-instruct}\n"
 EVIL_LINE = 8
@@ -138,10 +139,16 @@ def billion_laughs() -> str:
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        (billion_laughs(), 4, "aliases here expand to more than 10,000 values"),
+        (billion_laughs(), 5, "aliases here expand to more than 10,000 values"),
         ("stages: " + "[" * 5000 + "]" * 5000 + "\n", 1, "nested more than 64 levels deep"),
         ("stages: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", 1, "nested more than 64 levels deep"),
         ("stages:\n  a: &loop {b: *loop}\n", 2, "nested more than 64 levels deep (through aliases)"),
+        (
+            "a: &a " + "[" * 40 + "1" + "]" * 40 + "\nb: " + "[" * 30 + "*a" + "]" * 30 + "\n",
+            2,
+            "nested more than 64 levels deep (through aliases)",
+        ),
+        ("stages: [" + "a, " * 300_000 + "]\n", 1, "more than 250,000 values in one file"),
         (
             MODELS + 'stages:\n  a: {model: smol, prompt: "\x00{{ input }}"}\n',
             4,
@@ -158,7 +165,17 @@ def billion_laughs() -> str:
             "U+007F (DEL) is not allowed",
         ),
     ],
-    ids=["billion-laughs", "deep-lists", "deep-mappings", "alias-cycle", "nul", "esc", "del"],
+    ids=[
+        "billion-laughs",
+        "deep-lists",
+        "deep-mappings",
+        "alias-cycle",
+        "deep-through-alias",
+        "many-values",
+        "nul",
+        "esc",
+        "del",
+    ],
 )
 def test_yaml_past_the_bounds_is_a_problem_with_its_line(tmp_path, capsys, text, line, message):
     pipeline = tmp_path / "bad.yaml"
@@ -240,9 +257,10 @@ def test_a_pipeline_that_is_not_utf8_names_the_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ('a: {use: "\\ud800"}', "'use' takes the plain name of a stage file"),
+        # libyaml refuses a lone surrogate (`\ud800`) as it parses: such a name never reaches the path checks
+        ('a: {use: "\\ud800"}', "invalid Unicode character"),
         ('a: {model: smol, adapter: "ad\\0apter", prompt: x}', "contains a NUL character"),
-        ('a: {model: smol, adapter: "ad\\udcffapter\\ud800", prompt: x}', "is not a possible file name"),
+        ('a: {model: smol, adapter: "ad\\udcffapter\\ud800", prompt: x}', "invalid Unicode character"),
         ("a: {model: smol, adapter: '~nobody-has-this-name/a', prompt: x}", "cannot be expanded"),
     ],
     ids=["surrogate-use", "nul-adapter", "surrogate-adapter", "unknown-home"],
@@ -372,6 +390,40 @@ def test_a_5000_stage_chain_validates(tmp_path, capsys):
     pipeline.write_text(MODELS + "stages:\n" + "\n".join(stages) + "\n")
     code, _ = validate(pipeline, capsys)
     assert code == 0
+
+
+def test_a_pipeline_of_more_than_5000_stages_is_refused_at_its_stages_key(tmp_path, capsys):
+    stages = "".join(f"  s{i}: {{model: smol, prompt: x}}\n" for i in range(5_001))
+    pipeline = tmp_path / "huge.yaml"
+    pipeline.write_text(MODELS + "stages:\n" + stages)
+    code, err = validate(pipeline, capsys)
+    assert code == 2
+    assert err.strip() == f"error: {pipeline}:3: 5,001 stages; a pipeline has at most 5,000"
+
+
+def test_aliases_repeat_their_values_with_the_line_where_they_are_used(tmp_path):
+    parsed = parse_yaml(tmp_path / "p.yaml", "a: &a {x: [1, two]}\nb:\n  - *a\n  - &s text\n  - *s\n")
+    assert parsed.problems == []
+    assert parsed.data == {"a": {"x": [1, "two"]}, "b": [{"x": [1, "two"]}, "text", "text"]}
+    assert [parsed.line_of(("b", index)) for index in range(3)] == [3, 4, 5]
+    assert parsed.line_of(("b", 0, "x")) == 1  # the repeated value's own keys are where it was written
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: 1\n---\nb: 2\n", "expected a single document"),
+        ("a: 1\nb: *nope\n", "found undefined alias 'nope'"),
+        ("a: &x 1\nb: &x 2\n", "found duplicate anchor 'x'"),
+        ("a: [1\nb: 2\n", "while parsing a flow sequence"),
+    ],
+    ids=["two-documents", "undefined-alias", "duplicate-anchor", "syntax"],
+)
+def test_what_yaml_itself_refuses_is_a_syntax_error(tmp_path, text, message):
+    parsed = parse_yaml(tmp_path / "p.yaml", text)
+    assert parsed.data is None and [problem.line for problem in parsed.problems] == [2]
+    problem = parsed.problems[0].message
+    assert problem.startswith("YAML syntax error") and message in problem
 
 
 def test_a_file_with_thousands_of_problems_reports_the_first_hundred(tmp_path, capsys):

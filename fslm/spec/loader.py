@@ -30,6 +30,8 @@ from fslm.spec.stage_loading import StageLoader, variable_name_problem
 from fslm.spec.templates import TemplateVariable
 from fslm.spec.yaml_source import KeyPath, read_yaml_file
 
+MAX_STAGES = 5_000  # checking a stage and its template takes up to 0.3 ms: 5,000 take about a second
+
 
 class _TopLevel(StrictModel):
     """The top-level keys' types only; the content of models, stages and edges is checked piece by piece."""
@@ -76,6 +78,10 @@ class _PipelineLoader:
         self.inputs: list[str] = []  # the valid names of the file's `inputs:`
 
     def load(self) -> PipelineSpec:
+        stages = self.data.get("stages")
+        if isinstance(stages, dict) and len(stages) > MAX_STAGES:  # refused before checking each one
+            self.sink.add(("stages",), f"{len(stages):,} stages; a pipeline has at most {MAX_STAGES:,}")
+            raise SpecError(self.sink.problems)
         self.sink.check_unknown_keys(pipeline_file_model(), self.data)
         top = self._top_level()
         self._load_models(top.models)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import jinja2
 from jinja2 import meta, nodes
@@ -38,6 +38,7 @@ class CheckedTemplate:
     free_variables: tuple[TemplateVariable, ...]  # read but not defined by the template or as a global
 
 
+@lru_cache(maxsize=256)  # many stages of a file share one prompt, and Jinja takes about a millisecond on each
 def check_template(source: str) -> CheckedTemplate:
     try:
         return _checked(source)
@@ -90,7 +91,7 @@ def compile_template(source: str, what: str = "the prompt template") -> jinja2.T
 
 
 def render_template(
-    template: jinja2.Template, variables: Mapping[str, str], what: str = "the prompt template"
+    template: jinja2.Template, variables: Mapping[str, object], what: str = "the prompt template"
 ) -> str:
     """`template` rendered with `variables`. Whatever the template's own expressions raise (an undefined
     variable, a refused operation, 1/0) is the template's mistake: it becomes an FslmError."""

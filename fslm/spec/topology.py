@@ -6,6 +6,7 @@ Targets named END (or unknown names) are ignored: they lead out of the graph.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -113,14 +114,18 @@ def guaranteed_before(stages: Sequence[str], entry: str, edges: Sequence[EdgeSpe
     before: dict[str, int | None] = {stage: None for stage in arriving}  # None: not yet known (all stages)
     if entry in before:
         before[entry] = 0
-    pending = dict.fromkeys(stage for stage in stages if stage in arriving and stage != entry)
-    while pending:
-        stage = next(iter(pending))
-        del pending[stage]
+    # a queue, not a dict: `next(iter(d))` after deleting the front of `d` scans the deleted slots (quadratic)
+    queue = deque(stage for stage in stages if stage in arriving and stage != entry)
+    pending = set(queue)
+    while queue:
+        stage = queue.popleft()
+        pending.discard(stage)
         result = _arriving_mask(arriving[stage], before, bit)
         if result is not None and result != before[stage]:
             before[stage] = result
-            pending.update(dict.fromkeys(following[stage] - {entry}))
+            for target in following[stage] - pending - {entry}:
+                queue.append(target)
+                pending.add(target)
     return StagesBefore(stages, {stage: (mask or 0) & ~bit[stage] for stage, mask in before.items()})
 
 
