@@ -7,13 +7,16 @@ replay share the same recording of runs in the store; split apart, each would re
 import copy
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot, StreamMode
 
 from fslm.errors import FslmError
 from fslm.graph import STREAM_TOKENS, RunState, StageMessage, TokenChunk
@@ -69,14 +72,14 @@ class Pipeline:
         run_id = self.start_run(run_input, run_id)
         config = self._config(run_id)
         config["configurable"][STREAM_TOKENS] = tokens
-        modes = ["updates", "custom"] if tokens else ["updates"]
+        modes: list[StreamMode] = ["updates", "custom"] if tokens else ["updates"]
         with self._recording(run_id):
-            for mode, chunk in self.graph.stream(_initial_state(run_input), config, stream_mode=modes):
-                if mode == "custom":
-                    yield chunk
-                    continue
-                for node_update in chunk.values():
-                    yield from (node_update or {}).get("log", [])
+            for part in self.graph.stream(_initial_state(run_input), config, stream_mode=modes, version="v2"):
+                if part["type"] == "custom":
+                    yield part["data"]
+                elif part["type"] == "updates":
+                    for node_update in part["data"].values():
+                        yield from (node_update or {}).get("log", [])
 
     def batch(
         self,
@@ -92,52 +95,33 @@ class Pipeline:
         store, interrupted ones continue from their last checkpoint, and only the rest start afresh. Every
         input is checked before any runs.
         """
-        if resume and batch_id is None:
-            raise ValueError("resume needs the batch_id of the batch to continue")
-        for number, run_input in enumerate(inputs, start=1):
-            self.spec.check_input(run_input, f"item {number}: ")
-        batch_id = batch_id or new_run_id()
-        run_ids = [f"{batch_id}-{index:05d}" for index in range(len(inputs))]
-        results: list[RunResult | None] = [None] * len(inputs)
+        runs = BatchRuns(self, inputs, batch_id=batch_id, resume=resume, on_done=on_done)
         pending, states = [], []
-        for index, (run_id, run_input) in enumerate(zip(run_ids, inputs, strict=True)):
-            snapshot = self.graph.get_state(self._config(run_id)) if resume else None
-            # A stage that finished just before its process died leaves pending writes, not a new checkpoint:
-            # LangGraph then reports it in `tasks` but not in `next`, so only `tasks` tells a run is complete.
-            if snapshot is not None and snapshot.values.get("log") and not snapshot.tasks:
-                # Complete in the store; it may have finished after its process was told to stop.
-                self.store.index.mark(run_id, "done")
-                results[index] = self._result(run_id, run_input, snapshot.values)
-                if on_done:
-                    on_done(index, results[index])
-                continue
-            self.start_run(run_input, run_id, batch_id=batch_id)
-            pending.append(index)
-            # A process killed while it recorded the input can leave a checkpoint with nothing to run next.
-            part_way = snapshot is not None and bool(snapshot.tasks)
-            states.append(None if part_way else _initial_state(run_input))
-        configs = [
-            {**self._config(run_ids[i]), "max_concurrency": self.runtime.max_batch_size} for i in pending
-        ]
-        unfinished = {run_ids[i] for i in pending}
-        try:
+        with runs.recording():
+            for index, (run_id, run_input) in enumerate(zip(runs.run_ids, inputs, strict=True)):
+                snapshot = self.graph.get_state(self._config(run_id)) if resume else None
+                if snapshot is not None and is_complete(snapshot):
+                    runs.recorded(index, self._result(run_id, run_input, snapshot.values))
+                    continue
+                runs.start(index)
+                pending.append(index)
+                # A process killed as it recorded the input may leave a checkpoint with nothing to run next.
+                part_way = snapshot is not None and bool(snapshot.tasks)
+                states.append(None if part_way else _initial_state(run_input))
+            configs = [
+                {**self._config(runs.run_ids[i]), "max_concurrency": self.runtime.max_batch_size}
+                for i in pending
+            ]
             with _loop_guard():
                 for position, state in self.graph.batch_as_completed(states, configs, return_exceptions=True):
                     index = pending[position]
-                    unfinished.discard(run_ids[index])
                     if isinstance(state, BaseException):
-                        self.store.index.finish(run_ids[index], "failed", str(state))
+                        refusal = runs.failed(index, str(state))
                         if isinstance(state, FslmError):  # a stage refused this item's input: say which
-                            raise FslmError(f"item {index + 1} (run {run_ids[index]}): {state}") from state
+                            raise refusal from state
                         raise state
-                    self.store.index.finish(run_ids[index], "done")
-                    results[index] = self._result(run_ids[index], inputs[index], state)
-                    if on_done:
-                        on_done(index, results[index])
-        finally:
-            for run_id in unfinished:
-                self.store.index.finish(run_id, "interrupted")
-        return results
+                    runs.done(index, self._result(runs.run_ids[index], inputs[index], state))
+        return runs.results()
 
     def replay(self, run_id: str, from_stage: str, edits: dict[str, str] | None = None) -> RunResult:
         """Re-run `from_stage` and the stages after it, from run `run_id`'s checkpoint, as a new run.
@@ -174,13 +158,14 @@ class Pipeline:
         config = self.store.saver.put(
             {"configurable": {"thread_id": new_id, "checkpoint_ns": ""}},
             checkpoint,
-            {**before.metadata, "source": "fork", "parent_run": parent.run_id},
+            # langgraph keeps metadata keys its TypedDict does not list
+            {**before.metadata, "source": "fork", "parent_run": parent.run_id},  # type: ignore[typeddict-unknown-key]
             checkpoint["channel_versions"],
         )
         with self._recording(new_id):
             if from_stage in edits:
                 message = self._recorded_message(parent.run_id, from_stage)
-                message.update(text=edits[from_stage], edited=True)
+                message["text"], message["edited"] = edits[from_stage], True
                 # As if the stage had written the edit: conditional edges route on the edited text.
                 config = self.graph.update_state(
                     config, {"outputs": {from_stage: edits[from_stage]}, "log": [message]}, as_node=from_stage
@@ -198,14 +183,22 @@ class Pipeline:
     def close(self) -> None:
         self.runtime.close()
 
-    def _config(self, run_id: str) -> dict:
+    def _config(self, run_id: str) -> RunnableConfig:
         return {
             "configurable": {"thread_id": run_id},
             "metadata": {"pipeline": str(self.spec.path), "pipeline_hash": self.spec.source_hash},
             "recursion_limit": MAX_STAGE_RUNS,
         }
 
-    def start_run(self, run_input: RunInput, run_id: str | None, **links: str | None) -> str:
+    def start_run(
+        self,
+        run_input: RunInput,
+        run_id: str | None,
+        *,
+        parent_id: str | None = None,
+        replay_from: str | None = None,
+        batch_id: str | None = None,
+    ) -> str:
         """Record run `run_id` (a new id if None) as running in the index; its id. Engines that run items
         elsewhere (fslm.engines) record them here as the local engine does."""
         run_id = run_id or new_run_id()
@@ -218,7 +211,9 @@ class Pipeline:
                 input=input_text(run_input),
                 status="running",
                 started=time.time(),
-                **links,
+                parent_id=parent_id,
+                replay_from=replay_from,
+                batch_id=batch_id,
             )
         )
         return run_id
@@ -237,24 +232,27 @@ class Pipeline:
             raise
         self.store.index.finish(run_id, "done")
 
-    def _recorded_state(self, run_id: str) -> RunState | None:
+    def _recorded_state(self, run_id: str) -> dict[str, Any] | None:
         snapshot = self.graph.get_state({"configurable": {"thread_id": run_id}})
         return snapshot.values or None
 
+    def _recorded_log(self, run_id: str) -> list[StageMessage]:
+        return (self._recorded_state(run_id) or {}).get("log", [])
+
     def _checkpoint_before(self, run_id: str, stage: str):
         """The checkpoint at which `stage` was about to run for the first time in run `run_id`."""
-        config = {"configurable": {"thread_id": run_id}}
+        config: RunnableConfig = {"configurable": {"thread_id": run_id}}
         for snapshot in reversed(list(self.graph.get_state_history(config))):
             if any(task.name == stage for task in snapshot.tasks):
                 return self.store.saver.get_tuple(snapshot.config)
-        ran = [message["stage"] for message in self._recorded_state(run_id)["log"]]
+        ran = [message["stage"] for message in self._recorded_log(run_id)]
         raise FslmError(f"stage '{stage}' did not run in run {run_id}; stages that ran: {', '.join(ran)}")
 
     def _recorded_message(self, run_id: str, stage: str) -> StageMessage:
-        log = self._recorded_state(run_id)["log"]
-        return dict(next(message for message in reversed(log) if message["stage"] == stage))
+        log = self._recorded_log(run_id)
+        return copy.copy(next(message for message in reversed(log) if message["stage"] == stage))
 
-    def _result(self, run_id: str, run_input: RunInput, state: RunState) -> RunResult:
+    def _result(self, run_id: str, run_input: RunInput, state: Mapping[str, Any]) -> RunResult:
         messages = list(state["log"])
         if self.spec.output is not None:
             output = state["outputs"].get(self.spec.output, "")
@@ -263,10 +261,88 @@ class Pipeline:
         return RunResult(run_id=run_id, input=run_input, output=output, messages=messages)
 
 
+class BatchRuns:
+    """A batch's bookkeeping in the run store, the same whichever engine runs its items (this process, or
+    the Ray actors of fslm.engines): item i is run `{batch_id}-{i:05d}`, each item is recorded as it starts
+    and ends, and the runs still going when the batch stops early (an error, Ctrl-C) are marked interrupted.
+    Every input is checked before any runs."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        inputs: Sequence[RunInput],
+        *,
+        batch_id: str | None,
+        resume: bool,
+        on_done: Callable[[int, RunResult], None] | None,
+    ) -> None:
+        if resume and batch_id is None:
+            raise ValueError("resume needs the batch_id of the batch to continue")
+        for number, run_input in enumerate(inputs, start=1):
+            pipeline.spec.check_input(run_input, f"item {number}: ")
+        self.batch_id = batch_id or new_run_id()
+        self.run_ids = [f"{self.batch_id}-{index:05d}" for index in range(len(inputs))]
+        self._pipeline = pipeline
+        self._inputs = inputs
+        self._on_done = on_done
+        self._results: list[RunResult | None] = [None] * len(inputs)
+        self._unfinished: set[str] = set()
+
+    def recorded(self, index: int, result: RunResult) -> None:
+        """Item `index` is complete in the store already; it may have finished after its process was told
+        to stop, so its status is corrected to done."""
+        self._pipeline.store.index.mark(self.run_ids[index], "done")
+        self._deliver(index, result)
+
+    def start(self, index: int) -> None:
+        run_id = self.run_ids[index]
+        self._pipeline.start_run(self._inputs[index], run_id, batch_id=self.batch_id)
+        self._unfinished.add(run_id)
+
+    def done(self, index: int, result: RunResult) -> None:
+        self._pipeline.store.index.finish(self.run_ids[index], "done")
+        self._unfinished.discard(self.run_ids[index])
+        self._deliver(index, result)
+
+    def failed(self, index: int, error: str) -> FslmError:
+        """Record item `index` as failed; the error that names the item, for the caller to raise."""
+        run_id = self.run_ids[index]
+        self._pipeline.store.index.finish(run_id, "failed", error)
+        self._unfinished.discard(run_id)
+        return FslmError(f"item {index + 1} (run {run_id}): {error}")
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Mark the runs started and not ended in the block interrupted, however the block ends."""
+        try:
+            yield
+        finally:
+            for run_id in self._unfinished:
+                self._pipeline.store.index.finish(run_id, "interrupted")
+
+    def results(self) -> list[RunResult]:
+        """Every item's result, in the inputs' order: asked once every item is done (a failure raises)."""
+        results = [result for result in self._results if result is not None]
+        assert len(results) == len(self._results), "the batch ended with items not done"
+        return results
+
+    def _deliver(self, index: int, result: RunResult) -> None:
+        self._results[index] = result
+        if self._on_done:
+            self._on_done(index, result)
+
+
+def is_complete(snapshot: StateSnapshot) -> bool:
+    """Whether a run's latest state in the store has run every stage. A stage that finished just before its
+    process died leaves pending writes, not a new checkpoint: LangGraph then reports it in `tasks` but not in
+    `next`, so only `tasks` tells a run is complete."""
+    return bool(snapshot.values.get("log")) and not snapshot.tasks
+
+
 def _edit_last_message(log: list[StageMessage], stage: str, text: str) -> None:
     for message in reversed(log):
         if message["stage"] == stage:
-            message.update(text=text, edited=True)
+            message["text"], message["edited"] = text, True
             return
 
 
