@@ -46,6 +46,7 @@ WORKFLOWS: dict[str, str] = {
     "boost": "fslm.cli.boost_cmd",
     "w2s": "fslm.cli.w2s_cmd",
     "router": "fslm.cli.router_cmd",
+    "cascade": "fslm.cli.cascade_cmd",
 }
 
 
