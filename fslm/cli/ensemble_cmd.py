@@ -6,6 +6,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from fslm.cli.common_args import add_batch_size_argument
 from fslm.cli.runtime_args import add_runtime_arguments, runtime_options
 from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
@@ -60,7 +61,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="stop an answer at TEXT (repeatable; default: a newline; '' for none)",
     )
     check.add_argument("--dtype", default="auto", choices=DTYPES, help="weight dtype of model sources (auto)")
-    check.add_argument("--batch-size", type=int, default=16, help="most requests in one forward pass (16)")
+    add_batch_size_argument(check, default=16)
     check.add_argument(
         "--max-gap",
         type=float,

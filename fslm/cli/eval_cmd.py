@@ -11,6 +11,7 @@ from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fslm.cli.common_args import add_batch_size_argument, add_store_argument
 from fslm.cli.engine_args import add_engine_arguments, engine_options, on_engine
 from fslm.cli.runtime_args import add_runtime_arguments, runtime_options
 from fslm.cli.show import console, escaped, literal, visible
@@ -52,11 +53,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output", type=Path, help="per-item results, JSONL (default: PIPELINE.eval.jsonl here)"
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="most requests in one forward pass (32)")
-    parser.add_argument(
-        "--store",
-        help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
-    )
+    add_batch_size_argument(parser)
+    add_store_argument(parser)
     add_runtime_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(handler=run)

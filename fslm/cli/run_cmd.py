@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fslm.cli.common_args import add_batch_size_argument, add_store_argument
 from fslm.cli.engine_args import add_engine_arguments, engine_options, on_engine
 from fslm.cli.runtime_args import add_runtime_arguments, runtime_options
 from fslm.cli.show import console, escaped, literal, print_message, visible
@@ -50,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --input-file: continue the last interrupted batch over the same files",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="most requests in one forward pass (32)")
+    add_batch_size_argument(parser)
     parser.add_argument(
         "--stream",
         choices=["stages", "tokens"],
@@ -58,10 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="show each stage when it ends (default), or its text as it is generated",
     )
     parser.add_argument("--prompts", action="store_true", help="also show the prompt each stage received")
-    parser.add_argument(
-        "--store",
-        help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
-    )
+    add_store_argument(parser)
     add_runtime_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(handler=run)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from fslm.cli.common_args import add_store_argument
 from fslm.cli.show import console, escaped, literal, print_message, readable_input
 from fslm.errors import FslmError
 from fslm.files import check_output_file, write_jsonl_atomically
@@ -21,10 +22,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("runs", help="list, show, diff, replay and export recorded runs")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--store",
-        help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
-    )
+    add_store_argument(common)
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
     listing = verbs.add_parser("list", parents=[common], help="a table of recorded runs, newest first")

@@ -6,13 +6,12 @@ import webbrowser
 from rich.console import Console
 from rich.markup import escape
 
+from fslm.cli.common_args import add_store_argument
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("ui", help="browse recorded runs in a local web viewer")
-    parser.add_argument(
-        "--store",
-        help="run store: a file or a postgresql:// URL (default: $FSLM_STORE or the per-user store)",
-    )
+    add_store_argument(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument(
         "--port", type=int, default=8765, help="port to listen on (default: 8765; 0: any free)"
