@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from fslm.errors import FslmError
 from fslm.nodes.boost.checkpoint import TaskFormat, read_checkpoint, task_format_of
 from fslm.nodes.choices.spec import DEFAULT_CONTINUATION, ChoiceStageSpec, Normalize, check_choices
+from fslm.nodes.members import check_members, refuse_stage_adapter
 from fslm.nodes.unite.spec import EnsembleMemberSpec, EnsembleSpec
 from fslm.spec.kinds import StageChecks
 from fslm.spec.models import StageSpecBase
-from fslm.spec.reporting import did_you_mean
 from fslm.spec.yaml_source import KeyPath
 
 _CHOICE_KEYS = ("continuation", "normalize")
@@ -137,9 +137,7 @@ def check_boost(name: str, stage: dict[str, Any], checks: StageChecks) -> None:
     """Members are defined handles with peft adapters; a checkpoint was written for these members and gives
     their α; members trained by fslm finetune boost were trained for this stage's kind of task, all alike."""
     here: KeyPath = ("stages", name)
-    if stage.get("adapter") is not None:
-        checks.report((*here, "adapter"), f"stage {name!r}: a boost stage gives each member its own adapter")
-        stage.pop("adapter")
+    refuse_stage_adapter(name, stage, "boost", checks)
     if stage.get("choices") is not None:
         check_choices(name, stage, checks)
     else:
@@ -148,32 +146,13 @@ def check_boost(name: str, stage: dict[str, Any], checks: StageChecks) -> None:
                 checks.report(
                     (*here, key), f"stage {name!r}: {key!r} applies only to a boost stage with 'choices'"
                 )
-    boost = stage.get("boost")
-    if not isinstance(boost, dict) or not isinstance(boost.get("members"), list):
+    adapters = check_members(name, stage, "boost", checks)
+    if adapters is None:
         return
-    adapters = _check_members(name, boost["members"], checks)
     kind = "generate" if stage.get("choices") is None else "choices"
-    if boost.get("checkpoint") is not None:
-        _read_alphas(name, boost, adapters, kind, checks)
+    if stage["boost"].get("checkpoint") is not None:
+        _read_alphas(name, stage["boost"], adapters, kind, checks)
     _check_formats(name, adapters, kind, checks)
-
-
-def _check_members(name: str, members: list[Any], checks: StageChecks) -> list[Path | None]:
-    adapters: list[Path | None] = []
-    for index, member in enumerate(members):
-        path: KeyPath = ("stages", name, "boost", "members", index)
-        handle = member.get("model") if isinstance(member, dict) else member
-        if isinstance(handle, str) and handle not in checks.model_handles:
-            checks.report(
-                (*path, "model") if isinstance(member, dict) else path,
-                f"stage {name!r}: boost member {handle!r} is not a defined model"
-                f"{did_you_mean(handle, checks.model_handles, what='defined models')}",
-            )
-        if isinstance(member, dict) and not checks.resolve_adapter(name, member, (*path, "adapter")):
-            member.pop("adapter", None)
-        adapter = member.get("adapter") if isinstance(member, dict) else None
-        adapters.append(adapter if isinstance(adapter, Path) else None)
-    return adapters
 
 
 def _read_alphas(

@@ -7,10 +7,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fslm.nodes.members import check_members, refuse_stage_adapter
 from fslm.spec.kinds import StageChecks
 from fslm.spec.models import StageSpecBase
-from fslm.spec.reporting import did_you_mean
-from fslm.spec.yaml_source import KeyPath
 
 
 class _Strict(BaseModel):
@@ -95,23 +94,5 @@ class EnsembleStageSpec(StageSpecBase):
 
 def check_ensemble(name: str, stage: dict[str, Any], checks: StageChecks) -> None:
     """Members are defined model handles; member adapters are peft adapter directories."""
-    if stage.get("adapter") is not None:
-        checks.report(
-            ("stages", name, "adapter"),
-            f"stage {name!r}: an ensemble stage gives each member its own adapter, not a stage 'adapter'",
-        )
-        stage.pop("adapter")
-    ensemble = stage.get("ensemble")
-    if not isinstance(ensemble, dict) or not isinstance(ensemble.get("members"), list):
-        return
-    for index, member in enumerate(ensemble["members"]):
-        path: KeyPath = ("stages", name, "ensemble", "members", index)
-        handle = member.get("model") if isinstance(member, dict) else member
-        if isinstance(handle, str) and handle not in checks.model_handles:
-            checks.report(
-                (*path, "model") if isinstance(member, dict) else path,
-                f"stage {name!r}: ensemble member {handle!r} is not a defined model"
-                f"{did_you_mean(handle, checks.model_handles, what='defined models')}",
-            )
-        if isinstance(member, dict) and not checks.resolve_adapter(name, member, (*path, "adapter")):
-            member.pop("adapter", None)
+    refuse_stage_adapter(name, stage, "ensemble", checks)
+    check_members(name, stage, "ensemble", checks)
