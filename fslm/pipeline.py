@@ -108,7 +108,7 @@ class Pipeline:
                 # A process killed as it recorded the input may leave a checkpoint with nothing to run next.
                 part_way = snapshot is not None and bool(snapshot.tasks)
                 states.append(None if part_way else _initial_state(run_input))
-            configs = [
+            configs: list[RunnableConfig] = [
                 {**self._config(runs.run_ids[i]), "max_concurrency": self.runtime.max_batch_size}
                 for i in pending
             ]

@@ -86,6 +86,22 @@ def test_examples_from_runs_carry_the_upstream_text_the_stage_saw(pipeline_file,
     )
     assert [example.variables["input"] for example in kept] == [results[0].input]
 
+    # A reference may list several accepted answers, or be a number (compared as its text).
+    references = write_jsonl(
+        tmp_path / "refs.jsonl",
+        [
+            {"input": results[0].input, "answer": ["no", results[0].output]},
+            {"input": results[1].input, "answer": 7},
+        ],
+    )
+    kept = examples_from_runs(
+        RunsSource(store=store, filter=MetricFilter(references=references, metric="exact")),
+        spec,
+        "second",
+        ["first", "input"],
+    )
+    assert [example.variables["input"] for example in kept] == [results[0].input]
+
 
 def test_teacher_model_writes_the_targets_and_its_runs_are_recorded(pipeline_file, tiny_model, tmp_path):
     inputs = write_jsonl(tmp_path / "inputs.jsonl", [{"question": "the cat"}, {"question": "a dog"}])

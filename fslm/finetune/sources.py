@@ -159,7 +159,7 @@ def examples_from_runs(
     return examples
 
 
-def _references(metric_filter: MetricFilter) -> dict[str, object]:
+def _references(metric_filter: MetricFilter) -> dict[str, str | list[str]]:
     records = read_records(metric_filter.references)
     fields = list(dict.fromkeys(key for record in records for key in record))
     for field in (INPUT_VARIABLE, metric_filter.answer):
@@ -167,7 +167,12 @@ def _references(metric_filter: MetricFilter) -> dict[str, object]:
             raise FslmError(
                 f"{metric_filter.references} has no field '{field}'; fields available: {', '.join(fields)}"
             )
-    return {str(record[INPUT_VARIABLE]): record[metric_filter.answer] for record in records}
+    return {str(record[INPUT_VARIABLE]): _as_reference(record[metric_filter.answer]) for record in records}
+
+
+def _as_reference(answer: object) -> str | list[str]:
+    """A reference answer as `score` takes it: text, or a list of accepted texts (a number becomes text)."""
+    return [str(item) for item in answer] if isinstance(answer, list) else str(answer)
 
 
 def examples_from_teacher(

@@ -53,13 +53,13 @@ def advance(base: LoadedBase, row: PreparedRow, token: int) -> bool:
     elif len(row.completion_ids) >= row.params.max_new_tokens:
         row.finish_reason = "length"
     if row.on_text:
-        _stream(row, text)
+        _stream(row, text, row.on_text)
     if row.finish_reason is not None:
         row.finished = time.perf_counter()
     return row.finish_reason is not None
 
 
-def _stream(row: PreparedRow, text: str) -> None:
+def _stream(row: PreparedRow, text: str, on_text: Callable[[str], None]) -> None:
     """Pass on the text that is new since the last call, holding back what may yet be cut or completed."""
     cut = stop_index(text, row.params.stop)
     if cut is not None:
@@ -70,7 +70,7 @@ def _stream(row: PreparedRow, text: str) -> None:
         text = text[: len(text) - hold] if hold else text
         text = text.rstrip("\ufffd")
     if len(text) > len(row.streamed) and text.startswith(row.streamed):
-        row.on_text(text[len(row.streamed) :])
+        on_text(text[len(row.streamed) :])
         row.streamed = text
 
 

@@ -24,6 +24,7 @@ from fslm.finetune.router.experts import run_experts
 from fslm.nodes.cascade.confidence import choice_confidence
 from fslm.nodes.cascade.scoring import cascade_choice_output
 from fslm.nodes.cascade.spec import CascadeStageSpec
+from fslm.nodes.choices.record import choices_record
 from fslm.nodes.choices.scoring import choice_stage_output
 from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.spec import load_spec
@@ -91,7 +92,8 @@ def calibrate(
             assert isinstance(item.reference, str)  # a choice item's reference is its gold option
             scores = scored.scores([message], item.reference)
             assert scores is not None  # the message is the step's own
-            record = message["choices"]  # type: ignore[typeddict-item]  # a choice stage's message
+            record = choices_record(message)
+            assert record is not None  # a choice stage's message
             confidence = choice_confidence(cascade.cascade.confidence, record)
             result.append(StepResult(confidence, scores["acc"] == 1.0, message["seconds"]))
     points = sweep(results)

@@ -13,6 +13,7 @@ from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS, score
 from fslm.finetune.router.recipe import RewardSpec
 from fslm.graph.state import StageMessage
+from fslm.nodes.choices.record import choices_record
 from fslm.nodes.choices.scoring import CHOICE_METRICS
 
 
@@ -52,7 +53,7 @@ def _metric_rewarder(metric: str) -> Rewarder:
 
 
 def _metric_value(metric: str, answer: Answer) -> float:
-    record = answer.message.get("choices")
+    record = choices_record(answer.message)
     if metric in [*CHOICE_METRICS, GOLD_PROBABILITY]:
         if record is None:
             raise FslmError(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from collections.abc import Mapping
+from typing import Any, NotRequired, TypedDict
 
 
 class ScorerRecord(TypedDict):
@@ -31,3 +32,8 @@ class ChoicesRecord(TypedDict):
     labels: NotRequired[list[str]]  # a verbalizer's labels in option order; the stage writes the chosen one
     duplicates: NotRequired[list[str]]  # options the input listed more than once (scored once)
     weights: NotRequired[list[float]]  # a boost stage's: each scorer's α, normalised to sum 1
+
+
+def choices_record(message: Mapping[str, Any]) -> ChoicesRecord | None:
+    """The record a stage message carries under `choices`; None in the message of a stage that writes text."""
+    return message.get("choices")
