@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import jinja2
@@ -12,6 +14,7 @@ import pytest
 
 from fslm.cli.main import main
 from fslm.errors import FslmError
+from fslm.spec.loader import load_spec
 from fslm.spec.templates import compile_template, render_template, template_environment
 from fslm.spec.yaml_source import parse_yaml
 
@@ -276,10 +279,9 @@ def test_impossible_paths_in_a_file_name_the_line(tmp_path, capsys, entry, messa
 # --- bad values that used to pass --------------------------------------------------------------------
 
 
-DEEP_REGEX = (
-    "stages:\n  a: {model: smol, prompt: x}\nedges:\n  - {from: a, when: [{regex: '%s', to: END}]}"
-    % ("(" * 5000 + ")" * 5000)
-)
+def regex_edge(pattern: str) -> str:
+    edges = f"edges:\n  - {{from: a, when: [{{regex: '{pattern}', to: END}}]}}"
+    return "stages:\n  a: {model: smol, prompt: x}\n" + edges
 
 
 @pytest.mark.parametrize(
@@ -299,9 +301,20 @@ DEEP_REGEX = (
             "less than or equal",
         ),
         ("stages:\n  a: {model: smol, prompt: x, generation: {temperature: .nan}}", "finite number"),
-        (DEEP_REGEX, "nested too deeply or too large"),
+        (regex_edge("(?:(?:\\pL|\\pN){1000})+x{1000}"), "pattern too large"),
+        (regex_edge("(?<=a)b"), "RE2 syntax: no lookaround or backreferences"),
+        (regex_edge("(a)\\1"), "invalid escape sequence: \\1"),
     ],
-    ids=["no-stages", "nan-weight", "inf-weight", "seed-past-64-bits", "nan-temperature", "deep-regex"],
+    ids=[
+        "no-stages",
+        "nan-weight",
+        "inf-weight",
+        "seed-past-64-bits",
+        "nan-temperature",
+        "large-regex",
+        "lookbehind",
+        "backreference",
+    ],
 )
 def test_values_that_used_to_pass_are_refused(tmp_path, capsys, stages, message):
     pipeline = tmp_path / "p.yaml"
@@ -309,6 +322,34 @@ def test_values_that_used_to_pass_are_refused(tmp_path, capsys, stages, message)
     code, err = validate(pipeline, capsys)
     assert code == 2
     assert message in err
+
+
+def test_a_regex_that_backtracks_for_ever_in_python_matches_in_linear_time(tmp_path, capsys):
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(MODELS + regex_edge("^(a+)+$") + "\n")
+    assert validate(pipeline, capsys)[0] == 0
+    case = load_spec(pipeline).edges[0].when[0]
+    started = time.monotonic()
+    assert not case.matches("a" * 100_000 + "!")  # Python's re takes 2^100000 steps here
+    assert case.matches("a" * 100_000)
+    assert time.monotonic() - started < 1
+
+
+def test_a_refused_regex_prints_nothing_but_the_problem(tmp_path):
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(MODELS + regex_edge("(?=x)") + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "fslm.cli.main", "validate", str(pipeline)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    expected = (
+        f"error: {pipeline}:6: edge 1 case 1 regex: invalid regular expression '(?=x)': invalid perl "
+        "operator: (?= (regex cases use RE2 syntax: no lookaround or backreferences)"
+    )
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_the_largest_64_bit_seed_is_accepted(tmp_path, capsys):

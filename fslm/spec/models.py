@@ -5,11 +5,12 @@ The descriptions double as the YAML reference (see `schema.py`), so they are wri
 
 from __future__ import annotations
 
-import re
 import string
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
+import re2
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -122,7 +123,12 @@ class Case(StrictModel):
         ),
     )
     regex: str | None = Field(
-        None, description="Matches when this Python regular expression is found in the output."
+        None,
+        description=(
+            "Matches when this regular expression is found in the output. RE2 syntax: Python's without "
+            "lookaround (`(?=`, `(?!`, `(?<=`) or backreferences (`\\1`); matching takes time linear in the "
+            "output, so no pattern can hang a run."
+        ),
     )
     equals: str | None = Field(
         None,
@@ -149,14 +155,7 @@ class Case(StrictModel):
     @classmethod
     def _regex_compiles(cls, regex: str | None) -> str | None:
         if regex is not None:
-            try:
-                re.compile(regex)
-            except re.error as error:
-                raise ValueError(f"invalid regular expression {regex!r}: {error}") from None
-            except (RecursionError, OverflowError):
-                raise ValueError(
-                    "the regular expression is nested too deeply or too large to compile"
-                ) from None
+            compiled_regex(regex)
         return regex
 
     @model_validator(mode="after")
@@ -171,7 +170,23 @@ class Case(StrictModel):
         if self.label is not None:
             return first_word_label(output) == self.label
         assert self.regex is not None
-        return re.search(self.regex, output) is not None
+        return compiled_regex(self.regex).search(output) is not None
+
+
+@lru_cache(maxsize=256)
+def compiled_regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2, which matches in time linear in the text: a pattern that would backtrack
+    for ever in Python's `re` (`(a+)+$`) cannot hang a run. ValueError for a pattern RE2 refuses."""
+    options = re2.Options()
+    options.log_errors = False  # else RE2 writes each refused pattern to stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as error:
+        reason = error.args[0].decode(errors="replace") if error.args else "cannot be compiled"
+        raise ValueError(
+            f"invalid regular expression {pattern!r}: {reason} (regex cases use RE2 syntax: no lookaround "
+            "or backreferences)"
+        ) from None
 
 
 def _as_list(value: object) -> object:
