@@ -1,35 +1,14 @@
-"""The run index in PostgreSQL: the same table and queries as in SQLite, in Postgres' dialect."""
+"""The run index in PostgreSQL: the same tables and queries as in SQLite, in Postgres' dialect."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
 from fslm.store.runs import RunIndex, RunRecord
+from fslm.store.schema import run_index_schema
 
-# As in fslm.store.runs, with times as double precision (Postgres' REAL has 6 digits, too few for a time).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fslm_runs (
-    run_id TEXT PRIMARY KEY,
-    pipeline TEXT NOT NULL,
-    pipeline_name TEXT NOT NULL,
-    pipeline_hash TEXT NOT NULL,
-    input TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started DOUBLE PRECISION NOT NULL,
-    seconds DOUBLE PRECISION,
-    error TEXT,
-    parent_id TEXT,
-    replay_from TEXT,
-    batch_id TEXT
-);
-CREATE INDEX IF NOT EXISTS fslm_runs_started ON fslm_runs (started);
-CREATE INDEX IF NOT EXISTS fslm_runs_batch ON fslm_runs (batch_id);
-CREATE TABLE IF NOT EXISTS fslm_batches (
-    batch_id TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    started DOUBLE PRECISION NOT NULL
-);
-"""
+# Times as double precision: Postgres' REAL has 6 digits, too few for a time.
+SCHEMA = run_index_schema("DOUBLE PRECISION")
 
 
 def create_index_tables(connection) -> None:

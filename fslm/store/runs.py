@@ -13,31 +13,9 @@ from datetime import datetime
 from pathlib import Path
 
 from fslm.errors import FslmError
-from fslm.store.schema import RUN_COLUMNS
+from fslm.store.schema import RUN_COLUMNS, run_index_schema
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fslm_runs (
-    run_id TEXT PRIMARY KEY,
-    pipeline TEXT NOT NULL,
-    pipeline_name TEXT NOT NULL,
-    pipeline_hash TEXT NOT NULL,
-    input TEXT NOT NULL,
-    status TEXT NOT NULL,
-    started REAL NOT NULL,
-    seconds REAL,
-    error TEXT,
-    parent_id TEXT,
-    replay_from TEXT,
-    batch_id TEXT
-);
-CREATE INDEX IF NOT EXISTS fslm_runs_started ON fslm_runs (started);
-CREATE INDEX IF NOT EXISTS fslm_runs_batch ON fslm_runs (batch_id);
-CREATE TABLE IF NOT EXISTS fslm_batches (
-    batch_id TEXT PRIMARY KEY,
-    key TEXT NOT NULL,
-    started REAL NOT NULL
-);
-"""
+SCHEMA = run_index_schema("REAL")
 
 STATUSES = ("running", "done", "failed", "interrupted")
 SELECT_RUNS = f"SELECT {', '.join(RUN_COLUMNS)} FROM fslm_runs"

@@ -8,23 +8,44 @@ from fslm.errors import FslmError
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WAL_FORMAT = 2  # header bytes 18 and 19 (write and read format versions) in a WAL-mode file
 
-RUN_COLUMNS = (
-    "run_id",
-    "pipeline",
-    "pipeline_name",
-    "pipeline_hash",
-    "input",
-    "status",
-    "started",
-    "seconds",
-    "error",
-    "parent_id",
-    "replay_from",
-    "batch_id",
-)
+# The run index's tables, column → SQL type, for SQLite and PostgreSQL alike; {time} is a time in seconds,
+# whose type each database names its own way.
+RUN_TABLE = {
+    "run_id": "TEXT PRIMARY KEY",
+    "pipeline": "TEXT NOT NULL",
+    "pipeline_name": "TEXT NOT NULL",
+    "pipeline_hash": "TEXT NOT NULL",
+    "input": "TEXT NOT NULL",
+    "status": "TEXT NOT NULL",
+    "started": "{time} NOT NULL",
+    "seconds": "{time}",
+    "error": "TEXT",
+    "parent_id": "TEXT",
+    "replay_from": "TEXT",
+    "batch_id": "TEXT",
+}
+BATCH_TABLE = {"batch_id": "TEXT PRIMARY KEY", "key": "TEXT NOT NULL", "started": "{time} NOT NULL"}
+RUN_COLUMNS = tuple(RUN_TABLE)
+
+
+def run_index_schema(time_type: str) -> str:
+    """The SQL that creates the run index's tables and indexes, with `time_type` as the type of times."""
+
+    def table(name: str, columns: dict[str, str]) -> str:
+        lines = ",\n".join(f"    {column} {kind.format(time=time_type)}" for column, kind in columns.items())
+        return f"CREATE TABLE IF NOT EXISTS {name} (\n{lines}\n);\n"
+
+    return (
+        table("fslm_runs", RUN_TABLE)
+        + "CREATE INDEX IF NOT EXISTS fslm_runs_started ON fslm_runs (started);\n"
+        + "CREATE INDEX IF NOT EXISTS fslm_runs_batch ON fslm_runs (batch_id);\n"
+        + table("fslm_batches", BATCH_TABLE)
+    )
+
+
 # The columns fslm reads; LangGraph may add columns of its own (it added writes.task_path).
 EXPECTED_COLUMNS: dict[str, set[str]] = {
-    "fslm_runs": set(RUN_COLUMNS),
+    "fslm_runs": set(RUN_TABLE),
     "checkpoints": {
         "thread_id",
         "checkpoint_ns",
@@ -35,7 +56,7 @@ EXPECTED_COLUMNS: dict[str, set[str]] = {
         "metadata",
     },
     "writes": {"thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "value"},
-    "fslm_batches": {"batch_id", "key", "started"},
+    "fslm_batches": set(BATCH_TABLE),
 }
 OPTIONAL_TABLES = {"fslm_batches"}  # created by the first batch run
 
