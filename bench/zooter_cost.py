@@ -52,9 +52,9 @@ def router_probabilities(checkpoint, questions: list[str]) -> np.ndarray:
     """The trained router's distribution over its experts for each query, in batches of 32."""
     import torch
 
-    from fslm.runtime.router.serving import loaded_router
+    from fslm.runtime.router import RouterModel
 
-    router = loaded_router(checkpoint)
+    router, _ = RouterModel.load(checkpoint)
     with torch.inference_mode():
         logits = torch.cat([router(questions[start : start + 32]) for start in range(0, len(questions), 32)])
     return logits.softmax(dim=-1).double().numpy()

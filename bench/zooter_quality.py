@@ -107,9 +107,9 @@ def router_choices(spec, items: list[dict]) -> list[int]:
     """The trained router's argmax expert per item (cost_weight 0), in batches of 32 queries."""
     import torch
 
-    from fslm.runtime.router.serving import loaded_router
+    from fslm.runtime.router import RouterModel
 
-    router = loaded_router(spec.stages["route"].router.checkpoint)
+    router, _ = RouterModel.load(spec.stages["route"].router.checkpoint)
     queries = [item["question"] for item in items]
     with torch.inference_mode():
         logits = torch.cat([router(queries[start : start + 32]) for start in range(0, len(queries), 32)])
@@ -118,9 +118,9 @@ def router_choices(spec, items: list[dict]) -> list[int]:
 
 def speed(runtime: Runtime, items: list[dict], spec, count: int) -> dict[str, float]:
     """Seconds per query at batch 1: the router's forward, and one expert's scoring of the item's options."""
-    from fslm.runtime.router.serving import loaded_router
+    from fslm.runtime.router import RouterModel
 
-    router = loaded_router(spec.stages["route"].router.checkpoint)
+    router, _ = RouterModel.load(spec.stages["route"].router.checkpoint)
     stage = spec.stages["arc"]
     requests = [
         ScoreRequest(

@@ -3,8 +3,10 @@ router inference batched across runs, and `fslm finetune router` with every kind
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from fslm.cli.main import main
 from fslm.nodes.router.decision import cost_aware_scores, learned_choice, random_choice
 from fslm.pipeline import load_pipeline
 from fslm.runtime import Runtime
-from fslm.runtime.router import RouteRequest
+from fslm.runtime.router import RouteRequest, RouterModel, RouteServer
 from fslm.runtime.router.checkpoint import read_router_config
 
 QUESTIONS = [
@@ -146,6 +148,61 @@ def test_router_requests_from_concurrent_runs_share_a_batch_and_equal_one_at_a_t
     for index, single in enumerate(alone):
         batched = together[index].probabilities
         assert all(abs(a - b) < 1e-5 for a, b in zip(single.probabilities, batched, strict=True))
+
+
+class FakeRouter:
+    """Stands in for a loaded router where only its loading and freeing matter."""
+
+
+def test_a_route_server_keeps_the_routers_used_last_and_frees_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[str] = []
+    loaded: dict[str, list[weakref.ref]] = {}
+
+    def load(checkpoint: Path) -> tuple[FakeRouter, None]:
+        loads.append(checkpoint.name)
+        router = FakeRouter()
+        loaded.setdefault(checkpoint.name, []).append(weakref.ref(router))
+        return router, None
+
+    monkeypatch.setattr(RouterModel, "load", staticmethod(load))
+    server = RouteServer(capacity=2)
+    for name in ["a", "b", "a", "c", "a"]:  # c loads while a and b are held: b, used longer ago, goes
+        server.router(tmp_path / name)
+    gc.collect()
+    assert loads == ["a", "b", "c"]
+    assert loaded["b"][0]() is None  # freed
+    assert loaded["a"][0]() is not None and loaded["c"][0]() is not None
+    server.router(tmp_path / "b")  # loads again, and c goes
+    server.router(tmp_path / "a")
+    assert loads == ["a", "b", "c", "b"]
+    server.close()
+    gc.collect()
+    assert all(ref() is None for refs in loaded.values() for ref in refs)
+
+
+def test_each_runtime_loads_its_own_routers_and_frees_them_on_closing(
+    world: dict[str, Path], trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = str(world["root"] / "checkpoint")
+    loaded: list[weakref.ref] = []
+    load = RouterModel.load
+
+    def counted_load(directory: Path) -> tuple[RouterModel, Any]:
+        router, config = load(directory)
+        loaded.append(weakref.ref(router))
+        return router, config
+
+    monkeypatch.setattr(RouterModel, "load", staticmethod(counted_load))
+    with Runtime({}) as one, Runtime({}) as two:
+        first = [one.serve([RouteRequest(checkpoint, query)])[0] for query in QUESTIONS[:2]]
+        assert len(loaded) == 1  # kept for the next request
+        second = two.serve([RouteRequest(checkpoint, QUESTIONS[0])])[0]
+        assert len(loaded) == 2  # not shared with the other runtime
+        assert second.probabilities == first[0].probabilities
+    gc.collect()
+    assert [ref() for ref in loaded] == [None, None]
 
 
 @pytest.mark.parametrize(

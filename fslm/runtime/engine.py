@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -59,7 +59,9 @@ class Runtime:
     Requests other than `GenerationRequest` (an ensemble's, a new node kind's) name the function that serves
     a batch of them in their class attribute `serve_with` ("module:function", called as
     `serve(base_for, requests, max_batch_size)` and returning a result or an exception per request);
-    `submit` and `serve` batch them by request type the same way.
+    `submit` and `serve` batch them by request type the same way. A `serve_with` that names a class is a
+    server that keeps what it loads (a router's weights): each runtime makes its own, with no arguments, on
+    the first request of the type, calls it as a serving function is called, and `close()`s it on closing.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Runtime:
         self._bases: dict[BaseKey, LoadedBase] = {}
         self._schedulers: dict[BaseKey, DecodeScheduler] = {}
         self._request_batchers: dict[type, Batcher] = {}
+        self._servers: dict[type, Callable[..., list[Any]]] = {}  # by request type, see `_server`
         self._closed = False
 
     def __enter__(self) -> Self:
@@ -189,6 +192,12 @@ class Runtime:
         for worker in workers:
             worker.close()
         with self._state_lock:
+            servers = list(self._servers.values())
+            self._servers.clear()
+        for server in servers:
+            if hasattr(server, "close"):
+                server.close()
+        with self._state_lock:
             for base in self._bases.values():
                 if base.prefixes is not None:
                     base.prefixes.clear()
@@ -229,11 +238,21 @@ class Runtime:
 
     def _serve_requests(self, requests: Sequence[Any]) -> list[Any]:
         (request_type,) = {type(request) for request in requests}
-        serve = load_reference(request_type.serve_with)
-        outcomes = serve(self.base_for, requests, self.max_batch_size)
+        outcomes = self._server(request_type)(self.base_for, requests, self.max_batch_size)
         with self._state_lock:
             self.stats.request_batch_sizes.setdefault(request_type.__name__, []).append(len(requests))
         return outcomes
+
+    def _server(self, request_type: type[Any]) -> Callable[..., list[Any]]:
+        """What serves `request_type`: the function its `serve_with` names, or this runtime's own instance of
+        the class it names."""
+        with self._state_lock:
+            server = self._servers.get(request_type)
+            if server is None:
+                served = load_reference(request_type.serve_with)
+                server = served() if isinstance(served, type) else served
+                self._servers[request_type] = server
+        return server
 
     def _serve(
         self, base: LoadedBase, requests: Sequence[GenerationRequest]

@@ -73,7 +73,7 @@ def run_details(store: RunStore, run_id: str) -> RunDetails:
         saved = store.saver.get_tuple({"configurable": {"thread_id": record.run_id, "checkpoint_ns": ""}})
     except Exception as error:  # LangGraph's decoders raise many kinds of error on bytes they did not write
         raise _damaged(store, record, f"{type(error).__name__}: {error}") from error
-    checkpoint = saved.checkpoint if saved else {"channel_values": {}}
+    checkpoint: object = saved.checkpoint if saved else {"channel_values": {}}  # as read: maybe not a dict
     values = checkpoint.get("channel_values") if isinstance(checkpoint, dict) else None
     if not isinstance(values, dict):
         raise _damaged(store, record, "it holds no stage values")

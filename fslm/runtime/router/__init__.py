@@ -4,7 +4,9 @@ experts, for concurrent runs' queries in one batch.
 - `types`: the request and result (free of torch).
 - `encoder`: finding and loading the sentence encoder (all-MiniLM-L6-v2, or a directory).
 - `model`: `RouterModel`, the encoder with its head, loaded from and saved to a router checkpoint.
-- `serving`: what the runtime calls: requests grouped by checkpoint and served in batches.
+- `checkpoint`: a router checkpoint's files (torch-free: the spec layer reads its description).
+- `serving`: `RouteServer`, what a runtime calls: requests grouped by checkpoint and served in batches, the
+  routers used last kept loaded.
 
 Importing this package does not import torch; the names that need it load on first access.
 """
@@ -18,10 +20,10 @@ from fslm.runtime.router.types import RouteRequest, RouteScores
 
 if TYPE_CHECKING:
     from fslm.runtime.router.model import RouterModel
-    from fslm.runtime.router.serving import serve_routes
+    from fslm.runtime.router.serving import RouteServer
 
-_LAZY = {"RouterModel": "fslm.runtime.router.model", "serve_routes": "fslm.runtime.router.serving"}
+_LAZY = {"RouterModel": "fslm.runtime.router.model", "RouteServer": "fslm.runtime.router.serving"}
 
 __getattr__ = lazy_attributes(__name__, _LAZY)
 
-__all__ = ["RouteRequest", "RouteScores", "RouterModel", "serve_routes"]
+__all__ = ["RouteRequest", "RouteScores", "RouteServer", "RouterModel"]

@@ -10,7 +10,7 @@ from typing import ClassVar
 class RouteRequest:
     """The router in `checkpoint` reads `query` and says how likely each expert is to answer it best."""
 
-    serve_with: ClassVar[str] = "fslm.runtime.router.serving:serve_routes"  # see `Runtime.submit`
+    serve_with: ClassVar[str] = "fslm.runtime.router.serving:RouteServer"  # see `Runtime.submit`
 
     checkpoint: str  # a router checkpoint directory (absolute)
     query: str
