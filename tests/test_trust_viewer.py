@@ -1,6 +1,6 @@
 """The viewer trusts no request and changes no file: remote access needs a flag and a token, the Host header
-is checked, bad query values are 400, idle connections are cut off, the store is opened read-only, and
-recorded text reaches the page (and the terminal) as text."""
+is checked, bad query values are 400, idle connections are cut off, connections and request sizes are
+capped, the store is opened read-only, and recorded text reaches the page (and the terminal) as text."""
 
 import json
 import os
@@ -199,6 +199,43 @@ def test_an_idle_connection_is_closed_after_the_timeout(server):
 
 
 # ---- the store is only read --------------------------------------------------------------------------------
+
+
+def test_connections_past_the_cap_are_answered_503_until_one_closes(store_path):
+    store = open_store(store_path, read_only=True)
+    with serving(make_server(store, port=0, request_timeout=10.0, max_connections=2)) as running:
+        address = running.server_address[:2]
+        idle = [socket.create_connection(address, timeout=10) for _ in range(2)]
+        try:
+            with socket.create_connection(address, timeout=10) as third:
+                reply = third.recv(4096)
+            assert reply.startswith(b"HTTP/1.0 503 ")
+            assert b"try again" in reply
+            idle.pop().close()
+            deadline = time.monotonic() + 5  # the closed connection's thread frees its slot as it ends
+            while request(running, "/api/runs")[0] != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            for connection in idle:
+                connection.close()
+
+
+def raw_request(server, data: bytes) -> bytes:
+    with socket.create_connection(server.server_address[:2], timeout=10) as connection:
+        connection.sendall(data)
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_a_request_larger_than_16_kib_is_431(server):
+    headers = b"".join(b"X-Filler-%d: %s\r\n" % (index, b"x" * 1000) for index in range(20))
+    reply = raw_request(server, b"GET /api/runs HTTP/1.1\r\nHost: localhost\r\n" + headers + b"\r\n")
+    assert reply.startswith(b"HTTP/1.0 431 ")
+    assert b"exceed 16 KiB" in reply
+    assert raw_request(server, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n").startswith(b"HTTP/1.0 200 ")
 
 
 def test_the_viewer_leaves_the_store_file_as_it_was(store_path, monkeypatch, capsys):

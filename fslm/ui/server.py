@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
 
 from fslm.errors import FslmError
@@ -32,6 +33,10 @@ SECURITY_HEADERS = {
 }
 # A client that connects and then sends nothing (or stops mid-request) is cut off after this many seconds.
 REQUEST_TIMEOUT_SECONDS = 30.0
+# Connections served at once (a thread each); one more is answered 503 and closed.
+MAX_CONNECTIONS = 32
+# The request line and headers together: the viewer's own are a few hundred bytes (a body is never read).
+MAX_REQUEST_BYTES = 16 * 1024
 WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 
 
@@ -39,13 +44,39 @@ class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True
     server_address: tuple[str, int] | tuple[str, int, int, int]  # IPv4 or IPv6: the host is text
 
-    def __init__(self, address: tuple[str, int], store: RunStore, token: str, request_timeout: float):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        store: RunStore,
+        token: str,
+        request_timeout: float,
+        max_connections: int,
+    ):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, ViewerHandler)
         self.store = store
         self.token = token
         self.request_timeout = request_timeout
+        self.connection_slots = threading.BoundedSemaphore(max_connections)
         self.host_names = accepted_host_names(address[0])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread of its own while a slot is free; else answer 503 and close."""
+        if not self.connection_slots.acquire(blocking=False):
+            try:
+                request.settimeout(1)
+                request.sendall(BUSY_RESPONSE)
+            except OSError:
+                pass  # the client left already
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connection_slots.release()
 
     @property
     def url(self) -> str:
@@ -75,10 +106,24 @@ class ViewerServer(ThreadingHTTPServer):
 
 class ViewerHandler(BaseHTTPRequestHandler):
     server: ViewerServer
+    rfile: Any  # a _BoundedReader once set up
 
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.server.request_timeout)
+        self.rfile = _BoundedReader(self.rfile, MAX_REQUEST_BYTES)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.rfile.exhausted:
+            self.close_connection = True
+            self._send_json(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                {"error": f"the request line and headers exceed {MAX_REQUEST_BYTES // 1024} KiB"},
+            )
+            return False
+        return True
 
     def do_GET(self) -> None:
         try:
@@ -133,6 +178,44 @@ class ViewerHandler(BaseHTTPRequestHandler):
         """Requests are not logged: the terminal shows the URL and stays quiet."""
 
 
+class _BoundedReader:
+    """A request's bytes up to `limit`; past it a read returns nothing, as at the end of the stream, so the
+    standard library's header parser stops there."""
+
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self.stream = stream
+        self.left = limit
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left <= 0
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.stream.readline(self.left if size < 0 else min(size, self.left)) if self.left > 0 else b""
+        self.left -= len(line)
+        return line
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(self.left if size < 0 else min(size, self.left)) if self.left > 0 else b""
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _busy_response() -> bytes:
+    body = json.dumps({"error": "the viewer is serving as many connections as it takes; try again"}).encode()
+    head = (
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+BUSY_RESPONSE = _busy_response()
+
+
 def json_reply(status: HTTPStatus, error: str) -> tuple[HTTPStatus, bytes, str]:
     return status, json.dumps({"error": error}).encode(), "application/json"
 
@@ -171,14 +254,17 @@ def make_server(
     allow_remote: bool = False,
     token: str | None = None,
     request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ViewerServer:
     """A viewer bound to host:port (port 0: any free port), not yet serving.
 
     An address other machines can reach is refused unless `allow_remote`. `token` (default: a new random one)
-    is what API requests must carry; `server.url` includes it.
+    is what API requests must carry; `server.url` includes it. At most `max_connections` are served at once.
     """
     try:
-        server = ViewerServer((host, port), store, token or secrets.token_urlsafe(32), request_timeout)
+        server = ViewerServer(
+            (host, port), store, token or secrets.token_urlsafe(32), request_timeout, max_connections
+        )
     except OSError as error:
         raise FslmError(
             f"cannot serve the viewer on {host}:{port}: {error.strerror or error}. "
