@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import BENCH, RESULTS, SHARED_DATA, machine
+from common import BENCH, RESULTS, SHARED_DATA, machine, read_jsonl
 
 RECIPE_DIR = BENCH.parent / "finetune" / "w2s_arc"
 LETTERS = "ABCDE"
@@ -31,8 +31,7 @@ RECIPE = RECIPE_DIR / "w2s.yaml"
 
 def rows() -> list[dict]:
     found = []
-    for line in (SHARED_DATA / "arc-challenge" / "train.jsonl").read_text().splitlines():
-        row = json.loads(line)
+    for row in read_jsonl(SHARED_DATA / "arc-challenge" / "train.jsonl"):
         letters = [letter for letter in LETTERS if letter in row]
         if row["answer"] in letters:
             found.append(

@@ -27,13 +27,12 @@ the other sets' rows; the speed table goes to bench/results/choices_speed.md.
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import RESULTS, SHARED_DATA, record
+from common import RESULTS, SHARED_DATA, read_jsonl, record
 
 from fslm.eval.stats import interval95, paired
 from fslm.nodes.choices.scoring import pick
@@ -78,12 +77,6 @@ stages:
 
 def load_average() -> str:
     return ", ".join(f"{value:.1f}" for value in os.getloadavg())
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
-    return [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
 
 
 def letters_of(row: dict) -> str:

@@ -9,13 +9,12 @@ Usage: python bench/choices_search.py [--n 300] [--batch 32] [--task banking77]
 """
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED_DATA, record
+from common import SHARED_DATA, read_jsonl, record
 
 from fslm.pipeline import Pipeline
 from fslm.runtime import ModelRef, Runtime
@@ -47,8 +46,7 @@ def main() -> None:
     parser.add_argument("--task", default="banking77")
     args = parser.parse_args()
     spec = load_spec(ROOT / "pipelines" / "tasks" / f"{args.task}.yaml")
-    lines = (SHARED_DATA / args.task / "dev.jsonl").read_text().split("\n")
-    items = [{"text": json.loads(line)["text"]} for line in lines if line.strip()][: args.n]
+    items = [{"text": row["text"]} for row in read_jsonl(SHARED_DATA / args.task / "dev.jsonl")][: args.n]
     full_seconds, full = run(spec, "full", items, args.batch)
     print(f"full: {len(items) / full_seconds:.2f} items/s", flush=True)
     search_seconds, searched = run(spec, "best_first", items, args.batch)

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED_DATA, record
+from common import SHARED_DATA, read_jsonl, record
 
 from fslm.pipeline import load_pipeline
 from fslm.runtime.resolve import prepare
@@ -54,9 +54,7 @@ stages:
 
 def items(name: str, n: int) -> list[dict]:
     path, letters = SHARED_DATA / SETS[name][0], SETS[name][1].split()
-    if not path.exists():
-        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
-    rows = [json.loads(line) for line in path.read_text().split("\n") if line.strip()][:n]
+    rows = read_jsonl(path)[:n]
     return [
         {
             "question": row["question"],

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from fslm.jsonl import json_lines
+
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 SHARED_DATA = BENCH.parent.parent / "shared" / "data"
@@ -31,11 +33,15 @@ def machine() -> str:
 
 def questions(count: int) -> list[str]:
     """The first `count` TriviaQA dev questions from ../shared/data."""
-    path = SHARED_DATA / "triviaqa" / "dev.jsonl"
+    return [row["question"] for row in read_jsonl(SHARED_DATA / "triviaqa" / "dev.jsonl")[:count]]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSONL file, read as fslm reads data files (`fslm.jsonl`: lines end at \\n only)."""
     if not path.exists():
-        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
-    with path.open() as file:
-        return [json.loads(line)["question"] for _, line in zip(range(count), file)]
+        where = " (the shared data folder sits beside the repo)" if path.is_relative_to(SHARED_DATA) else ""
+        sys.exit(f"benchmark data not found: {path}{where}")
+    return [row for _, row in json_lines(path)]
 
 
 def peak_rss_mib() -> float:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import peak_rss_mib, record
+from common import peak_rss_mib, read_jsonl, record
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE = REPO / "pipelines" / "gsm8k_stack.yaml"
@@ -37,7 +37,7 @@ def encoded_examples(count: int):
     base_dir = prepare(spec.models["smol"].source)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     encoder = StageEncoder("solve", spec.stages["solve"], tokenizer)
-    rows = [json.loads(line) for line in DATA.read_text().splitlines()[:count]]
+    rows = read_jsonl(DATA)[:count]
     return (
         base_dir,
         tokenizer,

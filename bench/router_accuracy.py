@@ -16,14 +16,12 @@ Writes bench/results/router_accuracy.md (the eval slice) or router_accuracy_tune
 """
 
 import argparse
-import json
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from common import SHARED_DATA, record
+from common import SHARED_DATA, read_jsonl, record
 
 from fslm.eval.stats import interval95
 from fslm.pipeline import load_pipeline
@@ -45,9 +43,7 @@ SEED = 0
 
 def questions(file: str) -> list[str]:
     path = SHARED_DATA / file
-    if not path.exists():
-        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
-    return [json.loads(line)["question"] for line in path.read_text().split("\n") if line.strip()]
+    return [row["question"] for row in read_jsonl(path)]
 
 
 def classifier(spec: PipelineSpec) -> PipelineSpec:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, record
+from common import SHARED_DATA, read_jsonl, record
 
 from fslm.eval.items import EvalItem
 from fslm.eval.runner import evaluate
@@ -49,8 +49,7 @@ def pipeline_yaml(max_new_tokens: int) -> str:
 
 
 def trivia_items(count: int) -> list[EvalItem]:
-    with (SHARED_DATA / "triviaqa" / "dev.jsonl").open() as file:
-        records = [json.loads(line) for _, line in zip(range(count), file)]
+    records = read_jsonl(SHARED_DATA / "triviaqa" / "dev.jsonl")[:count]
     return [EvalItem(r["question"], r["answer"]) for r in records]
 
 

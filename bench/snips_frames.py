@@ -11,10 +11,9 @@ Usage: python bench/snips_frames.py [--rows 2000]
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from common import SHARED_DATA
+from common import SHARED_DATA, read_jsonl
 
 from fslm.eval.frames import frame_text
 
@@ -28,9 +27,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2000)
     args = parser.parse_args()
     source = SHARED_DATA / "snips" / "train.jsonl"
-    if not source.exists():
-        sys.exit(f"benchmark data not found: {source} (the shared data folder sits beside the repo)")
-    rows = [json.loads(line) for line in source.read_text().split("\n") if line.strip()][: args.rows]
+    rows = read_jsonl(source)[: args.rows]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("w") as file:
         for row in rows:

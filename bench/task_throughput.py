@@ -13,13 +13,12 @@ Usage: python bench/task_throughput.py [--parser-n 700] [--banking-n 300] [--sin
 """
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED_DATA, record
+from common import SHARED_DATA, read_jsonl, record
 
 from fslm.pipeline import load_pipeline
 
@@ -31,8 +30,7 @@ SYSTEMS = {
 
 
 def inputs(task: str, count: int) -> list[dict]:
-    lines = (SHARED_DATA / task / "dev.jsonl").read_text().split("\n")
-    return [{"text": json.loads(line)["text"]} for line in lines if line.strip()][:count]
+    return [{"text": row["text"]} for row in read_jsonl(SHARED_DATA / task / "dev.jsonl")][:count]
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -17,15 +17,13 @@ Usage: python bench/unite_quality.py [--n 100] [--sets arc,piqa,triviaqa,mmlu,nq
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from common import SHARED_DATA, record
+from common import SHARED_DATA, read_jsonl, record
 
 from fslm.eval.metrics import score
 from fslm.runtime import BASE_ADAPTER_NAME, GenerationParams, GenerationRequest, ModelRef, Runtime
@@ -44,12 +42,6 @@ TOP_K = 10
 EQUAL = (0.5, 0.5)
 GENERATIVE = GenerationParams(max_new_tokens=32, stop=("\n",))
 SetRunner = Callable[[Runtime, int, int], list[dict]]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
-    return [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
 
 
 def evenly_spaced(items: list[dict], n: int) -> list[dict]:

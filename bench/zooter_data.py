@@ -16,19 +16,12 @@ Usage: python bench/zooter_data.py
 """
 
 import json
-import sys
 from pathlib import Path
 
-from common import SHARED_DATA
+from common import SHARED_DATA, read_jsonl
 
 OUT = Path(__file__).resolve().parent.parent / "finetune" / "data" / "zooter"
 LETTERS = "ABCD"
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        sys.exit(f"benchmark data not found: {path} (the shared data folder sits beside the repo)")
-    return [json.loads(line) for line in path.read_text().split("\n") if line.strip()]
 
 
 def record(row: dict, domain: str) -> dict:

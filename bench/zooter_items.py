@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import RESULTS
+from common import RESULTS, read_jsonl
 from zooter_quality import cached, load_items
 
 ITEMS_FILE = RESULTS / "zooter_items.jsonl"
@@ -51,7 +51,7 @@ def read_item_rows(count: int) -> list[dict]:
     """The first `count` rows of the per-item file; exits when it holds fewer."""
     if not ITEMS_FILE.exists():
         raise SystemExit(f"{ITEMS_FILE} is missing: run python bench/zooter_items.py first")
-    rows = [json.loads(line) for line in ITEMS_FILE.read_text().split("\n") if line.strip()]
+    rows = read_jsonl(ITEMS_FILE)
     if len(rows) < count:
         raise SystemExit(f"{ITEMS_FILE} holds {len(rows)} items, not {count}: rerun bench/zooter_items.py")
     return rows[:count]

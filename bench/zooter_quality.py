@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import record
+from common import read_jsonl, record
 
 from fslm.eval.stats import interval95, paired
 from fslm.finetune.router.experts import expert_pipeline
@@ -47,7 +47,7 @@ ITEMS = ROOT / "finetune" / "data" / "zooter" / "bench.jsonl"
 
 
 def load_items() -> list[dict]:
-    return [json.loads(line) for line in ITEMS.read_text().split("\n") if line.strip()]
+    return read_jsonl(ITEMS)
 
 
 def system_runs(spec, runtime: Runtime, store, items: list[dict], systems: list[str], cache: Path) -> None:
