@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fslm.engines.transfer import put_run
 from fslm.errors import FslmError
-from fslm.pipeline import Pipeline, RunResult, new_run_id
+from fslm.pipeline import BatchRuns, Pipeline, RunResult, is_complete
 from fslm.spec.run_input import RunInput
 
 EXTRA_HINT = "--engine ray needs the ray extra: pip install 'fslm[ray]'"
@@ -63,44 +63,25 @@ class RayPipeline:
     ) -> list[RunResult]:
         """As `Pipeline.batch`, on the actors. With `resume`, finished items are read back from the store and
         the rest run again from their start (a run part-way in the store is cleared first)."""
-        if resume and batch_id is None:
-            raise ValueError("resume needs the batch_id of the batch to continue")
-        for number, run_input in enumerate(inputs, start=1):
-            self.spec.check_input(run_input, f"item {number}: ")
-        batch_id = batch_id or new_run_id()
-        run_ids = [f"{batch_id}-{index:05d}" for index in range(len(inputs))]
-        results: list[RunResult | None] = [None] * len(inputs)
+        runs = BatchRuns(self.local, inputs, batch_id=batch_id, resume=resume, on_done=on_done)
         pending = []
-        for index, (run_id, run_input) in enumerate(zip(run_ids, inputs, strict=True)):
-            if resume and self._finished(run_id):
-                self.store.index.mark(run_id, "done")
-                results[index] = self.local.result(run_id)
-                if on_done:
-                    on_done(index, results[index])
-                continue
-            if resume:
-                self.store.saver.delete_thread(run_id)
-            self.local.start_run(run_input, run_id, batch_id=batch_id)
-            pending.append(index)
-        unfinished = {run_ids[index] for index in pending}
-        try:
-            for outcome in self._outcomes([(i, run_ids[i], inputs[i]) for i in pending]):
-                run_id = run_ids[outcome.index]
+        with runs.recording():
+            for index, run_id in enumerate(runs.run_ids):
+                if resume and self._finished(run_id):
+                    runs.recorded(index, self.local.result(run_id))
+                    continue
+                if resume:
+                    self.store.saver.delete_thread(run_id)
+                runs.start(index)
+                pending.append(index)
+            for outcome in self._outcomes([(i, runs.run_ids[i], inputs[i]) for i in pending]):
+                run_id = runs.run_ids[outcome.index]
                 if outcome.error is not None:
-                    self.store.index.finish(run_id, "failed", outcome.error)
-                    unfinished.discard(run_id)
-                    raise FslmError(f"item {outcome.index + 1} (run {run_id}): {outcome.error}")
+                    raise runs.failed(outcome.index, outcome.error)
                 put_run(self.store.saver, run_id, outcome.checkpoints)
-                self.store.index.finish(run_id, "done")
-                unfinished.discard(run_id)
                 result = RunResult(run_id, inputs[outcome.index], outcome.output, outcome.messages)
-                results[outcome.index] = result
-                if on_done:
-                    on_done(outcome.index, result)
-        finally:
-            for run_id in unfinished:
-                self.store.index.finish(run_id, "interrupted")
-        return results  # type: ignore[return-value]  # every item is done or has raised
+                runs.done(outcome.index, result)
+        return runs.results()
 
     def close(self) -> None:
         for actor in self.actors:
@@ -111,9 +92,7 @@ class RayPipeline:
         self.local.close()
 
     def _finished(self, run_id: str) -> bool:
-        # As Pipeline.batch decides it: a log, and no stage left to run (pending writes count as run).
-        snapshot = self.local.graph.get_state({"configurable": {"thread_id": run_id}})
-        return bool(snapshot.values.get("log")) and not snapshot.tasks
+        return is_complete(self.local.graph.get_state({"configurable": {"thread_id": run_id}}))
 
     def _outcomes(self, items: list[tuple]):
         """Each item's outcome as its chunk comes back from an actor, chunk by chunk."""
