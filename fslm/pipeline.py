@@ -26,6 +26,7 @@ from fslm.runtime.prefix_cache import DEFAULT_PREFIX_CACHE_BYTES
 from fslm.spec import PipelineSpec, load_spec
 from fslm.spec.run_input import RunInput, input_text
 from fslm.store import RunRecord, RunStore, open_store
+from fslm.store.inspection import checked_values, damaged_state
 
 # A loop that never takes its exit stops after this many stage runs.
 MAX_STAGE_RUNS = 200
@@ -136,7 +137,7 @@ class Pipeline:
                 f"run {parent.run_id} was recorded with another version of {parent.pipeline}; the file (or a "
                 "stage file it uses) changed since, so a replay would not continue the same pipeline"
             )
-        before = self._checkpoint_before(parent.run_id, from_stage)
+        before = self._checkpoint_before(parent, from_stage)
         values = before.checkpoint["channel_values"]
         unknown = [stage for stage in edits if stage != from_stage and stage not in values.get("outputs", {})]
         if unknown:
@@ -239,14 +240,21 @@ class Pipeline:
     def _recorded_log(self, run_id: str) -> list[StageMessage]:
         return (self._recorded_state(run_id) or {}).get("log", [])
 
-    def _checkpoint_before(self, run_id: str, stage: str):
-        """The checkpoint at which `stage` was about to run for the first time in run `run_id`."""
-        config: RunnableConfig = {"configurable": {"thread_id": run_id}}
-        for snapshot in reversed(list(self.graph.get_state_history(config))):
+    def _checkpoint_before(self, run: RunRecord, stage: str):
+        """The checkpoint at which `stage` was about to run for the first time in `run`. Every checkpoint of
+        the run is checked as it is read: a damaged one is DamagedStoreError, not a failure further on."""
+        config: RunnableConfig = {"configurable": {"thread_id": run.run_id}}
+        try:
+            history = list(self.graph.get_state_history(config))
+        except Exception as error:  # LangGraph's decoders raise many kinds of error on bytes not theirs
+            raise damaged_state(self.store, run, f"{type(error).__name__}: {error}") from error
+        for snapshot in history:
+            checked_values(self.store, run, snapshot.values)
+        for snapshot in reversed(history):
             if any(task.name == stage for task in snapshot.tasks):
                 return self.store.saver.get_tuple(snapshot.config)
-        ran = [message["stage"] for message in self._recorded_log(run_id)]
-        raise FslmError(f"stage '{stage}' did not run in run {run_id}; stages that ran: {', '.join(ran)}")
+        ran = [message["stage"] for message in self._recorded_log(run.run_id)]
+        raise FslmError(f"stage '{stage}' did not run in run {run.run_id}; stages that ran: {', '.join(ran)}")
 
     def _recorded_message(self, run_id: str, stage: str) -> StageMessage:
         log = self._recorded_log(run_id)

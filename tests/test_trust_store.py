@@ -278,6 +278,28 @@ def test_damaged_contents_are_exit_2_with_a_message(recorded, kind, command, cap
     assert fingerprint(store_file) == before
 
 
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "a checkpoint blob that is not msgpack",
+        "a checkpoint that decodes to a list",
+        "a stage log of numbers",
+        "a stage log message without its model",
+    ],
+)
+def test_replay_checks_the_earlier_checkpoints_it_reads(recorded, kind, capsys):
+    store_file, ids = recorded
+    sql, values = DAMAGE[kind]
+    latest = "(SELECT max(checkpoint_id) FROM checkpoints WHERE thread_id = ?)"
+    damage(store_file, f"{sql} WHERE thread_id = ? AND checkpoint_id != {latest}", (*values, ids[0], ids[0]))
+    assert main(["runs", "show", ids[0], "--store", str(store_file)]) == 0  # the latest one is sound
+    capsys.readouterr()
+    code = main(["runs", "replay", ids[0], "--from", "b", "--store", str(store_file)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"is damaged: the saved state of run {ids[0]} cannot be read" in err and "Traceback" not in err
+
+
 def test_nulls_in_a_hand_made_run_table_are_exit_2(tmp_path, capsys):
     file = tmp_path / "hand.sqlite"
     langgraph_checkpoints_only(file)

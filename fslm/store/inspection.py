@@ -72,17 +72,27 @@ def run_details(store: RunStore, run_id: str) -> RunDetails:
     try:
         saved = store.saver.get_tuple({"configurable": {"thread_id": record.run_id, "checkpoint_ns": ""}})
     except Exception as error:  # LangGraph's decoders raise many kinds of error on bytes they did not write
-        raise _damaged(store, record, f"{type(error).__name__}: {error}") from error
+        raise damaged_state(store, record, f"{type(error).__name__}: {error}") from error
     checkpoint: object = saved.checkpoint if saved else {"channel_values": {}}  # as read: maybe not a dict
     values = checkpoint.get("channel_values") if isinstance(checkpoint, dict) else None
-    if not isinstance(values, dict):
-        raise _damaged(store, record, "it holds no stage values")
+    values = checked_values(store, record, values)
     log, outputs = values.get("log", []), values.get("outputs", {})
-    run_input = values.get("input", record.input)
-    problem = _state_problem(run_input, log, outputs)
+    return RunDetails(
+        record=record, input=values.get("input", record.input), messages=list(log), outputs=dict(outputs)
+    )
+
+
+def checked_values(store: RunStore, record: RunRecord, values: object) -> dict[str, Any]:
+    """`values` (the channel values of one of the run's checkpoints) if they hold what fslm records: its
+    input, stage log and outputs; else DamagedStoreError."""
+    if not isinstance(values, dict):
+        raise damaged_state(store, record, "it holds no stage values")
+    problem = _state_problem(
+        values.get("input", record.input), values.get("log", []), values.get("outputs", {})
+    )
     if problem is not None:
-        raise _damaged(store, record, problem)
-    return RunDetails(record=record, input=run_input, messages=list(log), outputs=dict(outputs))
+        raise damaged_state(store, record, problem)
+    return values
 
 
 def _state_problem(run_input: object, log: object, outputs: object) -> str | None:
@@ -103,7 +113,7 @@ def _state_problem(run_input: object, log: object, outputs: object) -> str | Non
     return None
 
 
-def _damaged(store: RunStore, record: RunRecord, problem: str) -> DamagedStoreError:
+def damaged_state(store: RunStore, record: RunRecord, problem: str) -> DamagedStoreError:
     return DamagedStoreError(
         f"the run store {store.where} is damaged: the saved state of run {record.run_id} "
         f"cannot be read ({problem[:300]}). fslm did not change it"
