@@ -23,7 +23,7 @@ from fslm.store.read_only import (
     StoreFile,
     checked_connection,
 )
-from fslm.store.runs import STATUSES, DamagedStoreError, RunIndex, RunRecord, create_tables
+from fslm.store.runs import STATUSES, DamagedStoreError, RunIndex, RunRecord, SqliteRunIndex, create_tables
 
 STORE_ENV = "FSLM_STORE"
 
@@ -92,7 +92,7 @@ def _writable_store(file: Path | None) -> RunStore:
     index_connection = _connect(target)
     create_tables(index_connection)
     where = "(in memory)" if file is None else str(file)
-    index = RunIndex(index_connection, where)
+    index = SqliteRunIndex(index_connection, where)
     return RunStore(where, saver, index, resources=(saver.conn, index_connection), path=file)
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 from fslm.store.runs import RunIndex, RunRecord
 from fslm.store.schema import run_index_schema
+
+if TYPE_CHECKING:  # psycopg is the `postgres` extra's, imported when a PostgreSQL store opens
+    import psycopg
 
 # Times as double precision: Postgres' REAL has 6 digits, too few for a time.
 SCHEMA = run_index_schema("DOUBLE PRECISION")
@@ -18,6 +22,10 @@ def create_index_tables(connection) -> None:
 
 class DatabaseRunIndex(RunIndex):
     """RunIndex on a psycopg connection (autocommit; each write is its own transaction)."""
+
+    def __init__(self, connection: psycopg.Connection[Any], where: str) -> None:
+        super().__init__(where)
+        self.connection = connection
 
     def _write(self, sql: str, values: tuple) -> None:
         with self.lock:

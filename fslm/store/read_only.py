@@ -7,7 +7,6 @@ files that writer made. A long-lived reader (the web viewer) sees runs recorded 
 """
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,9 +110,8 @@ class ReadOnlyRunIndex(RunIndex):
     """The run index on a StoreFile; it has no connection of its own."""
 
     def __init__(self, source: StoreFile):
+        super().__init__(str(source.file))
         self.source = source
-        self.where = str(source.file)
-        self.lock = threading.Lock()
 
     def _read(self, sql: str, values: tuple | list) -> list[tuple]:
         with self.lock, self.source.reading() as connection:

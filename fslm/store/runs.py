@@ -79,20 +79,18 @@ def _is_time(value: float) -> bool:
 
 
 class RunIndex:
-    """Thread-safe: the threads of a batch share one connection, which sqlite3 lets one use at a time."""
+    """The run index's queries, in SQLite's dialect; a subclass runs them on its database (`_write`, `_read`).
+    Thread-safe: the threads of a batch share one connection, used by one at a time (`lock`)."""
 
-    def __init__(self, connection: sqlite3.Connection, where: str = "(in memory)"):
-        self.connection = connection
+    def __init__(self, where: str) -> None:
         self.where = where  # the store, as messages name it
         self.lock = threading.Lock()
 
     def _write(self, sql: str, values: tuple) -> None:
-        with self.lock, self.connection:
-            self.connection.execute(sql, values)
+        raise NotImplementedError
 
     def _read(self, sql: str, values: tuple | list) -> list[tuple]:
-        with self.lock:
-            return self.connection.execute(sql, values).fetchall()
+        raise NotImplementedError
 
     def _record(self, row: tuple) -> RunRecord:
         values = dict(zip(RUN_COLUMNS, row, strict=True))
@@ -177,3 +175,19 @@ class RunIndex:
             query += " LIMIT ?"
             values.append(min(limit, MOST_RUNS))
         return [self._record(row) for row in self._read(query, values)]
+
+
+class SqliteRunIndex(RunIndex):
+    """The run index in an SQLite store file (or in memory)."""
+
+    def __init__(self, connection: sqlite3.Connection, where: str = "(in memory)") -> None:
+        super().__init__(where)
+        self.connection = connection
+
+    def _write(self, sql: str, values: tuple) -> None:
+        with self.lock, self.connection:
+            self.connection.execute(sql, values)
+
+    def _read(self, sql: str, values: tuple | list) -> list[tuple]:
+        with self.lock:
+            return self.connection.execute(sql, values).fetchall()
