@@ -172,6 +172,33 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_same_adapter(pipeline_fil
     )
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda progress: progress.update(epoch=1), "its progress keys do not match: unknown epoch"),
+        (lambda progress: progress.pop("step"), "its progress keys do not match: missing step"),
+        (lambda progress: progress.update(step="2"), "its progress step is '2'"),
+        (lambda progress: progress.update(losses=None), "its progress losses is None"),
+    ],
+    ids=["unknown-key", "missing-key", "step-as-text", "losses-none"],
+)
+def test_a_hand_edited_checkpoint_is_refused_as_damaged(pipeline_file, data_file, tmp_path, edit, message):
+    def interrupt_at_step_two(log):
+        if log.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    recipe = quick(pipeline_file, data_file, tmp_path / "edited")
+    with pytest.raises(Interrupted):
+        finetune(recipe, callbacks=Callbacks(on_step=interrupt_at_step_two))
+    state_file = tmp_path / "edited" / "checkpoint" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    edit(state["progress"])
+    torch.save(state, state_file)
+    with pytest.raises(FslmError, match="is damaged") as refused:
+        finetune(recipe, resume=True)
+    assert message in str(refused.value) and "start afresh with --force" in str(refused.value)
+
+
 def test_resume_without_a_checkpoint_is_refused(pipeline_file, data_file, tmp_path):
     with pytest.raises(FslmError, match="nothing to resume"):
         finetune(quick(pipeline_file, data_file, tmp_path / "none"), resume=True)

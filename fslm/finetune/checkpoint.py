@@ -4,6 +4,7 @@ far."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,15 @@ def save_checkpoint(directory: Path, peft_model: Any, optimizer: Any, scheduler:
 
 
 def load_checkpoint(
-    directory: Path, peft_model: Any, optimizer: Any, scheduler: Any, fingerprint: str
+    directory: Path,
+    peft_model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    fingerprint: str,
+    progress_types: Mapping[str, tuple[type, ...]],
 ) -> dict:
-    """Restore a checkpoint into the (freshly built) model, optimizer and scheduler; returns its progress."""
+    """Restore a checkpoint into the (freshly built) model, optimizer and scheduler; returns its progress,
+    whose keys and their types must be `progress_types`'s (a hand-edited one may not be)."""
     from peft import set_peft_model_state_dict
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -56,6 +63,9 @@ def load_checkpoint(
                 f"the checkpoint in {directory} was made with another recipe or other data; "
                 "resume with the same recipe and data, or start afresh with --force"
             )
+        problem = _progress_problem(progress, progress_types)
+        if problem is not None:
+            raise ValueError(problem)
         set_peft_model_state_dict(peft_model, load_file(directory / ADAPTER_WEIGHTS))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -74,3 +84,19 @@ def load_checkpoint(
             f"the checkpoint in {directory} is damaged ({one_line(error)}); start afresh with --force"
         ) from error
     return progress
+
+
+def _progress_problem(progress: dict, types: Mapping[str, tuple[type, ...]]) -> str | None:
+    unknown, missing = sorted(set(progress) - set(types)), sorted(set(types) - set(progress))
+    if unknown or missing:
+        listed = []
+        if unknown:
+            listed.append(f"unknown {', '.join(unknown)}")
+        if missing:
+            listed.append(f"missing {', '.join(missing)}")
+        return f"its progress keys do not match: {'; '.join(listed)}"
+    for key, kinds in types.items():
+        value = progress[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            return f"its progress {key} is {value!r}"
+    return None

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin, get_type_hints
 
 import torch
 
@@ -45,6 +45,15 @@ class Progress:
     losses: list[dict] = field(default_factory=list)
     eval_losses: list[dict] = field(default_factory=list)
     resumed_at: list[int] = field(default_factory=list)
+
+
+def _classes(hint: Any) -> tuple[type, ...]:
+    """What a value of the type `hint` is checked against: an int is a float too, `list[dict]` a list."""
+    return (int, float) if hint is float else (get_origin(hint) or hint,)
+
+
+# What a checkpoint's saved progress must hold, key by key.
+PROGRESS_TYPES = {name: _classes(hint) for name, hint in get_type_hints(Progress).items()}
 
 
 class Interrupted(Exception):
@@ -117,7 +126,9 @@ class Trainer:
     ) -> Progress:
         if resume:
             progress = Progress(
-                **load_checkpoint(checkpoint_dir, self.model, self.optimizer, self.scheduler, fingerprint)
+                **load_checkpoint(
+                    checkpoint_dir, self.model, self.optimizer, self.scheduler, fingerprint, PROGRESS_TYPES
+                )
             )
             progress.resumed_at.append(progress.step)
         else:
