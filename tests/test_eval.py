@@ -67,3 +67,13 @@ def test_eval_data_without_the_fields_is_refused(tmp_path, tiny_model, capsys):
     data.write_text(json.dumps({"question": "q", "gold": "g"}) + "\n")
     assert main(["eval", str(tmp_path / "a.yaml"), "--data", str(data), "--metric", "exact"]) == 2
     assert "no field 'input', 'answer'; fields available: question, gold" in capsys.readouterr().err
+
+
+def test_eval_numbers_below_one_are_exit_2(tmp_path, tiny_model, capsys):
+    (tmp_path / "a.yaml").write_text(PIPELINE.format(model=tiny_model, prefix="one"))
+    data = tmp_path / "items.jsonl"
+    data.write_text(json.dumps({"input": "q", "answer": "g"}) + "\n")
+    for flag in ("--limit", "--batch-size"):
+        args = ["eval", str(tmp_path / "a.yaml"), "--data", str(data), "--metric", "exact", flag, "0"]
+        assert main([*args, "--store", str(tmp_path / "runs.sqlite")]) == 2
+        assert f"{flag} must be at least 1" in capsys.readouterr().err

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise FslmError("--limit must be at least 1")
+    if args.batch_size < 1:
+        raise FslmError("--batch-size must be at least 1")
     runtime = runtime_options(args)
     engine = engine_options(args)
     sources = ([args.pipeline] if args.pipeline else []) + (args.compare or [])
