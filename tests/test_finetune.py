@@ -4,6 +4,7 @@ attach."""
 import json
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,14 @@ def test_a_hand_edited_checkpoint_is_refused_as_damaged(pipeline_file, data_file
     with pytest.raises(FslmError, match="is damaged") as refused:
         finetune(recipe, resume=True)
     assert message in str(refused.value) and "start afresh with --force" in str(refused.value)
+
+
+def test_finetuning_prints_no_library_deprecation_warning(pipeline_file, data_file, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        finetune(quick(pipeline_file, data_file, tmp_path / "quiet", gradient_checkpointing=True))
+    deprecations = [w for w in caught if issubclass(w.category, FutureWarning | DeprecationWarning)]
+    assert [str(warning.message) for warning in deprecations] == []
 
 
 def test_resume_without_a_checkpoint_is_refused(pipeline_file, data_file, tmp_path):

@@ -6,6 +6,7 @@ vocabulary the output layer is most of a small model's compute, and prompt posit
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,17 @@ def with_new_adapter(model: Any, lora: LoraSpec, seed: int, gradient_checkpointi
     )
     torch.manual_seed(seed)
     try:
-        peft_model = get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # peft 0.21 reads transformers' deprecated is_gradient_checkpointing (its successor is
+            # is_activation_checkpointing) in get_peft_model itself: no call of fslm's can avoid it.
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+            peft_model = get_peft_model(model, config)
     except ValueError as error:
         raise FslmError(f"lora.target_modules does not fit this model: {one_line(error)}") from error
     if gradient_checkpointing:
         # Non-reentrant checkpointing needs no gradient on the inputs, which a frozen embedding would not
         # give.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     return peft_model
 
 
