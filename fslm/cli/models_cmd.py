@@ -15,6 +15,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     verbs.add_parser("list", help="builtin aliases and cached checkpoints").set_defaults(handler=list_models)
     pull = verbs.add_parser("pull", help="prepare a builtin model: convert its GGUF file and cache it")
     pull.add_argument("name", help="builtin alias, e.g. smollm2-135m-instruct")
+    pull.add_argument(
+        "--force", action="store_true", help="convert it again, replacing the cached copy (a damaged one too)"
+    )
     pull.set_defaults(handler=pull_model)
 
 
@@ -50,6 +53,6 @@ def pull_model(args: argparse.Namespace) -> int:
     from fslm.runtime import prepare
 
     with console(stderr=True).status(f"preparing {args.name} (the first conversion takes about 20 s)"):
-        path = prepare(args.name)
+        path = prepare(args.name, force=args.force)
     console().print(f"{args.name} ready at {escaped(path)}")
     return 0

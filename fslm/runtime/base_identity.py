@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from fslm.errors import FslmError
+
 IDENTITY_FILE = "fslm_base.json"
 _SHAPE_KEYS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size")
 _SAMPLE_ROWS = 8
@@ -51,8 +53,16 @@ def identity_mismatch(recorded: dict[str, Any], actual: dict[str, Any]) -> str |
 
 
 def read_identity(adapter_dir: Path) -> dict[str, Any] | None:
+    """The base recorded beside an adapter (None: none is); FslmError naming the file when it is damaged."""
     path = adapter_dir / IDENTITY_FILE
     if not path.is_file():
         return None
-    recorded = json.loads(path.read_text())
-    return recorded if isinstance(recorded, dict) and {"shape", "embedding_sample"} <= set(recorded) else None
+    try:
+        recorded = json.loads(path.read_bytes())
+    except (OSError, ValueError) as error:
+        raise FslmError(f"{path} is damaged ({error}); delete it to load the adapter unchecked") from error
+    if not isinstance(recorded, dict) or not {"shape", "embedding_sample"} <= set(recorded):
+        raise FslmError(f"{path} is damaged: it is not the base record fslm writes beside an adapter")
+    if not isinstance(recorded["shape"], dict) or not isinstance(recorded["embedding_sample"], list):
+        raise FslmError(f"{path} is damaged: its shape or embedding sample is not what fslm writes")
+    return recorded

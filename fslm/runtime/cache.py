@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fslm.errors import FslmError
+
 SOURCE_RECORD = "fslm-source.json"  # written into each converted model directory
 
 
@@ -33,6 +35,26 @@ def converted_dir_for(name: str, gguf_path: Path, override: Path | None = None) 
     key = f"{resolved}\0{stat.st_size}\0{stat.st_mtime_ns}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     return models_dir(override) / f"{name}-{digest}"
+
+
+def conversion_done(directory: Path) -> bool:
+    """Whether `directory` holds a finished conversion: its record is there. FslmError naming the record
+    when it is damaged (not JSON, or not fslm's), for the cached model may be too."""
+    record_path = directory / SOURCE_RECORD
+    if not record_path.is_file():
+        return False
+    try:
+        record = json.loads(record_path.read_bytes())
+    except (OSError, ValueError) as error:
+        reason = f"cannot be read ({error})"
+    else:
+        if isinstance(record, dict) and isinstance(record.get("source"), str):
+            return True
+        reason = "is not a conversion record"
+    raise FslmError(
+        f"the model cache entry {directory} is damaged: {record_path} {reason}. Rebuild it with "
+        "`fslm models pull --force ALIAS` (a builtin model), or delete the directory to convert again"
+    )
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,24 @@ import time
 from pathlib import Path
 
 from fslm.errors import ModelNotFoundError
-from fslm.runtime.cache import SOURCE_RECORD, converted_dir_for
+from fslm.runtime.cache import SOURCE_RECORD, conversion_done, converted_dir_for
 from fslm.runtime.messages import one_line
 
 _conversion_lock = threading.Lock()  # one conversion at a time in this process; each takes GBs of memory
 
 
-def converted_gguf(name: str, gguf_path: Path, source: str, cache_override: Path | None = None) -> Path:
-    """A Hugging Face directory holding `gguf_path` dequantized to safetensors, converting it on first use."""
+def converted_gguf(
+    name: str, gguf_path: Path, source: str, cache_override: Path | None = None, *, force: bool = False
+) -> Path:
+    """A Hugging Face directory holding `gguf_path` dequantized to safetensors, converting it on first use;
+    `force` converts it again, replacing what the cache holds (a damaged entry too)."""
     target = converted_dir_for(name, gguf_path, cache_override)
-    if (target / SOURCE_RECORD).is_file():
+    if not force and conversion_done(target):
         return target
     with _conversion_lock:
-        if (target / SOURCE_RECORD).is_file():
+        if force:
+            shutil.rmtree(target, ignore_errors=True)
+        elif conversion_done(target):
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         # Convert into a temp dir on the same filesystem and rename at the end, so a killed conversion never

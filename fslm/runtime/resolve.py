@@ -28,12 +28,13 @@ class ResolvedModel:
 
 
 def resolve_model(
-    source: str, revision: str | None = None, *, cache_dir: Path | None = None
+    source: str, revision: str | None = None, *, cache_dir: Path | None = None, force: bool = False
 ) -> ResolvedModel:
-    """Find or build a local directory for `source`; ModelNotFoundError lists what was tried."""
+    """Find or build a local directory for `source`; ModelNotFoundError lists what was tried. `force`
+    converts a GGUF model again, replacing its cache entry."""
     if source in BUILTIN_MODELS:
         gguf = builtin_gguf_path(source)
-        return ResolvedModel(source, "builtin", converted_gguf(source, gguf, source, cache_dir))
+        return ResolvedModel(source, "builtin", converted_gguf(source, gguf, source, cache_dir, force=force))
 
     local = Path(source).expanduser()
     if local.is_dir():
@@ -46,7 +47,7 @@ def resolve_model(
         return ResolvedModel(source, "local", local.resolve())
     if local.suffix == ".gguf" and local.is_file():
         return ResolvedModel(
-            source, "gguf", converted_gguf(local.stem, local, str(local.resolve()), cache_dir)
+            source, "gguf", converted_gguf(local.stem, local, str(local.resolve()), cache_dir, force=force)
         )
 
     tried = [
@@ -70,9 +71,12 @@ def resolve_model(
     )
 
 
-def prepare(source: str, revision: str | None = None, *, cache_dir: Path | None = None) -> Path:
-    """Resolve `source` now (converting and caching a GGUF model) and return its local directory."""
-    return resolve_model(source, revision, cache_dir=cache_dir).path
+def prepare(
+    source: str, revision: str | None = None, *, cache_dir: Path | None = None, force: bool = False
+) -> Path:
+    """Resolve `source` now (converting and caching a GGUF model; again with `force`) and return its local
+    directory."""
+    return resolve_model(source, revision, cache_dir=cache_dir, force=force).path
 
 
 def _looks_like_path(source: str) -> bool:
