@@ -13,6 +13,17 @@ sys.path.insert(0, str(Path(__file__).parent))  # lets tests `import tiny` howev
 
 from tiny import make_tiny_adapter, make_tiny_model
 
+# Tests that use these fixtures start something heavy: a headless browser, a Ray cluster, a PostgreSQL server.
+SLOW_FIXTURES = {"browser", "cluster", "database"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark as `slow` the tests that start a browser, Ray or PostgreSQL; tests that load a real model or take
+    seconds on their own carry `@pytest.mark.slow` themselves. `pytest -m "not slow"` is the quick loop."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def fslm_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

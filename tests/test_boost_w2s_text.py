@@ -70,6 +70,7 @@ def recipe(tmp_path: Path, tiny_model: Path) -> Path:
     return write_recipe(tmp_path, tiny_model, tiny_model)
 
 
+@pytest.mark.slow
 def test_a_text_run_writes_the_report_and_the_label_sets(finished: Path) -> None:
     report = json.loads((finished / "w2s.json").read_text())
     assert report["metric"] == "exact" and report["items"] == 6
@@ -90,6 +91,7 @@ def test_a_text_run_writes_the_report_and_the_label_sets(finished: Path) -> None
     assert len(json.loads((finished / "weak" / "boost.json").read_text())["members"]) == 2
 
 
+@pytest.mark.slow
 def test_the_labels_and_scores_are_what_the_stages_write(finished: Path, tiny_model: Path) -> None:
     """The ensemble's labels are the boost stage's greedy text, the single ones a plain stage's with the first
     member's adapter; the test scores are those stages' (and the strong adapters') exact matches."""
@@ -129,6 +131,7 @@ def test_the_labels_and_scores_are_what_the_stages_write(finished: Path, tiny_mo
     pipeline.close()
 
 
+@pytest.mark.slow
 def test_ensemble_labels_are_the_boost_stages_text_and_single_labels_the_first_members(
     tmp_path: Path, tiny_model: Path, tiny_adapters: tuple[Path, Path]
 ) -> None:

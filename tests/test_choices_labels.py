@@ -36,6 +36,7 @@ def write_pipeline(tmp_path: Path, model: Path, body: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_stage_scores_each_labels_text_and_writes_the_label(tmp_path: Path, tiny_model: Path) -> None:
     pipeline = load_pipeline(write_pipeline(tmp_path, tiny_model, VERBALIZED), store=":memory:")
     results = pipeline.batch(ITEMS)
@@ -58,6 +59,7 @@ def test_the_stage_scores_each_labels_text_and_writes_the_label(tmp_path: Path, 
     assert alone == [result.output for result in results]
 
 
+@pytest.mark.slow
 def test_eval_scores_the_label_against_the_answer_field(
     tmp_path: Path, tiny_model: Path, capsys: Any
 ) -> None:

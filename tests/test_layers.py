@@ -52,6 +52,7 @@ def loaded(modules: set[str], packages: tuple[str, ...]) -> list[str]:
     )
 
 
+@pytest.mark.slow
 def test_spec_and_loading_pipelines_pull_in_no_torch_transformers_or_langgraph(tmp_path: Path) -> None:
     ensemble = tmp_path / "ensemble.yaml"
     ensemble.write_text(ENSEMBLE_PIPELINE)
@@ -67,16 +68,19 @@ def test_spec_and_loading_pipelines_pull_in_no_torch_transformers_or_langgraph(t
     assert loaded(modules_after(code), ("torch", "transformers", "langgraph")) == []
 
 
+@pytest.mark.slow
 def test_runtime_pulls_in_no_langgraph() -> None:
     code = "\n".join(f"import {module}" for module in submodules(fslm.runtime))
     assert loaded(modules_after(code), ("langgraph",)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", submodules(fslm.nodes))
 def test_a_node_module_loads_no_model_code(module: str) -> None:
     assert loaded(modules_after(f"import {module}"), MODEL_LOADING) == []
 
 
+@pytest.mark.slow
 def test_store_pulls_in_no_torch() -> None:
     assert loaded(modules_after("import fslm.store"), ("torch",)) == []
 
@@ -158,6 +162,7 @@ def describe_cycle(cycle: list[str], graph: PackageImports) -> str:
     return "\n".join([f"import cycle between {', '.join(cycle)}:", *edges])
 
 
+@pytest.mark.slow
 def test_no_two_fslm_packages_import_each_other() -> None:
     graph = package_imports(ROOT)
     assert "fslm.runtime" in graph and "fslm.nodes" in graph  # the source was read

@@ -71,6 +71,7 @@ def shout_pipeline(tmp_path: Path, tiny_model: Path, stage_keys: str = "shout: t
     return path
 
 
+@pytest.mark.slow
 def test_a_third_party_kind_validates_and_runs(toy_installed, tmp_path, tiny_model) -> None:
     pipeline = shout_pipeline(tmp_path, tiny_model)
     assert fslm(toy_installed, "validate", str(pipeline)).returncode == 0
@@ -85,6 +86,7 @@ def test_a_third_party_kind_validates_and_runs(toy_installed, tmp_path, tiny_mod
     assert schema.returncode == 0 and '"shout"' in schema.stdout
 
 
+@pytest.mark.slow
 def test_a_third_party_kinds_checks_and_the_one_kind_rule(toy_installed, tmp_path, tiny_model) -> None:
     unknown = fslm(toy_installed, "validate", str(shout_pipeline(tmp_path, tiny_model, "shout: nope")))
     assert unknown.returncode == 2 and "shouts with unknown model 'nope'" in unknown.stderr
@@ -97,11 +99,13 @@ def test_a_third_party_kinds_checks_and_the_one_kind_rule(toy_installed, tmp_pat
     assert neither.returncode == 2 and "'shout' (and a prompt)" in neither.stderr
 
 
+@pytest.mark.slow
 def test_without_the_kind_installed_its_key_is_unknown(tmp_path, tiny_model) -> None:
     done = fslm(None, "validate", str(shout_pipeline(tmp_path, tiny_model)))
     assert done.returncode == 2 and "unknown key 'shout'" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_third_party_kind_is_shown_and_scored_through_its_hooks(
     toy_installed, tmp_path, tiny_model
 ) -> None:
@@ -139,6 +143,7 @@ def test_a_third_party_kind_is_shown_and_scored_through_its_hooks(
     assert [row["scores"] for row in rows] == [{"acc": 1.0}, {"acc": 0.0}]
 
 
+@pytest.mark.slow
 def test_only_the_kinds_own_folders_and_their_trainers_import_them() -> None:
     """graph/, eval/, cli/, the viewer, the store, the engines and the pipeline reach kinds through the
     registry and its hooks, never by importing a kind's modules."""

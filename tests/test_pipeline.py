@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from langgraph.graph import END, START, StateGraph
 
 from fslm.graph import RunState
@@ -22,6 +23,7 @@ def four_stage_yaml(model: Path, adapters: list[Path | None]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_four_stages_load_their_base_once(tmp_path, tiny_model, tiny_adapters):
     a, b = tiny_adapters
     path = tmp_path / "four.yaml"
@@ -50,6 +52,7 @@ generation: {{max_new_tokens: 16}}}}
     assert first != second
 
 
+@pytest.mark.slow
 def test_batched_pipeline_equals_one_at_a_time(tmp_path, tiny_model, tiny_adapters):
     path = tmp_path / "chain.yaml"
     path.write_text(four_stage_yaml(tiny_model, [tiny_adapters[0], None, tiny_adapters[1]]))

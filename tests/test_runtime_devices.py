@@ -64,6 +64,7 @@ def test_fine_tuning_loads_on_the_chosen_device(tiny_model: Path, device: str) -
     assert {parameter.device.type for parameter in model.parameters()} == {device}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not NO_CUDA, reason="this machine has a CUDA GPU")
 def test_running_a_pipeline_on_a_missing_gpu_is_exit_2(tmp_path: Path, tiny_model: Path) -> None:
     path = tmp_path / "p.yaml"
@@ -89,6 +90,7 @@ def test_running_a_pipeline_on_a_missing_gpu_is_exit_2(tmp_path: Path, tiny_mode
     assert "sees no CUDA GPU" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_device_in_a_pipeline_file_is_exit_2(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(

@@ -873,6 +873,7 @@ def test_json_schema_describes_every_key() -> None:
     json.dumps(schema)
 
 
+@pytest.mark.slow
 def test_spec_layer_does_not_import_torch_transformers_or_langgraph(tmp_path: Path) -> None:
     path = pipeline(tmp_path, "stages:\n  a: {model: smol, prompt: '{{ input }}'}\n")
     code = (

@@ -210,6 +210,7 @@ def test_a_database_that_is_not_a_store_is_refused_and_left_alone(tmp_path, data
     assert table_rows(database) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("problem", ["password", "port", "database"])
 def test_an_unreachable_store_is_exit_2_and_never_shows_the_password(server, problem, capsys):
     url = {

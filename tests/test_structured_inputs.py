@@ -400,6 +400,7 @@ def test_viewer_api_returns_the_object(recorded):
     assert body["a"]["input"] == GOAL
 
 
+@pytest.mark.slow
 def test_viewer_page_shows_each_field_as_text(recorded, tmp_path):
     if missing_browser():
         pytest.skip(f"no headless browser: {missing_browser()}")

@@ -56,6 +56,7 @@ RECORDS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", list(RECORDS))
 def test_a_task_stage_writes_the_datas_label(task: str) -> None:
     pipeline = load_pipeline(REPO / "pipelines" / "tasks" / f"{task}.yaml", store=":memory:")

@@ -273,6 +273,7 @@ def test_the_seeds_are_valid(workspace, capsys):
         assert main(["validate", str(workspace / "pipelines" / "seed.yaml")]) == 0, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_validate_never_imports_torch(workspace):
     """Validating files, valid and not, never loads torch (so it cannot load a model). Checked in a fresh
     interpreter: in this one, earlier tests have imported torch."""

@@ -139,6 +139,7 @@ def billion_laughs() -> str:
     return "\n".join(lines) + "\nstages: {a: {model: m, prompt: '{{ input }}'}}\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
@@ -335,6 +336,7 @@ def test_a_regex_that_backtracks_for_ever_in_python_matches_in_linear_time(tmp_p
     assert time.monotonic() - started < 1
 
 
+@pytest.mark.slow
 def test_a_refused_regex_prints_nothing_but_the_problem(tmp_path):
     pipeline = tmp_path / "p.yaml"
     pipeline.write_text(MODELS + regex_edge("(?=x)") + "\n")
@@ -422,6 +424,7 @@ def test_a_recipe_that_is_not_utf8_is_exit_2(tmp_path, capsys):
 # --- size -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_5000_stage_chain_validates(tmp_path, capsys):
     stages = ["  s0: {model: smol, prompt: '{{ input }}'}"]
     stages += [
@@ -433,6 +436,7 @@ def test_a_5000_stage_chain_validates(tmp_path, capsys):
     assert code == 0
 
 
+@pytest.mark.slow
 def test_a_pipeline_of_more_than_5000_stages_is_refused_at_its_stages_key(tmp_path, capsys):
     stages = "".join(f"  s{i}: {{model: smol, prompt: x}}\n" for i in range(5_001))
     pipeline = tmp_path / "huge.yaml"

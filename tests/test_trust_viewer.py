@@ -190,6 +190,7 @@ def test_a_bug_is_a_500_and_a_traceback_in_the_terminal(server, monkeypatch, cap
     assert "RuntimeError: a bug" in printed
 
 
+@pytest.mark.slow
 def test_an_idle_connection_is_closed_after_the_timeout(server):
     with socket.create_connection(server.server_address[:2], timeout=10) as idle:
         assert request(server, "/api/runs")[0] == 200  # the idle client holds one thread, not the server

@@ -70,6 +70,7 @@ def members_of(runtime: Runtime, *handles: str) -> list[LoadedMember]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("handle", ["bpe", "sp"])
 def test_a_model_ensembled_with_itself_is_its_greedy_decode(runtime: Runtime, handle: str) -> None:
     for chat in (False, True):
@@ -106,6 +107,7 @@ def _brute_force_text(runtime: Runtime, prompt: str, top_k: int, steps: int) -> 
     return tokenizer.decode(completion, skip_special_tokens=True).strip()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("top_k", [1, 3, 10])
 def test_same_tokenizer_choice_equals_brute_force_union_average(runtime: Runtime, top_k: int) -> None:
     results = runtime.generate_ensemble([ensemble("bpe", "bpe2", prompt=p, top_k=top_k) for p in PROMPTS])
@@ -185,6 +187,7 @@ def test_incremental_state_equals_encoding_the_full_text_afresh(runtime: Runtime
     assert checked > 20
 
 
+@pytest.mark.slow
 def test_batched_requests_give_the_same_text_as_alone(runtime: Runtime) -> None:
     requests = [ensemble("bpe", "sp", prompt=p) for p in PROMPTS]
     batched = runtime.generate_ensemble(requests)
@@ -218,6 +221,7 @@ def test_eos_of_any_member_is_one_union_token(runtime: Runtime) -> None:
     assert all(text.keys[text.tokenizer.eos_token_id] == EOS for text in texts)
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_with_a_seed(runtime: Runtime) -> None:
     def sampled(temperature: float, seed: int) -> str:
         params = GenerationParams(max_new_tokens=16, temperature=temperature, seed=seed)

