@@ -63,7 +63,7 @@ def reachable_stages(stages: Sequence[str], entry: str, edges: Sequence[EdgeSpec
 class StagesBefore:
     """For each reachable stage, the stages that have run before it on every path from the entry.
 
-    Held as one bitmask (an int, bit i for `stages[i]`) per stage, so that a 5,000-stage chain costs
+    Held as one bitmask (an int, bit i for `stages[i]`) per stage, so that a 2,000-stage chain costs
     kilobytes, not the millions of set entries its answer spells out."""
 
     def __init__(self, stages: Sequence[str], masks: dict[str, int]) -> None:
