@@ -27,7 +27,6 @@ Usage: nice -n 10 python bench/cascade_piqa.py [--limit 300] [--chunk 30] [--ver
 """
 
 import argparse
-import json
 import os
 import random
 import tempfile
@@ -35,7 +34,7 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
-from common import SHARED_DATA, record
+from common import SHARED_DATA, read_jsonl, record
 
 from fslm.eval.stats import interval95, paired
 from fslm.finetune.cascade.thresholds import StepResult, for_quality, operating_point, sweep
@@ -63,7 +62,7 @@ CALL_SHARES = [step / 10 for step in range(1, 11)]
 
 
 def piqa_items(limit: int) -> list[dict]:
-    rows = [json.loads(line) for line in (SHARED_DATA / "piqa" / "dev.jsonl").read_text().splitlines()]
+    rows = read_jsonl(SHARED_DATA / "piqa" / "dev.jsonl")
     return [
         {"question": row["question"], "choices": [row["A"], row["B"]], "gold": "AB".index(row["answer"])}
         for row in rows[:limit]

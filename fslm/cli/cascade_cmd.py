@@ -22,6 +22,8 @@ from fslm.errors import FslmError
 if TYPE_CHECKING:
     from fslm.finetune.cascade.workflow import Calibration
 
+SOURCE = "PIPELINE"  # what `fslm finetune cascade` reads: the pipeline itself, not a recipe
+
 
 def register_workflow(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", type=Path, help="the pipeline file that holds the cascade stage")

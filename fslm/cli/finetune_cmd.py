@@ -54,8 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "finetune",
         help="train a LoRA adapter for one stage, from a recipe or from --stage and --data",
-        epilog="".join(f"fslm finetune {name} RECIPE.yaml: {doc}\n" for name, doc in workflow_help().items())
-        or None,
+        epilog="".join(f"fslm finetune {name} {doc}\n" for name, doc in workflow_help().items()) or None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -91,10 +90,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def workflow_help() -> dict[str, str]:
-    return {
-        name: (importlib.import_module(module).__doc__ or "").strip().splitlines()[0]
-        for name, module in WORKFLOWS.items()
-    }
+    """Each workflow's argument and first doc line: what `fslm finetune --help` lists. A workflow reads a
+    recipe unless its module names what it reads instead (`SOURCE`)."""
+    helps = {}
+    for name, module_name in WORKFLOWS.items():
+        module = importlib.import_module(module_name)
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        helps[name] = f"{getattr(module, 'SOURCE', 'RECIPE.yaml')}: {summary}"
+    return helps
 
 
 def overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
