@@ -165,7 +165,7 @@ def test_the_viewer_shows_each_step(
 ) -> None:
     from fslm.store import open_store
     from fslm.ui import make_server, serving
-    from fslm.ui.browser import open_view
+    from fslm.ui.browser import open_view, text_of
 
     path = write(tmp_path / "p.yaml", pipeline_text(world, "stages: [small, big], thresholds: [1.0]"))
     store = tmp_path / "runs.sqlite"
@@ -175,14 +175,11 @@ def test_the_viewer_shows_each_step(
     with serving(make_server(open_store(store, read_only=True), port=0)) as running:
         open_view(browser, f"{running.url}#/run/{run_id}")
         card = "li.message[data-stage='answer']"
-
-        def texts(selector: str) -> list[str]:
-            found = browser.find_elements("css selector", f"{card} {selector}")
-            return [element.get_attribute("textContent") for element in found]
-
-        assert texts(".record-head")[0].startswith("cascade: big answered at step 2 of 2 · 2 stage(s) run · ")
-        assert texts("td.text:nth-child(3)") == ["small", "big"]
-        assert texts("tr.chosen td.text:nth-child(3)") == ["big"]
+        assert text_of(browser, f"{card} .record-head")[0].startswith(
+            "cascade: big answered at step 2 of 2 · 2 stage(s) run · "
+        )
+        assert text_of(browser, f"{card} td.text:nth-child(3)") == ["small", "big"]
+        assert text_of(browser, f"{card} tr.chosen td.text:nth-child(3)") == ["big"]
 
 
 @pytest.mark.parametrize(

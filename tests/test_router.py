@@ -253,7 +253,7 @@ def test_the_viewer_shows_the_routing(
 ) -> None:
     from fslm.store import open_store
     from fslm.ui import make_server, serving
-    from fslm.ui.browser import open_view
+    from fslm.ui.browser import open_view, text_of
 
     path = write(tmp_path / "p.yaml", pipeline_text(world, "method: fixed, fixed: two"))
     store = tmp_path / "runs.sqlite"
@@ -263,15 +263,10 @@ def test_the_viewer_shows_the_routing(
     with serving(make_server(open_store(store, read_only=True), port=0)) as running:
         open_view(browser, f"{running.url}#/run/{run_id}")
         card = "li.message[data-stage='route']"
-
-        def texts(selector: str) -> list[str]:
-            found = browser.find_elements("css selector", f"{card} {selector}")
-            return [element.get_attribute("textContent") for element in found]
-
-        assert texts(".record-head")[0].startswith("router: fixed · 1 expert call(s) · ")
-        assert texts("td.text:nth-child(2)") == ["one", "two"]
-        assert texts("tr.chosen td.text:nth-child(2)") == ["two"]
-        assert texts("tbody td.score") == ["0.00", "0.000", "1.00", "1.000"]
+        assert text_of(browser, f"{card} .record-head")[0].startswith("router: fixed · 1 expert call(s) · ")
+        assert text_of(browser, f"{card} td.text:nth-child(2)") == ["one", "two"]
+        assert text_of(browser, f"{card} tr.chosen td.text:nth-child(2)") == ["two"]
+        assert text_of(browser, f"{card} tbody td.score") == ["0.00", "0.000", "1.00", "1.000"]
 
 
 def test_cost_weight_trades_probability_for_cheaper_experts() -> None:

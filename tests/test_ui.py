@@ -17,7 +17,7 @@ from fslm.spec import END, load_spec
 from fslm.store import RunRecord, open_store
 from fslm.store.inspection import diff_runs, run_details
 from fslm.ui import make_server, serving
-from fslm.ui.browser import open_view, save_screenshot
+from fslm.ui.browser import open_view, save_screenshot, text_of
 from fslm.ui.pipeline_layout import layered_graph, run_graph
 
 # The replayed run's first stage is edited to this: its label routes to `third`, and it is markup to escape.
@@ -79,12 +79,6 @@ def get_json(server, path: str, headers: dict | None = None) -> tuple[int, dict]
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
-
-
-def text_of(driver, selector: str) -> list[str]:
-    return [
-        element.get_attribute("textContent") for element in driver.find_elements("css selector", selector)
-    ]
 
 
 # ---- the JSON API ------------------------------------------------------------------------------------------

@@ -63,6 +63,13 @@ def open_view(driver, url: str) -> None:
     )
 
 
+def text_of(driver, selector: str) -> list[str]:
+    """The text of every element of the open page that `selector` (CSS) matches, in document order."""
+    return [
+        element.get_attribute("textContent") for element in driver.find_elements("css selector", selector)
+    ]
+
+
 def save_screenshot(driver, url: str, path: Path) -> Path:
     """Open `url` in the viewer and save the whole page as a PNG at `path`: the viewport grows to the page."""
     open_view(driver, url)
