@@ -131,8 +131,8 @@ def test_mixed_adapters_in_one_batch_equal_one_at_a_time(runtime: Runtime, model
 
 
 def test_each_prompt_is_computed_once(runtime: Runtime) -> None:
-    """Three requests, two sharing their prompt, eight options: two forward passes, the first over the two
-    distinct prompts, the second over the eight options' tokens only."""
+    """Three requests, two sharing their prompt, eight options: a forward pass over the two distinct prompts,
+    then passes over the eight options' tokens only."""
     base = runtime.base_for("bpe")
     seen: list[tuple[int, int]] = []
     hook = base.model.register_forward_pre_hook(
@@ -149,9 +149,30 @@ def test_each_prompt_is_computed_once(runtime: Runtime) -> None:
     finally:
         hook.remove()
     longest = max(len(ids) for ids in encode_request(base.tokenizer, batch[1], 512).continuation_ids)
-    assert [rows for rows, _ in seen] == [2, 8]
+    assert seen[0][0] == 2 and sum(rows for rows, _ in seen[1:]) == 8
     assert seen[1][1] == longest - 1  # each option's tokens but its last; never the prompt again
     assert scored[0].logprobs[:2] == pytest.approx(scored[1].logprobs, abs=1e-5)
+
+
+def test_options_of_very_different_lengths_are_not_padded_to_the_longest(runtime: Runtime) -> None:
+    """A long option and short ones continue in separate passes (a pass pads its options to its longest
+    one), and every score is still a full forward's."""
+    base = runtime.base_for("bpe")
+    seen: list[tuple[int, int]] = []
+    hook = base.model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    request = ScoreRequest(
+        "bpe", "Rivers", (" flow into the sea", " run dry" + ", and rain falls" * 12, " end")
+    )
+    try:
+        scored = runtime.serve([request])[0]
+    finally:
+        hook.remove()
+    lengths = sorted(len(ids) - 1 for ids in encode_request(base.tokenizer, request, 512).continuation_ids)
+    assert lengths[-1] > 4 * lengths[-2] > 0
+    assert seen[1:] == [(1, lengths[-1]), (2, lengths[-2])]  # the longest alone, first; the short ones after
+    assert scored.logprobs == pytest.approx(full_forward_logprobs(base, request), abs=1e-4)
 
 
 def test_concurrent_submissions_are_served_in_one_batch(runtime: Runtime) -> None:

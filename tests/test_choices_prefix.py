@@ -147,7 +147,8 @@ def test_later_batches_reuse_the_kept_prefix_per_adapter(models: dict[str, Path]
 
 def test_the_shared_prefix_and_each_prompt_are_computed_once(models: dict[str, Path]) -> None:
     """Three few-shot items with three options each: the shared prefix in one pass of one row, the three
-    items' own tokens in one more, the nine options' tokens in a third. The prompt is never fed again."""
+    items' own tokens in one more, the nine options' tokens in the passes after (options of similar length
+    together). The prompt is never fed again."""
     batch = [ScoreRequest("bpe", prompt, options) for prompt, options in ITEMS[:3]]
     with runtime(models, reuse=True) as on:
         base = on.base_for("bpe")
@@ -164,8 +165,7 @@ def test_the_shared_prefix_and_each_prompt_are_computed_once(models: dict[str, P
     assert len(cached) == 1
     assert widths[0] == (1, cached.pop())
     assert widths[1] == (3, max(own))
-    assert widths[2][0] == sum(len(request.continuations) for request in batch)
-    assert len(widths) == 3
+    assert sum(rows for rows, _ in widths[2:]) == sum(len(request.continuations) for request in batch)
 
 
 @pytest.mark.slow
@@ -194,7 +194,7 @@ def test_a_prompt_computed_whole_does_not_pad_the_prompts_that_reuse_a_prefix(
     own = [scores.prompt_tokens - scores.cached_prompt_tokens for scores in reused]
     assert reused[3].cached_prompt_tokens == 0 and own[3] > 2 * max(own[:3]) + 32
     assert widths[0] == (3, max(own[:3]))  # the items' own tokens, then their options'
-    assert widths[2] == (1, own[3])
+    assert [shape for shape in widths if shape[1] >= own[3]] == [(1, own[3])]  # the long prompt, alone
 
 
 @pytest.mark.slow

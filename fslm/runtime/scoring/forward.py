@@ -5,16 +5,19 @@ with a prefix cache, the leading tokens it shares with a cached prefix, or with 
 (a few-shot prompt's examples), are not computed again, exactly as for generation. Prompts are prefilled in
 passes of similar uncached length, so that one prompt computed whole does not pad the others to its length.
 A prefill keeps only the last position's logits (they score every option's first token). Its KV cache is
-then repeated once per option, and the options of its prompts continue from it in one more right-padded
-forward pass, whose logits cover only the options' tokens. A prompt never goes through the LM head, which
+then repeated once per option, and the options of its prompts continue from it in right-padded forward
+passes over options of similar length (longest first, a bounded number of logits each), whose logits cover
+only the options' tokens. A prompt never goes through the LM head, which
 matters for long few-shot prompts and large vocabularies (Gemma's is 262k).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
+from transformers import DynamicCache
 
 from fslm.runtime.loaded import LoadedBase
 from fslm.runtime.prefill import Prefilled, PromptPart
@@ -23,6 +26,8 @@ from fslm.runtime.prefix_plan import plan_prefixes, prefill_planned
 
 # Tokens of padding per row below which prompts share a prefill pass however their lengths compare.
 PASS_SLACK = 32
+# Logits (positions x vocabulary) one pass over options may produce: 64M float32 values, 256 MB.
+PASS_LOGITS = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -110,14 +115,33 @@ def _option_scores(
     options: list[tuple[int, str, tuple[int, ...]]],
 ) -> list[float]:
     """Per option (its prompt's row in `prefilled`, its adapter, its ids), its summed log-probability: the
-    first token's from the prompt's last logits, the rest from one more pass over the options."""
+    first token's from the prompt's last logits, the rest from passes over the options sorted by length."""
     first = torch.log_softmax(prefilled.logits, dim=-1)
     scores = [first[prompt, ids[0]].item() for prompt, _, ids in options]
-    width = max(len(ids) for _, _, ids in options) - 1
-    if width > 0:
-        rest = _continue(base, prefilled, prompt_lengths, options, width)
-        scores = [score + extra for score, extra in zip(scores, rest, strict=True)]
+    longer = [index for index, (_, _, ids) in enumerate(options) if len(ids) > 1]
+    vocab = int(prefilled.logits.shape[-1])
+    for group in _option_passes(longer, [len(options[index][2]) - 1 for index in longer], vocab):
+        rest = _continue(base, prefilled, prompt_lengths, [options[index] for index in group])
+        for index, extra in zip(group, rest, strict=True):
+            scores[index] += extra
     return scores
+
+
+def _option_passes(indices: list[int], lengths: list[int], vocab: int) -> list[list[int]]:
+    """`indices` (with their options' `lengths` in tokens to feed) in forward passes of similar length,
+    longest first. A pass pads every option to its longest, so an option joins a pass only if that pads it
+    by at most a quarter of the pass's width (or PASS_SLACK / 4 tokens), and while the pass stays within
+    PASS_LOGITS logits (one row of `vocab` per position: the largest tensor a pass makes)."""
+    budget = max(1, PASS_LOGITS // vocab)
+    passes: list[list[int]] = []
+    width = 0
+    for position in sorted(range(len(indices)), key=lambda position: -lengths[position]):
+        padding = width - lengths[position]
+        if not passes or (len(passes[-1]) + 1) * width > budget or padding > max(width // 4, PASS_SLACK // 4):
+            passes.append([])
+            width = lengths[position]
+        passes[-1].append(indices[position])
+    return passes
 
 
 def _continue(
@@ -125,17 +149,18 @@ def _continue(
     prefilled: Prefilled,
     prompt_lengths: list[int],
     options: list[tuple[int, str, tuple[int, ...]]],
-    width: int,
 ) -> list[float]:
     """Per option, the log-probs of its tokens after the first, read from one forward pass that feeds every
-    option but its last token (right-padded to `width`) after its prompt's cached keys and values."""
+    option but its last token (right-padded to the longest) after its prompt's cached keys and values."""
     device = prefilled.attention_mask.device
+    width = max(len(ids) for _, _, ids in options) - 1
     index = torch.tensor([prompt for prompt, _, _ in options], device=device)
-    prefilled.cache.batch_select_indices(index)
     input_ids = torch.full((len(options), width), base.pad_id, dtype=torch.long)
+    targets = torch.zeros((len(options), width), dtype=torch.long)
     block_mask = torch.zeros((len(options), width), dtype=torch.long)
     for i, (_, _, ids) in enumerate(options):
         input_ids[i, : len(ids) - 1] = torch.tensor(ids[:-1])
+        targets[i, : len(ids) - 1] = torch.tensor(ids[1:])
         block_mask[i, : len(ids) - 1] = 1
     starts = torch.tensor([prompt_lengths[prompt] for prompt, _, _ in options])
     output = base.forward(
@@ -143,12 +168,18 @@ def _continue(
         input_ids=input_ids.to(device),
         attention_mask=torch.cat([prefilled.attention_mask[index], block_mask.to(device)], dim=1),
         position_ids=(starts.unsqueeze(1) + torch.arange(width)).to(device),
-        past_key_values=prefilled.cache,
+        past_key_values=_rows_of(prefilled.cache, index),
         use_cache=True,
     )
-    scores = []
-    for i, (_, _, ids) in enumerate(options):
-        logits = output.logits[i, : len(ids) - 1].float()
-        targets = torch.tensor(ids[1:], device=logits.device).unsqueeze(1)
-        scores.append((logits.gather(1, targets).squeeze(1) - torch.logsumexp(logits, dim=-1)).sum().item())
-    return scores
+    logits = output.logits.float()
+    chosen = logits.gather(2, targets.to(device).unsqueeze(2)).squeeze(2) - torch.logsumexp(logits, dim=-1)
+    return torch.where(block_mask.to(device).bool(), chosen, 0.0).sum(dim=1).tolist()
+
+
+def _rows_of(cache: DynamicCache, index: torch.Tensor) -> DynamicCache:
+    """A cache of `cache`'s rows `index` (repeated where an index repeats), leaving `cache` as it is: the
+    passes over one prefill's options each take their own rows."""
+    rows = copy.copy(cache)
+    rows.layers = [copy.copy(layer) for layer in cache.layers]
+    rows.batch_select_indices(index)
+    return rows
