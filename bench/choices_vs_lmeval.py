@@ -36,7 +36,7 @@ from fslm.pipeline import load_pipeline
 from fslm.runtime.resolve import prepare
 
 MODEL = "smollm2-135m-instruct"
-BATCH = int(__import__("os").environ.get("BATCH", 32))
+BATCH = 32
 SETS = {"piqa": ("piqa/dev.jsonl", "A B"), "arc": ("arc-challenge/train.jsonl", "A B C D")}
 PIPELINE = f"""name: choices-vs-lmeval
 models:
