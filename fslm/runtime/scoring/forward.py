@@ -7,8 +7,8 @@ passes of similar uncached length, so that one prompt computed whole does not pa
 A prefill keeps only the last position's logits (they score every option's first token). Its KV cache is
 then repeated once per option, and the options of its prompts continue from it in right-padded forward
 passes over options of similar length (longest first, a bounded number of logits each), whose logits cover
-only the options' tokens. A prompt never goes through the LM head, which
-matters for long few-shot prompts and large vocabularies (Gemma's is 262k).
+only the options' tokens. A prompt never goes through the LM head, which matters for long few-shot prompts
+and large vocabularies (Gemma's is 262k).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from fslm.runtime.prefix_plan import plan_prefixes, prefill_planned
 
 # Tokens of padding per row below which prompts share a prefill pass however their lengths compare.
 PASS_SLACK = 32
+# Tokens of padding per option that any pass over options allows, however its width compares.
+OPTION_SLACK = 8
 # Logits (positions x vocabulary) one pass over options may produce: 64M float32 values, 256 MB.
 PASS_LOGITS = 64 * 2**20
 
@@ -130,14 +132,14 @@ def _option_scores(
 def _option_passes(indices: list[int], lengths: list[int], vocab: int) -> list[list[int]]:
     """`indices` (with their options' `lengths` in tokens to feed) in forward passes of similar length,
     longest first. A pass pads every option to its longest, so an option joins a pass only if that pads it
-    by at most a quarter of the pass's width (or PASS_SLACK / 4 tokens), and while the pass stays within
+    by at most a quarter of the pass's width (or OPTION_SLACK tokens), and while the pass stays within
     PASS_LOGITS logits (one row of `vocab` per position: the largest tensor a pass makes)."""
     budget = max(1, PASS_LOGITS // vocab)
     passes: list[list[int]] = []
     width = 0
     for position in sorted(range(len(indices)), key=lambda position: -lengths[position]):
         padding = width - lengths[position]
-        if not passes or (len(passes[-1]) + 1) * width > budget or padding > max(width // 4, PASS_SLACK // 4):
+        if not passes or (len(passes[-1]) + 1) * width > budget or padding > max(width // 4, OPTION_SLACK):
             passes.append([])
             width = lengths[position]
         passes[-1].append(indices[position])
