@@ -1,14 +1,18 @@
-"""EnsemW2S on ARC-Challenge: a boosted SmolLM2 ensemble labels hard questions for Gemma-3-270m.
+"""EnsemW2S: a boosted SmolLM2 ensemble labels data for Gemma-3-270m, on ARC-Challenge or on SST-2.
 
-1. Prepare (`finetune/w2s_arc/data/`): the first --rows ARC-Challenge train rows of ../shared/data are
-   scored by SmolLM2-135M-Instruct's mean loss per token of its gold answer; the lowest 40% are easy, the
-   rest hard. The last --test hard rows (in file order) are the held-out test; the train file holds at
-   most --easy easy rows and the other hard rows (the recipe's `max_hard` caps how many get labels).
+1. Prepare the recipe's data/ directory.
+   - `--task arc` (finetune/w2s_arc): the first --rows ARC-Challenge train rows of ../shared/data are scored
+     by SmolLM2-135M-Instruct's mean loss per token of its gold answer; the lowest 40% are easy, the rest
+     hard. The last --test hard rows (in file order) are the held-out test; the train file holds at most
+     --easy easy rows and the other hard rows (the recipe's `max_hard` caps how many get labels).
+   - `--task sst2` (finetune/w2s_sst2), the protocol of Burns et al. (2023): a seeded shuffle of the SST-2
+     train split gives gold half A (--easy rows, the weak members' data) and half B (the next --rows rows,
+     labelled by the weak members for Gemma; Gemma's ceiling learns their gold labels). The test is the
+     first --test items of the dev split.
 2. Run `fslm finetune w2s RECIPE --force` and record its report and phase times in
-   bench/results/boost_w2s.md.
+   bench/results/boost_w2s.md (ARC) or bench/results/boost_w2s_sst2.md.
 
-Usage: python bench/boost_w2s.py [--rows 600] [--easy 60] [--test 300] [--recipe finetune/w2s_arc/w2s.yaml]
-       [--skip-prepare]
+Usage: python bench/boost_w2s.py [--task arc|sst2] [--rows N] [--easy N] [--test N] [--skip-prepare]
 """
 
 from __future__ import annotations
@@ -16,17 +20,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from common import BENCH, RESULTS, SHARED_DATA, machine, read_jsonl
 
-RECIPE_DIR = BENCH.parent / "finetune" / "w2s_arc"
+RECIPES = {"arc": BENCH.parent / "finetune" / "w2s_arc", "sst2": BENCH.parent / "finetune" / "w2s_sst2"}
+TITLES = {
+    "arc": "EnsemW2S on ARC-Challenge (SmolLM2 weak ensemble → Gemma-3-270m)",
+    "sst2": "EnsemW2S on SST-2 (SmolLM2 weak ensemble → Gemma-3-270m, Burns et al. halves)",
+}
 LETTERS = "ABCDE"
 EASY_SHARE = 0.4
 TEST_ITEMS = 300
-RECIPE = RECIPE_DIR / "w2s.yaml"
+SHUFFLE_SEED = 0
 
 
 def rows() -> list[dict]:
@@ -44,7 +53,7 @@ def rows() -> list[dict]:
     return found
 
 
-def prepare(easy_cap: int, count: int, test_items: int) -> dict:
+def prepare_arc(recipe_dir: Path, easy_cap: int, count: int, test_items: int) -> dict:
     from fslm.finetune.boost.members import StageModel
     from fslm.finetune.boost.split import weak_losses
     from fslm.finetune.boost.task import BoostExample
@@ -52,7 +61,7 @@ def prepare(easy_cap: int, count: int, test_items: int) -> dict:
     from fslm.spec import load_spec
 
     items = rows()[:count]
-    spec = load_spec(RECIPE_DIR / "weak.yaml")
+    spec = load_spec(recipe_dir / "weak.yaml")
     weak = StageModel(spec, "answer", "float32")
     examples = [
         BoostExample(
@@ -67,10 +76,7 @@ def prepare(easy_cap: int, count: int, test_items: int) -> dict:
     easy = [r | {"level": "easy"} for r, loss in zip(items, losses, strict=True) if loss < cut]
     hard = [r | {"level": "hard"} for r, loss in zip(items, losses, strict=True) if loss >= cut]
     test, rest = hard[-test_items:], hard[:-test_items]
-    data = RECIPE_DIR / "data"
-    data.mkdir(exist_ok=True)
-    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in easy[:easy_cap] + rest))
-    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
+    write_data(recipe_dir, easy[:easy_cap] + rest, test)
     return {
         "rows": len(items),
         "easy": len(easy),
@@ -80,7 +86,25 @@ def prepare(easy_cap: int, count: int, test_items: int) -> dict:
     }
 
 
-def table(report: dict) -> str:
+def prepare_sst2(recipe_dir: Path, half_a: int, half_b: int, test_items: int) -> dict:
+    train = read_jsonl(SHARED_DATA / "sst2" / "train.jsonl")
+    random.Random(SHUFFLE_SEED).shuffle(train)
+    halves = [r | {"half": "A"} for r in train[:half_a]] + [
+        r | {"half": "B"} for r in train[half_a : half_a + half_b]
+    ]
+    test = read_jsonl(SHARED_DATA / "sst2" / "dev.jsonl")[:test_items]
+    write_data(recipe_dir, halves, test)
+    return {"half_a": half_a, "half_b": half_b, "test": len(test), "shuffle_seed": SHUFFLE_SEED}
+
+
+def write_data(recipe_dir: Path, train: list[dict], test: list[dict]) -> None:
+    data = recipe_dir / "data"
+    data.mkdir(exist_ok=True)
+    (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
+    (data / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
+
+
+def table(report: dict, metric: str) -> str:
     members = len(report["alphas"])
     names = {
         "weak_single": "weak: one SmolLM2 adapter (round 1)",
@@ -89,7 +113,7 @@ def table(report: dict) -> str:
         "strong_on_ensemble": "Gemma on ensemble labels",
         "strong_on_gold": "Gemma on gold labels (ceiling)",
     }
-    lines = ["| system | acc_norm | 95% interval | PGR [95% bootstrap] |", "|---|---|---|---|"]
+    lines = [f"| system | {metric} | 95% interval | PGR [95% bootstrap] |", "|---|---|---|---|"]
     for name, label in names.items():
         system = report["systems"][name]
         gap = report["pgr"].get(name)
@@ -112,10 +136,14 @@ def table(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--easy", type=int, default=60, help="most easy rows in the weak training data")
-    parser.add_argument("--rows", type=int, default=600, help="ARC rows used (from the start of the file)")
-    parser.add_argument("--test", type=int, default=TEST_ITEMS, help="hard rows held out as the test")
-    parser.add_argument("--recipe", type=Path, default=RECIPE, help="the w2s recipe (data under its data/)")
+    parser.add_argument("--task", choices=sorted(RECIPES), default="arc")
+    parser.add_argument(
+        "--easy", type=int, default=60, help="ARC: most easy rows in the weak data; SST-2: half A's size"
+    )
+    parser.add_argument(
+        "--rows", type=int, default=600, help="ARC: rows used (from the file's start); SST-2: half B's size"
+    )
+    parser.add_argument("--test", type=int, default=TEST_ITEMS, help="test items (ARC: hard rows held out)")
     parser.add_argument("--note", default="", help="a paragraph for the results file: why these sizes")
     parser.add_argument("--skip-prepare", action="store_true", help="reuse finetune/w2s_arc/data")
     args = parser.parse_args()
@@ -123,44 +151,47 @@ def main() -> None:
     from fslm.finetune.boost.recipe import W2SRecipe
     from fslm.finetune.loading import read_recipe
 
+    recipe = RECIPES[args.task] / "w2s.yaml"
+    prepare = prepare_arc if args.task == "arc" else prepare_sst2
     load_before = os.getloadavg()
-    prepared = None if args.skip_prepare else prepare(args.easy, args.rows, args.test)
+    prepared = None if args.skip_prepare else prepare(recipe.parent, args.easy, args.rows, args.test)
     print("prepared:", prepared, flush=True)
     started = time.perf_counter()
-    code = fslm(["finetune", "w2s", str(args.recipe), "--force"])
+    code = fslm(["finetune", "w2s", str(recipe), "--force"])
     wall = time.perf_counter() - started
     if code:
         raise SystemExit(f"fslm finetune w2s exited {code}")
-    output = read_recipe(args.recipe, W2SRecipe).output
+    output = read_recipe(recipe, W2SRecipe).output
     report = json.loads((output / "w2s.json").read_text())
     load_after = os.getloadavg()
-    recipe_name = args.recipe.resolve().relative_to(BENCH.parent)
+    recipe_name = recipe.resolve().relative_to(BENCH.parent)
     rounds = "\n".join(
         f"| {r['round']} | {r['error']:.4f} | {r['alpha']:.3f} | {r['weight_entropy']:.3f} | "
         f"{r['unweighted_error']:.3f} | {r['seconds']:.0f} |"
         for r in report["rounds"]
     )
     phases = "\n".join(f"| {name} | {seconds:.0f} |" for name, seconds in report["phase_seconds"].items())
-    text = f"""# boost_w2s: EnsemW2S on ARC-Challenge (SmolLM2 weak ensemble → Gemma-3-270m)
+    metric, unit = ("acc_norm", "questions") if args.task == "arc" else ("acc", "sentences")
+    text = f"""# boost_w2s: {TITLES[args.task]}
 
 Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}; 2 cores shared with other jobs, load
 average (1, 5, 15 min) {", ".join(f"{x:.2f}" for x in load_before)} at the start and
 {", ".join(f"{x:.2f}" for x in load_after)} at the end. Command:
-`nice -n 19 python bench/boost_w2s.py --rows {args.rows} --easy {args.easy} --test {args.test}
---recipe {recipe_name}`.
+`nice -n 19 python bench/boost_w2s.py --task {args.task} --rows {args.rows} --easy {args.easy}
+--test {args.test}`.
 Data: {json.dumps(prepared)}; split {json.dumps(report["split"])}.
 
 {args.note}
 
-Accuracy is the choice stage's pick by per-byte log-likelihood (acc_norm) on {report["items"]} held-out hard
-test questions; PGR = (w2s − weak single) / (gold ceiling − weak single), 95% interval by a paired bootstrap
-over the test items. Pseudo-labels agree with gold on the hard training items:
+Accuracy ({metric}) is the choice stage's pick on {report["items"]} held-out test {unit};
+PGR = (w2s − weak single) / (gold ceiling − weak single), 95% interval by a paired bootstrap over the test
+items. Pseudo-labels agree with gold on the hard training items:
 {json.dumps({k: round(v, 3) for k, v in report["label_agreement_with_gold"].items()})}. Stopped early:
 {report["stopped"]}.
 
-{table(report)}
+{table(report, metric)}
 
-Boosting rounds (SAMME, K = 4, sample-level error on the easy training items):
+Boosting rounds (SAMME, sample-level error on the easy training items):
 
 | round | ε (weighted) | α | weight entropy (nats) | unweighted error | seconds |
 |---|---|---|---|---|---|
@@ -176,10 +207,10 @@ scoring):
 The recipe ({recipe_name}):
 
 ```yaml
-{args.recipe.read_text().strip()}
+{recipe.read_text().strip()}
 ```
 """
-    (RESULTS / "boost_w2s.md").write_text(text)
+    (RESULTS / ("boost_w2s.md" if args.task == "arc" else f"boost_w2s_{args.task}.md")).write_text(text)
     print(text)
 
 

@@ -136,6 +136,19 @@ def staging_directory(target: Path) -> Path:
     return staged
 
 
+def kept_staging_directory(target: Path) -> Path:
+    """The staging directory an interrupted run left beside `target`, as it is (a resumed run continues in
+    it); FslmError when there is none."""
+    recover_directory(target)
+    staged = _staged(target)
+    if not staged.is_dir():
+        raise FslmError(
+            f"nothing to resume: no interrupted run left its work beside {target} ({staged.name}); "
+            "run without --resume"
+        )
+    return staged
+
+
 def replace_directory(target: Path) -> None:
     """Swap the finished staging directory of `target` in: the old `target` is moved aside, the new one
     renamed in, then the old one deleted."""

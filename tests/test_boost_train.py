@@ -184,3 +184,60 @@ def test_a_text_stage_boosts_with_two_classes_at_token_level(tmp_path: Path, tin
         assert 0 < one["error"] < 0.5 and not one["epsilon_capped"]
     # Token level: the error counts wrong tokens, not a whole number of the 12 wrong examples.
     assert any(round(one["unweighted_error"] * len(pairs), 3) % 1 for one in record["rounds"])
+
+
+@pytest.mark.slow
+def test_an_interrupted_boost_resumes_after_its_last_finished_round(
+    recipe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fslm.finetune.boost.members import StageModel
+    from fslm.finetune.boost.recipe import BoostRecipe
+    from fslm.finetune.boost.workflow import boost_finetune
+    from fslm.finetune.loading import read_recipe
+    from fslm.finetune.train import Interrupted
+
+    output = recipe.parent / "boosts" / "pick"
+    trained: list[int] = []
+    train = StageModel.train
+
+    def counted(self: StageModel, *args: Any, **kwargs: Any) -> Any:
+        trained.append(len(trained) + 1)
+        if len(trained) == stop_at:
+            raise Interrupted(recipe.parent, 0)
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(StageModel, "train", counted)
+    stop_at = 0
+    assert main(["finetune", "boost", str(recipe)]) == 0
+    whole, whole_trained = json.loads((output / "boost.json").read_text()), len(trained)
+    trained.clear()
+    stop_at = 2
+    with pytest.raises(Interrupted):
+        boost_finetune(read_recipe(recipe, BoostRecipe), force=True)
+    trained.clear()
+    stop_at = 0
+    assert main(["finetune", "boost", str(recipe), "--resume"]) == 0
+    assert len(trained) == whole_trained - 1  # round 1 was not trained again
+    resumed = json.loads((output / "boost.json").read_text())
+    assert [m["alpha"] for m in resumed["members"]] == pytest.approx([m["alpha"] for m in whole["members"]])
+    assert [r["error"] for r in resumed["rounds"]] == [r["error"] for r in whole["rounds"]]
+
+
+def test_resume_refuses_without_an_interrupted_run_or_with_another_recipe(
+    recipe: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fslm.finetune.boost import rounds
+    from fslm.finetune.boost.members import StageModel
+
+    assert main(["finetune", "boost", str(recipe), "--resume"]) == 2
+    assert "nothing to resume: no interrupted run" in " ".join(capsys.readouterr().err.split())
+    round_one = recipe.parent / "boosts" / ".pick.new" / "member_1"
+    round_one.mkdir(parents=True)
+    (round_one / rounds.ROUND_FILE).write_text(json.dumps({"fingerprint": "another recipe's"}) + "\n")
+    monkeypatch.setattr(StageModel, "train", lambda *args, **kwargs: pytest.fail("trained"))
+    assert main(["finetune", "boost", str(recipe), "--resume"]) == 2
+    assert "boosted another recipe or other data" in " ".join(capsys.readouterr().err.split())
+    assert (round_one / rounds.ROUND_FILE).is_file()  # nothing lost
+    with pytest.raises(SystemExit) as exited:
+        main(["finetune", "boost", str(recipe), "--resume", "--force"])
+    assert exited.value.code == 2

@@ -18,8 +18,19 @@ from fslm.cli.show import console, escaped
 
 def register_workflow(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", type=Path, help="a boost recipe (see docs/boost.md)")
-    parser.add_argument("--force", action="store_true", help="replace what the output directory holds")
+    add_start_options(parser)
     parser.set_defaults(handler=run)
+
+
+def add_start_options(parser: argparse.ArgumentParser) -> None:
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--force", action="store_true", help="replace what the output directory holds")
+    start.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run after its last finished round"
+    )
+
+
+INTERRUPTED = "interrupted; finished rounds are kept: continue with the same command plus --resume"
 
 
 def round_progress(err) -> Progress:
@@ -68,11 +79,15 @@ def run(args: argparse.Namespace) -> int:
         callbacks = progress_callbacks(err, progress, f"boost {recipe.target.stage}")
         try:
             result = boost_finetune(
-                recipe, force=args.force, callbacks=callbacks, recipe_file=args.recipe.absolute()
+                recipe,
+                force=args.force,
+                resume=args.resume,
+                callbacks=callbacks,
+                recipe_file=args.recipe.absolute(),
             )
         except Interrupted:
             progress.stop()
-            err.print("interrupted; boosting keeps no partial ensemble, so run the command again")
+            err.print(INTERRUPTED)
             os._exit(130)
     if result.stopped:
         err.print(f"[yellow]{escaped(result.stopped)}[/]")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from fslm.cli.boost_cmd import progress_callbacks, round_progress
+from fslm.cli.boost_cmd import INTERRUPTED, add_start_options, progress_callbacks, round_progress
 from fslm.cli.show import console, escaped
 
 NAMES = {
@@ -29,7 +29,7 @@ NAMES = {
 
 def register_workflow(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", type=Path, help="a w2s recipe (see docs/boost.md)")
-    parser.add_argument("--force", action="store_true", help="replace what the output directory holds")
+    add_start_options(parser)
     parser.set_defaults(handler=run)
 
 
@@ -49,11 +49,15 @@ def run(args: argparse.Namespace) -> int:
         )
         try:
             result = weak_to_strong(
-                recipe, force=args.force, callbacks=callbacks, recipe_file=args.recipe.absolute()
+                recipe,
+                force=args.force,
+                resume=args.resume,
+                callbacks=callbacks,
+                recipe_file=args.recipe.absolute(),
             )
         except Interrupted:
             progress.stop()
-            err.print("interrupted; nothing was written, so run the command again")
+            err.print(INTERRUPTED)
             os._exit(130)
     console().print(report_table(result.report))
     err.print(f"written to {escaped(result.output)}")

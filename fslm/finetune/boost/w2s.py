@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
-from fslm.files import replace_directory, staging_directory
+from fslm.files import replace_directory
 from fslm.finetune.boost.labels import choice_labels, correct_picks, strong_text_scores, text_labels
 from fslm.finetune.boost.measure import picks
 from fslm.finetune.boost.members import StageModel
@@ -27,8 +27,8 @@ from fslm.finetune.boost.report import w2s_report
 from fslm.finetune.boost.rounds import MEASURE_BATCH, BoostCallbacks, boost_rounds
 from fslm.finetune.boost.split import easy_and_hard
 from fslm.finetune.boost.task import classes, read_examples
-from fslm.finetune.boost.workflow import fitting_examples, task_format, write_checkpoint
-from fslm.finetune.output import check_output, check_output_place
+from fslm.finetune.boost.workflow import fitting_examples, output_staging, task_format, write_checkpoint
+from fslm.finetune.output import check_output_place
 from fslm.finetune.target import tunable_stage, tuned_model
 from fslm.nodes.choices.spec import ChoiceStageSpec
 from fslm.spec import PipelineSpec, load_spec
@@ -59,6 +59,7 @@ def weak_to_strong(
     recipe: W2SRecipe,
     *,
     force: bool = False,
+    resume: bool = False,
     callbacks: W2SCallbacks | None = None,
     recipe_file: Path | None = None,
 ) -> W2SResult:
@@ -87,7 +88,7 @@ def weak_to_strong(
         warn(
             f"only {len(test_weak)} test items: intervals will be wide ({ENOUGH_TEST_ITEMS} or more advised)"
         )
-    check_output(recipe.output, "", force, resume=False)
+    staging = output_staging(recipe.output, force, resume)
 
     def phase(name: str) -> None:
         phases[name] = time.perf_counter()
@@ -100,15 +101,22 @@ def weak_to_strong(
     hard = hard[: recipe.max_hard]
     hard_weak, hard_strong = [data_weak[i] for i in hard], [data_strong[i] for i in hard]
     easy_items = fitting_examples(weak, [data_weak[i] for i in easy], recipe.weak.train.max_length)
-    staging = staging_directory(recipe.output)
-    (staging / "weak").mkdir()
+    (staging / "weak").mkdir(exist_ok=True)
     phase("weak ensemble")
     k = classes(weak.stage, easy_items, recipe.weak.classes)
     # A choices stage's members are measured on the hard and test items while each is loaded.
     measure = {"hard": hard_weak, "test": test_weak} if choices else None
     task = task_format(weak_spec, recipe.weak.target.stage)
     boosted = boost_rounds(
-        recipe.weak, weak, easy_items, k, staging / "weak", task.model_dump(), callbacks.boost, measure
+        recipe.weak,
+        weak,
+        easy_items,
+        k,
+        staging / "weak",
+        task.model_dump(),
+        callbacks.boost,
+        measure,
+        resume=resume,
     )
     write_checkpoint(
         staging / "weak",

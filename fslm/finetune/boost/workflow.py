@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fslm.errors import FslmError
-from fslm.files import replace_directory, staging_directory
+from fslm.files import kept_staging_directory, replace_directory, staging_directory
 from fslm.finetune.boost.members import StageModel
 from fslm.finetune.boost.recipe import BoostRecipe, WeakEnsembleSpec
 from fslm.finetune.boost.rounds import BoostCallbacks, Boosted, boost_rounds
@@ -55,6 +55,7 @@ def boost_finetune(
     recipe: BoostRecipe,
     *,
     force: bool = False,
+    resume: bool = False,
     callbacks: BoostCallbacks | None = None,
     recipe_file: Path | None = None,
 ) -> BoostResult:
@@ -66,20 +67,29 @@ def boost_finetune(
         recipe.output, [recipe.target.pipeline, recipe.data.path, *([recipe_file] if recipe_file else [])]
     )
     examples = weak_examples(recipe, spec)
-    check_output(recipe.output, "", force, resume=False)
+    staging = output_staging(recipe.output, force, resume)
     if callbacks.on_status:
         model_spec = tuned_model(spec, tunable_stage(spec, recipe.target.stage))
         callbacks.on_status(f"loading {model_spec.source}")
     model = StageModel(spec, recipe.target.stage, recipe.train.dtype)
     kept = fitting_examples(model, examples, recipe.train.max_length)
-    staging = staging_directory(recipe.output)
     k = classes(model.stage, kept, recipe.classes)
-    boosted = boost_rounds(recipe, model, kept, k, staging, task.model_dump(), callbacks)
+    boosted = boost_rounds(recipe, model, kept, k, staging, task.model_dump(), callbacks, resume=resume)
     checkpoint = write_checkpoint(
         staging, recipe, model, task, boosted, k, len(examples) - len(kept), started
     )
     replace_directory(recipe.output)
     return BoostResult(recipe.output, checkpoint, boosted.stopped)
+
+
+def output_staging(output: Path, force: bool, resume: bool) -> Path:
+    """Where the run writes before its output is replaced: a fresh staging directory (after the overwrite
+    check), or with `resume` the one an interrupted run left, its finished rounds kept (that run already
+    passed the check)."""
+    if resume:
+        return kept_staging_directory(output)
+    check_output(output, "", force, resume=False)
+    return staging_directory(output)
 
 
 def fitting_examples(model: StageModel, examples: list[BoostExample], max_length: int) -> list[BoostExample]:
