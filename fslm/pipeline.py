@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
@@ -166,7 +166,7 @@ class Pipeline:
         with self._recording(new_id):
             if from_stage in edits:
                 message = self._recorded_message(parent.run_id, from_stage)
-                message["text"], message["edited"] = edits[from_stage], True
+                _set_edited_text(message, edits[from_stage])
                 # As if the stage had written the edit: conditional edges route on the edited text.
                 config = self.graph.update_state(
                     config, {"outputs": {from_stage: edits[from_stage]}, "log": [message]}, as_node=from_stage
@@ -350,8 +350,15 @@ def is_complete(snapshot: StateSnapshot) -> bool:
 def _edit_last_message(log: list[StageMessage], stage: str, text: str) -> None:
     for message in reversed(log):
         if message["stage"] == stage:
-            message["text"], message["edited"] = text, True
+            _set_edited_text(message, text)
             return
+
+
+def _set_edited_text(message: StageMessage, text: str) -> None:
+    """The user's text in place of the stage's; the model's token log-probabilities were of its own text, so
+    they go."""
+    message["text"], message["edited"] = text, True
+    cast(dict, message).pop("logprobs", None)
 
 
 def new_run_id() -> str:

@@ -195,10 +195,14 @@ def test_the_viewer_shows_each_step(
             "'bgi' is not a stage of the pipeline; did you mean 'big'",
         ),
         ("stages: [small, answer], thresholds: [0.5]", "stage 'answer' lists itself among its stages"),
-        ("stages: [small, big], confidence: entropy, thresholds: [0.5]", "'probability' or 'margin'"),
+        ("stages: [small, big], confidence: entropy, thresholds: [0.5]", "'mean_logprob' or 'min_logprob'"),
         (
             "stages: [small, big], confidence: mean_logprob, thresholds: [0.5]",
-            "confidence 'mean_logprob' needs the log-probability of each generated token",
+            "threshold 1 is 0.5; a mean_logprob is a log-probability, at most 0",
+        ),
+        (
+            "stages: [small, big], confidence: min_logprob, thresholds: [-0.5]",
+            "'small' is a 'choices' stage; confidence 'min_logprob' is the log-probability of generated",
         ),
     ],
 )
@@ -227,7 +231,7 @@ def test_validate_refuses_a_generating_stage_and_a_prompt_of_its_own(
     assert main(["validate", str(write(tmp_path / "p.yaml", text))]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert "a cascade has no 'prompt' of its own" in err
-    assert "'writer' is a 'stage' stage; a cascade's stages must be choice stages" in err
+    assert "'writer' is a 'stage' stage; confidence 'probability' is a pick's" in err
 
 
 @pytest.mark.slow
@@ -323,6 +327,7 @@ def test_finetune_cascade_picks_and_writes_thresholds(
             ["--budget", "0.3", "--stage", "small"],
             "has no cascade stage 'small' (its cascade stages: answer)",
         ),
+        (["--budget", "0.3", "--metric", "exact"], "--metric scores written text, but the stages of cascade"),
     ],
 )
 def test_finetune_cascade_refuses(
@@ -332,3 +337,106 @@ def test_finetune_cascade_refuses(
     args = ["finetune", "cascade", str(pipeline), "--stage", "answer", "--data", str(world["data"])]
     assert main([*args, "--answer-field", "gold", *extra]) == 2
     assert message in capsys.readouterr().err.replace("\n", " ")
+
+
+def writing_pipeline(world: dict[str, Path], cascade: str) -> str:
+    """A cascade of two generating stages: the tiny model, then the tiny model with an adapter."""
+    return f"""
+models: {{tiny: {{source: {world["lm"]}, dtype: float32}}}}
+inputs: [question, choices]
+stages:
+  answer:
+    cascade: {{{cascade}}}
+  small:
+    model: tiny
+    prompt: "Q: {{{{ question }}}}"
+    generation: {{max_new_tokens: 4}}
+  big:
+    model: tiny
+    adapter: {world["adapter"]}
+    prompt: "Q: {{{{ question }}}}"
+    generation: {{max_new_tokens: 4}}
+"""
+
+
+@pytest.mark.parametrize("measure", ["mean_logprob", "min_logprob"])
+def test_a_cascade_of_generating_stages_reads_their_token_logprobs(
+    world: dict[str, Path], tmp_path: Path, measure: str
+) -> None:
+    key = {"mean_logprob": "mean", "min_logprob": "min"}[measure]
+    first = run_all(
+        write(
+            tmp_path / "a.yaml",
+            writing_pipeline(world, f"stages: [small, big], confidence: {measure}, thresholds: [-1000]"),
+        )
+    )
+    for result in first:
+        small, own = result.messages
+        assert (
+            own["cascade"]["answered"] == "small"
+            and small["logprobs"]["tokens"] == small["completion_tokens"]
+        )
+        assert own["cascade"]["steps"][0]["confidence"] == small["logprobs"][key] <= 0
+    # A threshold between the small stage's confidences: the unsure half escalates, and only it.
+    confidences = sorted(result.messages[0]["logprobs"][key] for result in first)
+    threshold = (confidences[3] + confidences[4]) / 2
+    path = write(
+        tmp_path / "b.yaml",
+        writing_pipeline(world, f"stages: [small, big], confidence: {measure}, thresholds: [{threshold}]"),
+    )
+    for result in run_all(path):
+        sure = result.messages[0]["logprobs"][key] >= threshold
+        assert result.messages[-1]["cascade"]["answered"] == ("small" if sure else "big")
+        assert result.output == result.messages[-2]["text"]
+
+
+@pytest.mark.slow
+def test_finetune_cascade_fits_a_log_probability_threshold_and_eval_scores_the_text(
+    world: dict[str, Path], tmp_path: Path, capsys: Any
+) -> None:
+    pipeline = write(
+        tmp_path / "p.yaml",
+        writing_pipeline(world, "stages: [small, big], confidence: mean_logprob, thresholds: [-1]"),
+    )
+    big = run_all(
+        write(
+            tmp_path / "big.yaml",
+            writing_pipeline(world, "stages: [big, small], confidence: mean_logprob, thresholds: [-1000]"),
+        )
+    )
+    data = tmp_path / "dev.jsonl"  # gold: the big stage's answer on half of the items, nonsense on the rest
+    data.write_text(
+        "".join(
+            json.dumps(
+                {"question": question, "choices": CHOICES, "gold": result.output if index % 2 else "zzz"}
+            )
+            + "\n"
+            for index, (question, result) in enumerate(zip(QUESTIONS, big, strict=True))
+        )
+    )
+    store = str(tmp_path / "runs.sqlite")
+    args = [
+        "finetune",
+        "cascade",
+        str(pipeline),
+        "--stage",
+        "answer",
+        "--data",
+        str(data),
+        "--answer-field",
+        "gold",
+    ]
+    assert main([*args, "--store", store, "--metric", "exact", "--target-quality", "0", "--write"]) == 0
+    captured = capsys.readouterr()
+    threshold = float(pipeline.read_text().split("thresholds: [")[1].split("]")[0])
+    assert threshold <= 0 and "written to stage answer" in captured.err
+    rows = {line.split("│")[1].strip(): line for line in captured.out.splitlines() if "│" in line}
+    assert float(rows["big alone"].split("│")[2]) == 0.5
+    cascade = next(line for title, line in rows.items() if title.startswith("cascade at"))
+    assert float(cascade.split("│")[2]) >= 0.5
+    output = tmp_path / "results.jsonl"
+    eval_args = ["eval", str(pipeline), "--data", str(data), "--answer-field", "gold", "--metric", "exact"]
+    assert main([*eval_args, "--store", store, "--output", str(output)]) == 0
+    scored = [json.loads(line) for line in output.read_text().splitlines()]
+    assert sum(row["scores"]["exact"] for row in scored) / len(scored) >= 0.5
+    assert {row["routed"]["answer"] for row in scored} <= {"small", "big"}

@@ -33,6 +33,7 @@ class ScriptedRuntime:
             completion_tokens=len(text.split()),
             seconds=0.0,
             finish_reason="eos",
+            token_logprobs=tuple(-0.5 for _ in text.split()),
         )
 
     def close(self) -> None:

@@ -66,6 +66,7 @@ def test_replay_reruns_from_a_stage_with_an_edited_upstream_message(tmp_path, mo
 
     assert [m["stage"] for m in child.messages] == ["a", "b", "c"]
     assert child.messages[0]["text"] == "edited" and child.messages[0]["edited"] is True
+    assert "logprobs" in parent.messages[0] and "logprobs" not in child.messages[0]  # not the model's text
     assert [m["prompt"] for m in child.messages[1:]] == ["B edited", "C b2"]
     assert len(pipeline.runtime.requests) - before == 2  # a was not re-run
     record = store.index.get(child.run_id)

@@ -107,6 +107,29 @@ def test_batched_equals_unbatched_under_greedy(tiny_model: Path, tiny_adapters: 
     assert texts(batched) == texts(alone)
     assert [g.completion_tokens for g in batched] == [g.completion_tokens for g in alone]
     assert len(set(texts(batched))) > 1
+    for together, single in zip(batched, alone, strict=True):
+        assert together.token_logprobs == pytest.approx(single.token_logprobs, abs=1e-4)
+
+
+def test_token_logprobs_are_the_greedy_tokens_log_softmax_of_a_plain_forward(tiny_model: Path) -> None:
+    import torch
+
+    from fslm.runtime.prompt import encode_prompt
+
+    runtime = tiny_runtime(tiny_model)
+    request = GenerationRequest("tiny", PROMPTS[1], params=GenerationParams(max_new_tokens=6))
+    generated = runtime.generate([request])[0]
+    ids = encode_prompt(runtime.base_for("tiny").tokenizer, request)[1]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, torch_dtype=torch.float32)
+    expected = []
+    with torch.no_grad():
+        for _ in range(generated.completion_tokens):
+            logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].float(), dim=-1)
+            token = int(logprobs.argmax())
+            expected.append(float(logprobs[token]))
+            ids.append(token)
+    assert len(generated.token_logprobs) == generated.completion_tokens > 0
+    assert generated.token_logprobs == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from fslm.cli.main import main
+from fslm.nodes.stage.record import logprobs_table
 from fslm.pipeline import load_pipeline
 from fslm.spec import END, load_spec
 from fslm.store import RunRecord, open_store
@@ -112,10 +113,12 @@ def test_api_errors_say_what_is_wrong(server, path, status, message):
 
 
 def test_api_run_and_diff_match_the_store(server, store, runs):
-    # The store's record of the run, each message with the tables of its kind's records (none here).
+    # The store's record of the run, each message with the tables of its kind's records: here each
+    # generating stage's token log-probabilities.
     expected = json.loads(json.dumps(run_details(store, runs["replay"]).to_dict()))
     for message in expected["messages"]:
-        message["tables"] = []
+        message["tables"] = [logprobs_table(message["logprobs"]).as_json()] if "logprobs" in message else []
+    assert any(message["tables"] for message in expected["messages"])
     assert get_json(server, f"/api/runs/{runs['replay']}")[1] == expected
     _, body = get_json(server, f"/api/diff?a={runs['a']}&b={runs['replay']}")
     expected = diff_runs(store, runs["a"], runs["replay"])[2]

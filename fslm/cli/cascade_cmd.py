@@ -2,7 +2,8 @@
 
 `fslm finetune cascade PIPELINE --stage NAME --data DEV.jsonl --target-quality 0.005` runs each of the
 cascade's stages alone on the dev items (batched; recorded runs are reused) and picks the cheapest threshold
-whose accuracy stays within 0.005 (half a point) of the last stage's; `--budget 0.3` picks the most accurate
+whose accuracy stays within 0.005 (half a point) of the last stage's (a cascade of generating stages:
+its text scored by --metric); `--budget 0.3` picks the most accurate
 one that escalates at most 30% of the items. `--write` writes the thresholds into the pipeline.
 """
 
@@ -18,6 +19,7 @@ from rich.table import Table
 from fslm.cli.common_args import add_batch_size_argument, add_store_argument
 from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
+from fslm.eval.metrics import METRICS
 
 if TYPE_CHECKING:
     from fslm.finetune.cascade.workflow import Calibration
@@ -38,6 +40,11 @@ def register_workflow(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--budget", type=float, help="the largest share of items to escalate (0 to 1)")
     parser.add_argument("--answer-field", default="answer", help="the gold answer's field (default: answer)")
     parser.add_argument("--choices-field", help="the options' field (default: the one the stages read)")
+    parser.add_argument(
+        "--metric",
+        choices=list(METRICS),
+        help="a cascade of generating stages: how a step's text is scored (right = 1; default exact)",
+    )
     parser.add_argument("--limit", type=int, help="only the first N items")
     add_batch_size_argument(parser)
     add_store_argument(parser)
@@ -73,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             Target(quality=args.target_quality, budget=args.budget),
             answer_field=args.answer_field,
             choices_field=args.choices_field,
+            metric=args.metric,
             limit=args.limit,
             store=args.store,
             batch_size=args.batch_size,

@@ -16,7 +16,7 @@ from fslm.runtime.loaded import LoadedBase
 from fslm.runtime.prefill import PromptPart, filled_layer
 from fslm.runtime.prefix_cache import PrefixCache
 from fslm.runtime.prefix_plan import prefill_reusing
-from fslm.runtime.sampling import next_tokens
+from fslm.runtime.sampling import chosen_logprobs, next_tokens
 from fslm.runtime.types import Generation
 
 
@@ -91,10 +91,13 @@ class ActiveBatch:
 
     def _choose(self, logits: torch.Tensor) -> list[PreparedRow]:
         # Sampling draws from each row's own CPU generator, so the same seed samples the same on any device.
-        chosen = next_tokens(
-            logits.cpu(), [row.params for row in self.rows], [row.generator for row in self.rows]
-        )
-        done = [advance(self.base, row, token) for row, token in zip(self.rows, chosen, strict=True)]
+        logits = logits.float().cpu()
+        chosen = next_tokens(logits, [row.params for row in self.rows], [row.generator for row in self.rows])
+        logprobs = chosen_logprobs(logits, chosen)
+        done = [
+            advance(self.base, row, token, logprob)
+            for row, token, logprob in zip(self.rows, chosen, logprobs, strict=True)
+        ]
         finished = [row for row, row_done in zip(self.rows, done, strict=True) if row_done]
         self.pending = torch.tensor(chosen, dtype=torch.long, device=self.base.device)
         if finished:

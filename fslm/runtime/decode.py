@@ -22,6 +22,7 @@ class PreparedRow:
     params: GenerationParams
     on_text: Callable[[str], None] | None = None
     completion_ids: list[int] = field(default_factory=list)
+    token_logprobs: list[float] = field(default_factory=list)
     streamed: str = ""
     finish_reason: str | None = None
     cached_tokens: int = 0  # leading prompt tokens whose states came from the prefix cache
@@ -42,9 +43,10 @@ def begin(rows: list[PreparedRow]) -> list[PreparedRow]:
     return [row for row in rows if row.finish_reason is None]
 
 
-def advance(base: LoadedBase, row: PreparedRow, token: int) -> bool:
-    """Append `token` to the row; return True when the row has finished."""
+def advance(base: LoadedBase, row: PreparedRow, token: int, logprob: float) -> bool:
+    """Append `token` (and its log-probability) to the row; return True when the row has finished."""
     row.completion_ids.append(token)
+    row.token_logprobs.append(logprob)
     text = _decode(base, row) if row.params.stop or row.on_text else ""
     if token in base.eos_ids:
         row.finish_reason = "eos"
@@ -89,4 +91,5 @@ def result(base: LoadedBase, row: PreparedRow) -> Generation:
         seconds=row.finished - row.started,
         finish_reason=row.finish_reason or "length",
         cached_prompt_tokens=row.cached_tokens,
+        token_logprobs=tuple(row.token_logprobs),
     )

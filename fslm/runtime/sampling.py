@@ -43,3 +43,9 @@ def sample_from(probs: torch.Tensor, top_p: float, generator: torch.Generator | 
         sorted_probs[outside] = 0.0
         probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
     return int(torch.multinomial(probs, 1, generator=generator).item())
+
+
+def chosen_logprobs(logits: torch.Tensor, chosen: list[int]) -> list[float]:
+    """Each row's log-probability of its chosen token under the model's untempered distribution."""
+    rows = torch.arange(len(chosen))
+    return torch.log_softmax(logits, dim=-1)[rows, torch.tensor(chosen)].tolist()

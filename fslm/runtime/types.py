@@ -65,3 +65,6 @@ class Generation:
     seconds: float  # wall time from the start of its prefill to its last token
     finish_reason: str  # "eos" | "stop" | "length"
     cached_prompt_tokens: int = 0  # leading prompt tokens reused from the prefix cache, not computed again
+    # The log-probability of each generated token (end-of-sequence and stop-string tokens included) under the
+    # model's untempered distribution; plain generation fills it, the ensemble decoders leave it empty.
+    token_logprobs: tuple[float, ...] = ()

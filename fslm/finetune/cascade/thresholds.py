@@ -2,12 +2,14 @@
 the benches use the same functions.
 
 One threshold is shared by every step but the last (for two steps, the only one), and the candidates are
-0, 1 and the midpoints between neighbouring confidences seen on the dev items, so every distinct split of
-them is tried.
+the measure's ends (0 and 1 for a probability; for a log-probability 0 and a whole number at or below the
+lowest one seen) and the midpoints between neighbouring confidences seen on the dev items, so every
+distinct split of them is tried.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -49,17 +51,23 @@ def operating_point(items: Sequence[Sequence[StepResult]], thresholds: Sequence[
     )
 
 
-def candidate_thresholds(items: Sequence[Sequence[StepResult]]) -> list[float]:
-    """0, 1 and the midpoints between neighbouring distinct confidences of the steps that may escalate."""
+def candidate_thresholds(items: Sequence[Sequence[StepResult]], logprob: bool = False) -> list[float]:
+    """The measure's ends and the midpoints between neighbouring distinct confidences of the steps that may
+    escalate. The ends: 0 and 1 for a probability or margin; 0 and the floor of the lowest confidence (so
+    every step answers) for a log-probability."""
     seen = sorted({step.confidence for item in items for step in item[:-1]})
     midpoints = [(low + high) / 2 for low, high in pairwise(seen)]
-    return sorted({0.0, 1.0, *(round(value, PLACES) for value in midpoints)})
+    ends = {0.0, float(math.floor(seen[0])) if seen else -1.0} if logprob else {0.0, 1.0}
+    return sorted(ends | {round(value, PLACES) for value in midpoints})
 
 
-def sweep(items: Sequence[Sequence[StepResult]]) -> list[OperatingPoint]:
+def sweep(items: Sequence[Sequence[StepResult]], logprob: bool = False) -> list[OperatingPoint]:
     """The operating point of every candidate threshold, shared by every step but the last."""
     steps = len(items[0])
-    return [operating_point(items, [threshold] * (steps - 1)) for threshold in candidate_thresholds(items)]
+    return [
+        operating_point(items, [threshold] * (steps - 1))
+        for threshold in candidate_thresholds(items, logprob)
+    ]
 
 
 def alone(items: Sequence[Sequence[StepResult]], step: int) -> tuple[float, float]:

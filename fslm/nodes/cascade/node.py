@@ -15,7 +15,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from fslm.graph.state import RunState, StageMessage
-from fslm.nodes.cascade.confidence import choice_confidence
+from fslm.nodes.cascade.confidence import step_confidence
 from fslm.nodes.cascade.record import CascadeRecord, CascadeStep
 from fslm.nodes.cascade.spec import CascadeStageSpec
 from fslm.spec.kinds import node_factory
@@ -46,7 +46,7 @@ def make_cascade_node(
             update = run_step(step, state, config)
             seconds = round(time.perf_counter() - step_started, 6)
             log.extend(update["log"])
-            confidence = choice_confidence(cascade.confidence, update["log"][-1]["choices"])
+            confidence = step_confidence(cascade.confidence, update["log"][-1])
             steps.append(CascadeStep(stage=step, confidence=confidence, threshold=threshold, seconds=seconds))
             if threshold is None or confidence >= threshold:
                 break

@@ -1,11 +1,12 @@
-"""How `fslm eval` scores a cascade that ends a pipeline: each run from the record of the step that
-answered (its steps are choice stages reading the same options)."""
+"""How `fslm eval` scores a cascade that ends a pipeline: a cascade of choice stages by the record of the step
+that answered (its steps read the same options); a cascade of generating stages by its text, with a metric."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fslm.nodes.cascade.confidence import TOKEN_MEASURES
 from fslm.nodes.cascade.spec import CascadeStageSpec
 from fslm.nodes.choices.scoring import choice_stage_output
 from fslm.nodes.choices.spec import ChoiceStageSpec
@@ -15,8 +16,10 @@ from fslm.spec.models import StageSpecBase
 
 def cascade_choice_output(
     name: str, stage: StageSpecBase, stages: Mapping[str, StageSpecBase]
-) -> ChoiceOutput:
+) -> ChoiceOutput | None:
     assert isinstance(stage, CascadeStageSpec)
+    if stage.cascade.confidence in TOKEN_MEASURES:
+        return None  # its steps write text
     outputs = {}
     for step in stage.cascade.stages:
         spec = stages[step]

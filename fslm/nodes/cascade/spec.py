@@ -12,13 +12,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fslm.nodes.cascade.confidence import TOKEN_MEASURES
 from fslm.nodes.choices.spec import ChoiceStageSpec
+from fslm.nodes.stage.spec import StageSpec
 from fslm.spec.kinds import Report, StageChecks, kind_of
 from fslm.spec.models import StageSpecBase
 from fslm.spec.reporting import did_you_mean
 
-# Confidences of generated text; refused with a message of their own until generation returns them.
-TOKEN_MEASURES = ("mean_logprob", "min_logprob")
 _OWN_KEYS = ("prompt", "system", "chat_template", "generation")
 
 
@@ -30,21 +30,23 @@ class CascadeSpec(BaseModel):
     stages: list[str] = Field(
         min_length=2,
         description=(
-            "The steps: choice stages of the pipeline, cheapest first, picking among the same options. Each "
-            "runs only when every step before it was unsure."
+            "The steps, cheapest first: choice stages picking among the same options, or (with a token "
+            "measure) generating stages. Each runs only when every step before it was unsure."
         ),
     )
-    confidence: Literal["probability", "margin"] = Field(
+    confidence: Literal["probability", "margin", "mean_logprob", "min_logprob"] = Field(
         "probability",
         description=(
-            "How sure a step is of its pick: `probability`, the probability it gives the option it picked; "
-            "`margin`, that probability minus the second highest."
+            "How sure a step is. Choice stages: `probability`, the probability it gives the option it "
+            "picked; `margin`, that probability minus the second highest. Generating stages: "
+            "`mean_logprob` or `min_logprob`, the mean or the lowest log-probability of the tokens it wrote."
         ),
     )
     thresholds: list[float] = Field(
         description=(
-            "One per step but the last, in [0, 1]: a step whose confidence is at least its threshold "
-            "answers; below it, the next step runs. `fslm finetune cascade` picks them on dev data."
+            "One per step but the last, in [0, 1] for a choice measure and at most 0 for a token measure: a "
+            "step whose confidence is at least its threshold answers; below it, the next step runs. "
+            "`fslm finetune cascade` picks them on dev data."
         ),
     )
 
@@ -58,8 +60,14 @@ class CascadeSpec(BaseModel):
                 f"'thresholds' has {len(self.thresholds)} value(s) for {len(self.stages)} stages; give one "
                 "per stage but the last (the last always answers)"
             )
+        tokens = self.confidence in TOKEN_MEASURES
         for number, threshold in enumerate(self.thresholds, start=1):
-            if not (math.isfinite(threshold) and 0 <= threshold <= 1):
+            if tokens and not (math.isfinite(threshold) and threshold <= 0):
+                raise ValueError(
+                    f"threshold {number} is {threshold}; a {self.confidence} is a log-probability, at most "
+                    "0, so thresholds must be finite and at most 0 too"
+                )
+            if not tokens and not (math.isfinite(threshold) and 0 <= threshold <= 1):
                 raise ValueError(
                     f"threshold {number} is {threshold}; a {self.confidence} lies in [0, 1], so thresholds "
                     "must too"
@@ -84,7 +92,7 @@ def cascade_steps(stage: StageSpecBase) -> list[str]:
 
 
 def check_cascade(name: str, stage: dict[str, Any], checks: StageChecks) -> None:
-    """No prompt or decoding settings of its own; a token-level measure gets a message that says why not."""
+    """No prompt or decoding settings of its own."""
     for key in _OWN_KEYS:
         if key in stage:
             checks.report(
@@ -92,22 +100,15 @@ def check_cascade(name: str, stage: dict[str, Any], checks: StageChecks) -> None
                 f"stage {name!r}: a cascade has no {key!r} of its own (its stages have theirs)",
             )
             stage.pop(key)
-    cascade = stage.get("cascade")
-    if isinstance(cascade, dict) and cascade.get("confidence") in TOKEN_MEASURES:
-        checks.report(
-            ("stages", name, "cascade", "confidence"),
-            f"stage {name!r}: confidence {cascade['confidence']!r} needs the log-probability of each "
-            "generated token, which fslm's runtime does not return yet; cascade choice stages with "
-            "'probability' or 'margin' (docs/cascades.md)",
-        )
-        cascade.pop("confidence")
 
 
 def check_cascade_stages(
     name: str, stage: StageSpecBase, stages: Mapping[str, StageSpecBase], report: Report
 ) -> None:
-    """Every step is another stage, a choice stage, and all of them pick among the same options."""
+    """Every step is another stage that runs alone: choice stages all picking among the same options, or
+    with a token measure, generating stages."""
     assert isinstance(stage, CascadeStageSpec)
+    measure = stage.cascade.confidence
     path = ("stages", name, "cascade", "stages")
     others = [other for other in stages if other != name]
     options = set()
@@ -126,14 +127,21 @@ def check_cascade_stages(
                 f"stage {name!r}: {step!r} is a {stages[step].kind!r} stage, which runs other stages itself; "
                 "a cascade's stages must run alone",
             )
-        elif not isinstance(spec := stages[step], ChoiceStageSpec):
+        elif measure in TOKEN_MEASURES and not isinstance(stages[step], StageSpec):
             report(
                 (*path, index),
-                f"stage {name!r}: {step!r} is a {spec.kind!r} stage; a cascade's stages must be choice "
-                "stages, whose pick has a probability (a generating stage's confidence needs per-token "
-                "log-probabilities, which fslm's runtime does not return yet)",
+                f"stage {name!r}: {step!r} is a {stages[step].kind!r} stage; confidence {measure!r} is the "
+                "log-probability of generated tokens, so a cascade with it runs generating stages (`model:` "
+                "and a prompt, no `choices:`); a choice stage's confidence is 'probability' or 'margin'",
             )
-        else:
+        elif measure not in TOKEN_MEASURES and not isinstance(spec := stages[step], ChoiceStageSpec):
+            report(
+                (*path, index),
+                f"stage {name!r}: {step!r} is a {spec.kind!r} stage; confidence {measure!r} is a pick's, so "
+                "a cascade with it runs choice stages (for generating stages use 'mean_logprob' or "
+                "'min_logprob')",
+            )
+        elif isinstance(spec := stages[step], ChoiceStageSpec):
             options.add((spec.choices_field, repr(spec.choices)))
     if len(options) > 1:
         report(

@@ -2,17 +2,23 @@
 
 import contextvars
 from collections.abc import Callable
+from typing import NotRequired
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_stream_writer
 
 from fslm.graph.state import STREAM_TOKENS, RunState, StageMessage, TokenChunk
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
+from fslm.nodes.stage.record import TokenLogprobs, token_logprobs
 from fslm.nodes.stage.spec import StageSpec
 from fslm.runtime.types import Generation, GenerationParams, GenerationRequest
 from fslm.spec import GenerationSpec
 
 Generate = Callable[[GenerationRequest], Generation]
+
+
+class GeneratedMessage(StageMessage):
+    logprobs: NotRequired[TokenLogprobs]  # absent when the runtime returned no token log-probabilities
 
 
 def generation_params(generation: GenerationSpec) -> GenerationParams:
@@ -57,7 +63,7 @@ def make_stage_node(
 
         request = stage_request(stage, prompt, on_text)
         result = generate(request)
-        message = StageMessage(
+        message = GeneratedMessage(
             stage=name,
             text=result.text,
             model=stage.model,
@@ -68,6 +74,8 @@ def make_stage_node(
             seconds=round(result.seconds, 4),
             cached_prompt_tokens=result.cached_prompt_tokens,
         )
+        if (logprobs := token_logprobs(result.token_logprobs)) is not None:
+            message["logprobs"] = logprobs
         return {"outputs": {name: result.text}, "log": [message]}
 
     run_stage.__name__ = f"stage_{name}"
