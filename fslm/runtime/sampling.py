@@ -47,5 +47,5 @@ def sample_from(probs: torch.Tensor, top_p: float, generator: torch.Generator | 
 
 def chosen_logprobs(logits: torch.Tensor, chosen: list[int]) -> list[float]:
     """Each row's log-probability of its chosen token under the model's untempered distribution."""
-    rows = torch.arange(len(chosen))
-    return torch.log_softmax(logits, dim=-1)[rows, torch.tensor(chosen)].tolist()
+    picked = logits.gather(1, torch.tensor(chosen).unsqueeze(1)).squeeze(1)
+    return (picked - torch.logsumexp(logits, dim=-1)).tolist()  # no vocabulary-wide tensor is written
