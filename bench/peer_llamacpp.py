@@ -13,7 +13,8 @@ tokenizer) and decode greedily for at most --new-tokens tokens, stopping at an e
   decoded together first). Aggregate tokens/s is all generated tokens over the wall seconds of the call.
 
 Greedy texts are compared: the two compute with different weights (float vs 4-bit dot products), so they
-may part after some tokens; the result file gives the mean number of leading tokens both agree on.
+may part after some tokens; the result file gives the mean number of leading tokens both agree on (both
+texts decoded and stripped as fslm returns text, then tokenized by fslm's tokenizer).
 
 Needs the bench extra: pip install -c constraints.txt "llama-cpp-python==0.3.36" (builds from source here).
 Usage: python bench/peer_llamacpp.py [--models smollm2-135m-instruct,gemma3-270m] [--prompts 4]
@@ -59,6 +60,10 @@ class FslmSide:
     def completion_ids(self, text: str) -> list[int]:
         return self.base.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def text_of(self, ids: list[int]) -> str:
+        """Token ids as fslm returns a completion's text: decoded without special tokens, stripped."""
+        return self.base.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
     def generate(self, prompts: list[str], new_tokens: int) -> tuple[list[str], int, float]:
         """Texts, generated tokens, wall seconds of one call serving all `prompts` together."""
         params = GenerationParams(max_new_tokens=new_tokens)
@@ -73,32 +78,34 @@ class FslmSide:
 
 class LlamaSide:
     def __init__(self, gguf: Path, threads: int, sequences: int, context: int) -> None:
-        from llama_cpp import Llama
+        import llama_cpp
+        from llama_cpp._internals import LlamaContext
 
-        self.llama = Llama(
-            model_path=str(gguf),
-            n_ctx=context,
-            n_batch=context,
-            n_ubatch=512,
-            n_seq_max=sequences,
-            n_threads=threads,
-            n_threads_batch=threads,
-            logits_all=False,
-            verbose=False,
-        )
+        # The model through the high-level class; a context of our own, as its constructor has no way to
+        # ask for several sequences: `sequences` sequences, each with its own part of the KV cache
+        # (`context` tokens each), as llama.cpp's server serves parallel requests.
+        self.llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=256, n_threads=threads, verbose=False)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = params.n_batch = context * sequences
+        params.n_ubatch = 512
+        params.n_seq_max = sequences
+        params.n_threads = params.n_threads_batch = threads
+        params.kv_unified = False
+        self.context = LlamaContext(model=self.llama._model, params=params, verbose=False)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llama._model.model)
         self.vocabulary = self.llama.n_vocab()
 
     def is_end(self, token: int) -> bool:
         import llama_cpp
 
-        return bool(llama_cpp.llama_vocab_is_eog(self.llama._model.vocab, token))
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
     def generate(self, prompts: list[list[int]], new_tokens: int) -> tuple[list[list[int]], float]:
         """Greedy completions (token ids) of all `prompts` as parallel sequences of one context, and the
         wall seconds."""
         import llama_cpp
 
-        context = self.llama._ctx.ctx
+        context = self.context.ctx
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(context), True)
         total = sum(map(len, prompts)) + len(prompts)
         batch = llama_cpp.llama_batch_init(max(total, 1), 0, len(prompts))
@@ -131,7 +138,7 @@ class LlamaSide:
         sequence's entry that wants them."""
         import llama_cpp
 
-        context = self.llama._ctx.ctx
+        context = self.context.ctx
         batch.n_tokens = len(entries)
         for index, (sequence, position, token, logits) in enumerate(entries):
             batch.token[index] = token
@@ -163,7 +170,7 @@ def compare(alias: str, args: argparse.Namespace) -> list[dict]:
     most = max(args.concurrent)
     many = prompts_for(max(most, args.prompts))
     ids = [fslm.prompt_ids(prompt) for prompt in many]
-    context = sum(map(len, ids[:most])) + most * (args.new_tokens + 1)
+    context = max(map(len, ids)) + args.new_tokens + 1  # per sequence
     llama = LlamaSide(builtin_gguf_path(alias), args.threads, most, context)
     fslm.generate(many[:1], 8)  # warm-up: first-call allocations and kernel choices, both sides
     llama.generate(ids[:1], 8)
@@ -180,7 +187,7 @@ def compare(alias: str, args: argparse.Namespace) -> list[dict]:
             llama_tokens += sum(map(len, completions))
             llama_seconds += seconds
             agreement += [
-                agreeing_prefix(fslm.completion_ids(text), completion)
+                agreeing_prefix(fslm.completion_ids(text), fslm.completion_ids(fslm.text_of(completion)))
                 for text, completion in zip(texts, completions, strict=True)
             ]
         fslm_rate, llama_rate = fslm_tokens / fslm_seconds, llama_tokens / llama_seconds
