@@ -1,6 +1,7 @@
 """Combining two tuned SST-2 stages on different bases: SmolLM2-135M-Instruct and Gemma-3-270m, each with a
 LoRA adapter trained on the same gold rows by the same recipe. Each alone, a confidence cascade (either way
-round) and a UniTE choice stage over both, on the SST-2 dev split.
+round) and a UniTE choice stage over both, on the SST-2 dev split; and the same adapters as generating stages
+(writing the label), cascaded by their mean token log-probability.
 
 The pair:
 - Gemma: the gold ceiling of `python bench/boost_w2s.py --task sst2` (`strong_on_gold`: half B's gold labels,
@@ -31,9 +32,10 @@ from pathlib import Path
 from cascade_piqa import apgr, area_over_random, bootstrap, cross_fit, curve, percent, with_interval
 from common import BENCH, RESULTS, SHARED_DATA, machine, read_jsonl
 
+from fslm.eval.metrics import score
 from fslm.eval.stats import paired
 from fslm.finetune.cascade.thresholds import StepResult
-from fslm.nodes.cascade.confidence import choice_confidence
+from fslm.nodes.cascade.confidence import step_confidence
 from fslm.pipeline import load_pipeline
 
 RECIPES = BENCH.parent / "finetune" / "w2s_sst2"
@@ -45,20 +47,24 @@ LABELS = ["positive", "negative"]
 
 
 def pipeline_text(stage: str) -> str:
-    """A pipeline of one stage: `smol`, `gemma` (each with its adapter) or `unite` (both)."""
-    members = {
-        "smol": f"{{model: smol, adapter: {SMOL_ADAPTER}}}",
-        "gemma": f"{{model: gemma, adapter: {GEMMA_ADAPTER}}}",
-    }
+    """A pipeline of one stage: `smol`, `gemma` (choice stages, each with its adapter), `unite` (a UniTE
+    choice stage over both), or `smol_gen`, `gemma_gen` (the same adapters writing the label as text)."""
+    adapters = {"smol": SMOL_ADAPTER, "gemma": GEMMA_ADAPTER}
     head = (
         "models:\n  smol: {source: smollm2-135m-instruct, dtype: float32}\n"
         "  gemma: {source: gemma3-270m, dtype: float32}\ninputs: [text]\nstages:\n  label:\n"
     )
-    body = (
-        f"    ensemble: {{members: [{members['smol']}, {members['gemma']}]}}\n"
-        if stage == "unite"
-        else f"    model: {stage}\n    adapter: {SMOL_ADAPTER if stage == 'smol' else GEMMA_ADAPTER}\n"
-    )
+    if stage.endswith("_gen"):
+        model = stage.removesuffix("_gen")
+        return head + (
+            f"    model: {model}\n    adapter: {adapters[model]}\n    chat_template: false\n"
+            f'    prompt: {PROMPT}\n    generation: {{max_new_tokens: 4, stop: ["\\n"]}}\n'
+        )
+    if stage == "unite":
+        members = ", ".join(f"{{model: {name}, adapter: {path}}}" for name, path in adapters.items())
+        body = f"    ensemble: {{members: [{members}]}}\n"
+    else:
+        body = f"    model: {stage}\n    adapter: {adapters[stage]}\n"
     return head + body + f"    prompt: {PROMPT}\n    choices: [positive, negative]\n    normalize: none\n"
 
 
@@ -78,7 +84,8 @@ def train_smol() -> float | None:
 
 
 def run_stage(stage: str, items: list[dict], chunk: int) -> list[dict]:
-    """Per item: the stage's pick, its probability, right or wrong, measured seconds."""
+    """Per item: the stage's answer, its confidence (a choice stage's probability of its pick, a generating
+    stage's mean token log-probability), right or wrong (exact match), measured seconds."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "stage.yaml"
         path.write_text(pipeline_text(stage))
@@ -92,12 +99,13 @@ def run_stage(stage: str, items: list[dict], chunk: int) -> list[dict]:
                 results = pipeline.batch([{"text": item["text"]} for item in batch])
                 seconds = (time.perf_counter() - started) / len(batch)
                 for item, result in zip(batch, results, strict=True):
-                    record = result.messages[-1]["choices"]
+                    message = result.messages[-1]
+                    measure = "mean_logprob" if stage.endswith("_gen") else "probability"
                     found.append(
                         {
                             "pick": result.output,
-                            "confidence": choice_confidence("probability", record),
-                            "correct": result.output == item["label"],
+                            "confidence": step_confidence(measure, message),
+                            "correct": score("exact", result.output, item["label"]) == 1.0,
                             "seconds": seconds,
                         }
                     )
@@ -143,7 +151,8 @@ def main() -> None:
     load_before = os.getloadavg()
     trained = train_smol()
     items = read_jsonl(SHARED_DATA / "sst2" / "dev.jsonl")[: args.limit]
-    found = {stage: run_stage(stage, items, args.chunk) for stage in ("smol", "gemma", "unite")}
+    stages = ("smol", "gemma", "unite", "smol_gen", "gemma_gen")
+    found = {stage: run_stage(stage, items, args.chunk) for stage in stages}
     (RESULTS / "combine_sst2_items.jsonl").write_text(
         "".join(
             json.dumps({"text": item["text"], "label": item["label"]} | {s: found[s][i] for s in found})
@@ -160,7 +169,13 @@ def main() -> None:
             "escalated %": "",
             "s/item": f"{seconds[stage]:.4f}",
         }
-        for stage, name in (("smol", "SmolLM2 tuned"), ("gemma", "Gemma tuned"), ("unite", "UniTE of both"))
+        for stage, name in (
+            ("smol", "SmolLM2 tuned"),
+            ("gemma", "Gemma tuned"),
+            ("unite", "UniTE of both"),
+            ("smol_gen", "SmolLM2 tuned, writing the label"),
+            ("gemma_gen", "Gemma tuned, writing the label"),
+        )
     ]
 
     def steps(first: str, second: str) -> list[list[StepResult]]:
@@ -175,7 +190,7 @@ def main() -> None:
         ]
 
     notes, cascades = [], {}
-    for first, second in (("smol", "gemma"), ("gemma", "smol")):
+    for first, second in (("smol", "gemma"), ("gemma", "smol"), ("smol_gen", "gemma_gen")):
         name = f"{first} → {second}"
         row, note, cascades[name] = cascade_rows(name, steps(first, second), args.bootstrap)
         rows.append(row)
@@ -205,8 +220,8 @@ Machine: {machine()}. Load average (1, 5, 15 min) {", ".join(f"{x:.2f}" for x in
 Paired on the same items (exact McNemar):
 {chr(10).join(comparisons)}
 
-Cascades (confidence: the first stage's probability of its pick; cost: measured seconds per item of the
-stages that ran):
+Cascades (confidence: the first stage's probability of its pick, or for the generating stages its mean
+token log-probability; cost: measured seconds per item of the stages that ran):
 {chr(10).join(notes)}
 """
     (RESULTS / "combine_sst2.md").write_text(text)
