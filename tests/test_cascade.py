@@ -440,3 +440,15 @@ def test_finetune_cascade_fits_a_log_probability_threshold_and_eval_scores_the_t
     scored = [json.loads(line) for line in output.read_text().splitlines()]
     assert sum(row["scores"]["exact"] for row in scored) / len(scored) >= 0.5
     assert {row["routed"]["answer"] for row in scored} <= {"small", "big"}
+
+
+def test_log_probability_thresholds_span_the_measures_range() -> None:
+    from fslm.finetune.cascade.thresholds import candidate_thresholds
+
+    items = [
+        [StepResult(-2.3, True, 1.0), StepResult(-0.1, True, 1.0)],
+        [StepResult(-0.5, False, 1.0), StepResult(-0.2, True, 1.0)],
+    ]
+    assert candidate_thresholds(items, logprob=True) == [-3.0, -1.4, 0.0]
+    assert operating_point(items, [-3.0]).escalated == 0.0  # the floor lets every first step answer
+    assert operating_point(items, [0.0]).escalated == 1.0
