@@ -94,6 +94,9 @@ def prepare_sst2(recipe_dir: Path, half_a: int, half_b: int, test_items: int) ->
     ]
     test = read_jsonl(SHARED_DATA / "sst2" / "dev.jsonl")[:test_items]
     write_data(recipe_dir, halves, test)
+    # Half B with its gold labels alone: SmolLM2's counterpart of Gemma's ceiling (smol_gold.yaml).
+    half_b = "".join(json.dumps(row) + "\n" for row in halves if row["half"] == "B")
+    (recipe_dir / "data" / "half_b.jsonl").write_text(half_b)
     return {"half_a": half_a, "half_b": half_b, "test": len(test), "shuffle_seed": SHUFFLE_SEED}
 
 
