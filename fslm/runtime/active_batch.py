@@ -91,7 +91,7 @@ class ActiveBatch:
 
     def _choose(self, logits: torch.Tensor) -> list[PreparedRow]:
         # Sampling draws from each row's own CPU generator, so the same seed samples the same on any device.
-        logits = logits.float().cpu()
+        logits = logits.cpu()
         chosen = next_tokens(logits, [row.params for row in self.rows], [row.generator for row in self.rows])
         logprobs = chosen_logprobs(logits, chosen)
         done = [

@@ -127,21 +127,23 @@ def check_cascade_stages(
                 f"stage {name!r}: {step!r} is a {stages[step].kind!r} stage, which runs other stages itself; "
                 "a cascade's stages must run alone",
             )
-        elif measure in TOKEN_MEASURES and not isinstance(stages[step], StageSpec):
-            report(
-                (*path, index),
-                f"stage {name!r}: {step!r} is a {stages[step].kind!r} stage; confidence {measure!r} is the "
-                "log-probability of generated tokens, so a cascade with it runs generating stages (`model:` "
-                "and a prompt, no `choices:`); a choice stage's confidence is 'probability' or 'margin'",
-            )
-        elif measure not in TOKEN_MEASURES and not isinstance(spec := stages[step], ChoiceStageSpec):
+        elif measure in TOKEN_MEASURES:
+            if not isinstance(stages[step], StageSpec):
+                report(
+                    (*path, index),
+                    f"stage {name!r}: {step!r} is a {stages[step].kind!r} stage; confidence {measure!r} is "
+                    "the log-probability of generated tokens, so a cascade with it runs generating stages "
+                    "(`model:` and a prompt, no `choices:`); a choice stage's confidence is 'probability' or "
+                    "'margin'",
+                )
+        elif not isinstance(spec := stages[step], ChoiceStageSpec):
             report(
                 (*path, index),
                 f"stage {name!r}: {step!r} is a {spec.kind!r} stage; confidence {measure!r} is a pick's, so "
                 "a cascade with it runs choice stages (for generating stages use 'mean_logprob' or "
                 "'min_logprob')",
             )
-        elif isinstance(spec := stages[step], ChoiceStageSpec):
+        else:
             options.add((spec.choices_field, repr(spec.choices)))
     if len(options) > 1:
         report(
