@@ -23,4 +23,5 @@ KIND = NodeKind(
     check=check_choices,
     records=(CHOICES_RECORD,),
     choice_output=choice_output,
+    reference={"AbstainSpec": "`stages.<name>.abstain`"},
 )

@@ -73,3 +73,16 @@ def choose(
         chosen=chosen,
         scorers=scorers,
     )
+
+
+def unsettled(record: ChoicesRecord, below: float) -> bool:
+    """Whether a best-first record cannot tell if its pick's probability is below `below`. A pruned
+    option's probability comes from an upper bound on its score, so the pick's probability in the record is
+    a lower bound; leaving the pruned options out gives an upper bound. Between the two, only full scores
+    decide."""
+    pruned = set(record.get("pruned", []))
+    if not pruned or record["probabilities"][record["chosen"]] >= below:
+        return False
+    scores = record["scorers"][0]["scores"]
+    scored = [score for index, score in enumerate(scores) if index not in pruned]
+    return softmax(scored)[scored.index(scores[record["chosen"]])] >= below

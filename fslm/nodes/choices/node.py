@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fslm.errors import FslmError
 from fslm.graph.state import RunState, StageMessage
-from fslm.nodes.choices.decision import choose, scorer_record
-from fslm.nodes.choices.record import ChoicesRecord
+from fslm.nodes.choices.decision import choose, scorer_record, unsettled
+from fslm.nodes.choices.record import AbstainedRecord, ChoicesRecord
 from fslm.nodes.choices.spec import CHOICE_VARIABLE, ChoiceStageSpec
 from fslm.nodes.prompt import compile_prompt, render_prompt, template_variables
 from fslm.runtime.scoring import OptionScores, ScoreRequest
@@ -80,20 +81,23 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
             )
             for option in options
         )
-        results = [_score(name, score, scorer.request(prompt, continuations, stage)) for scorer in scorers]
-        records = [
-            scorer_record(scorer.label, result.logprobs, result.tokens, sizes, stage.normalize, result.pruned)
-            for scorer, result in zip(scorers, results, strict=True)
-        ]
-        record = choose(options, sizes, stage.normalize, records, [scorer.weight for scorer in scorers])
+        decide = partial(_decide, name, stage, scorers, score, prompt, continuations, options)
+        results, record = decide(full=False)
+        seconds = sum(result.seconds for result in results)
+        abstain = stage.abstain
+        if abstain is not None and unsettled(record, abstain.below):
+            # The search's bounds cannot say whether the pick is too unlikely: score every option.
+            results, record = decide(full=True)
+            seconds += sum(result.seconds for result in results)
         if duplicates:
             record["duplicates"] = duplicates
-        if results[0].pruned:
-            record["pruned"] = list(results[0].pruned)
         labels = stage.labels
         if labels is not None:
             record["labels"] = labels
         chosen = options[record["chosen"]] if labels is None else labels[record["chosen"]]
+        if abstain is not None and record["probabilities"][record["chosen"]] < abstain.below:
+            record["abstained"] = AbstainedRecord(below=abstain.below, answer=abstain.answer)
+            chosen = abstain.answer
         message = ChoicesMessage(
             stage=name,
             text=chosen,
@@ -102,7 +106,7 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
             prompt=prompt,
             prompt_tokens=results[0].prompt_tokens,
             completion_tokens=results[0].tokens[record["chosen"]],
-            seconds=round(sum(result.seconds for result in results), 4),
+            seconds=round(seconds, 4),
             cached_prompt_tokens=results[0].cached_prompt_tokens,
             choices=record,
         )
@@ -110,6 +114,30 @@ def make_choices_node(name: str, stage: ChoiceStageSpec, score: Score) -> Callab
 
     run_choices.__name__ = f"choices_{name}"
     return run_choices
+
+
+def _decide(
+    name: str,
+    stage: ChoiceStageSpec,
+    scorers: list[Scorer],
+    score: Score,
+    prompt: str,
+    continuations: tuple[str, ...],
+    options: list[str],
+    full: bool,
+) -> tuple[list[OptionScores], ChoicesRecord]:
+    """Each scorer's scores of the options (all of them when `full`, else as the stage searches) and the
+    stage's decision from them."""
+    sizes = [len(option.encode()) for option in options]
+    results = [_score(name, score, scorer.request(prompt, continuations, stage, full)) for scorer in scorers]
+    records = [
+        scorer_record(scorer.label, result.logprobs, result.tokens, sizes, stage.normalize, result.pruned)
+        for scorer, result in zip(scorers, results, strict=True)
+    ]
+    record = choose(options, sizes, stage.normalize, records, [scorer.weight for scorer in scorers])
+    if results[0].pruned:
+        record["pruned"] = list(results[0].pruned)
+    return results, record
 
 
 class ChoicesMessage(StageMessage):
@@ -125,7 +153,9 @@ class Scorer:
     label: str
     weight: float = 1.0
 
-    def request(self, prompt: str, continuations: tuple[str, ...], stage: ChoiceStageSpec) -> ScoreRequest:
+    def request(
+        self, prompt: str, continuations: tuple[str, ...], stage: ChoiceStageSpec, full: bool
+    ) -> ScoreRequest:
         return ScoreRequest(
             model=self.model,
             prompt=prompt,
@@ -133,7 +163,7 @@ class Scorer:
             adapter=self.adapter,
             system=stage.system,
             chat_template=stage.chat_template,
-            best_first=stage.search == "best_first",
+            best_first=stage.search == "best_first" and not full,
         )
 
 

@@ -16,6 +16,13 @@ class ScorerRecord(TypedDict):
     chosen: int  # the option this model alone would pick
 
 
+class AbstainedRecord(TypedDict):
+    """A stage that abstained: the pick's probability fell below `below`, so it wrote `answer`."""
+
+    below: float
+    answer: str
+
+
 class ChoicesRecord(TypedDict):
     """How a choices stage picked: its options, each scorer's numbers (one for a model stage, each member's
     for an ensemble), the probabilities it chose by, and the chosen index."""
@@ -32,6 +39,7 @@ class ChoicesRecord(TypedDict):
     labels: NotRequired[list[str]]  # a verbalizer's labels in option order; the stage writes the chosen one
     duplicates: NotRequired[list[str]]  # options the input listed more than once (scored once)
     weights: NotRequired[list[float]]  # a boost stage's: each scorer's α, normalised to sum 1
+    abstained: NotRequired[AbstainedRecord]  # `abstain:` set and the pick too unlikely; `chosen` is the pick
 
 
 def choices_record(message: Mapping[str, Any]) -> ChoicesRecord | None:

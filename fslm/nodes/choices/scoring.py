@@ -42,7 +42,9 @@ def choice_stage_output(name: str, stage: ChoiceStageSpec, scored_as: str | None
             if metric in metrics
         }
 
-    answers = stage.labels or stage.listed_options or []
+    answers = [*(stage.labels or stage.listed_options or [])]
+    if stage.abstain is not None and stage.abstain.answer not in answers:
+        answers.append(stage.abstain.answer)
     return ChoiceOutput(name, stage.choices_field, answers, metrics, scores)
 
 
@@ -60,8 +62,16 @@ def scorer_weights(spec: ChoiceStageSpec) -> list[float]:
 
 def choice_scores(record: ChoicesRecord, reference: str, weights: list[float]) -> dict[str, float]:
     """`acc` and `acc_norm` of one run, from its choice stage's record; `reference` is the gold option (or its
-    label, when the stage has a verbalizer)."""
-    gold = record.get("labels", record["options"]).index(reference)
+    label, when the stage has a verbalizer, or its abstain answer). A stage that abstained is right when the
+    reference is the answer it wrote instead of its pick."""
+    abstained = record.get("abstained")
+    if abstained is not None:
+        right = float(reference == abstained["answer"])
+        return {"acc": right, "acc_norm": right}
+    answers = record.get("labels", record["options"])
+    if reference not in answers:
+        return {"acc": 0.0, "acc_norm": 0.0}  # the abstain answer, which the stage did not write
+    gold = answers.index(reference)
     return {"acc": float(record["chosen"] == gold), "acc_norm": float(pick(record, "byte", weights) == gold)}
 
 

@@ -43,6 +43,12 @@ def choices_table(record: ChoicesRecord) -> RecordTable:
     notes = []
     if len(shown) < len(record["options"]):
         notes.append(f"… {len(record['options']) - len(shown)} less probable options not shown")
+    abstained = record.get("abstained")
+    if abstained is not None:
+        notes.append(
+            f"abstained: the pick's p {record['probabilities'][record['chosen']]:.2f} is below "
+            f"{abstained['below']:g}, so the stage wrote {abstained['answer']!r}"
+        )
     if pruned:
         notes.append(
             f"best-first search: {len(pruned)} options pruned at the bound shown (≤), not scored whole"

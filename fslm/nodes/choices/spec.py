@@ -12,13 +12,35 @@ from pydantic import Field, field_validator, model_validator
 from fslm.nodes.stage.spec import check_stage
 from fslm.nodes.unite.spec import EnsembleSpec, check_ensemble
 from fslm.spec.kinds import StageChecks
-from fslm.spec.models import StageSpecBase
+from fslm.spec.models import StageSpecBase, StrictModel
 
 CHOICE_VARIABLE = "choice"  # what the continuation template calls the option it appends
 DEFAULT_CONTINUATION = " {{ choice }}"
 Normalize = Literal["none", "token", "byte"]
 _FIELD_REFERENCE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _YAML_BOOLEANS = "YAML reads unquoted yes, no, on, off, true and false as booleans: quote them ('yes')"
+
+
+class AbstainSpec(StrictModel):
+    """When a choices stage writes a fixed answer instead of its pick: the pick is too unlikely."""
+
+    below: float = Field(
+        gt=0,
+        lt=1,
+        description="The pick's probability over the options below which the stage abstains (0 to 1, "
+        "exclusive).",
+    )
+    answer: str = Field(
+        description="What the stage writes when it abstains, for example `oos` or `none of these`; it may "
+        "be one of the stage's labels or options or another text."
+    )
+
+    @field_validator("answer")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the abstain answer is empty")
+        return value
 
 
 class ChoiceStageSpec(StageSpecBase):
@@ -73,6 +95,14 @@ class ChoiceStageSpec(StageSpecBase):
             "log-probability by a best-first search over the options' tokens, scoring only promising "
             "prefixes (the same pick; exact for `normalize: none` with `model:`, which it requires). The "
             "record keeps the scores it computed and marks the rest pruned."
+        ),
+    )
+    abstain: AbstainSpec | None = Field(
+        None,
+        description=(
+            "Choices stage: write `answer` instead of the pick when the pick's probability over the "
+            "options is below `below` (an intent classifier's out-of-scope answer, docs/choices.md). The "
+            "record keeps the pick and says the stage abstained."
         ),
     )
     chat_template: bool = Field(
