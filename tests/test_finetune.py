@@ -18,10 +18,10 @@ from fslm.finetune.attach import attach_adapter
 from fslm.finetune.batching import collate, length_batches
 from fslm.finetune.encode import StageEncoder
 from fslm.finetune.model import completion_loss, with_new_adapter
-from fslm.finetune.recipe import LoraSpec
+from fslm.finetune.recipe import LoraSpec, TrainSpec
 from fslm.finetune.reference import generated_files as reference_files
 from fslm.finetune.sources import Example
-from fslm.finetune.train import Interrupted
+from fslm.finetune.train import Interrupted, total_steps
 from fslm.pipeline import load_pipeline
 from fslm.spec import load_spec
 
@@ -113,6 +113,20 @@ def test_loss_covers_completion_tokens_only_and_matches_the_full_model_loss(tiny
     reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels).loss
     assert count == int((labels != -100).sum())
     assert torch.allclose(loss / count, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("train", "steps"),
+    [
+        ({}, 10),  # one epoch of 10 steps by default
+        ({"max_steps": 25}, 25),  # max_steps alone is not capped at one epoch
+        ({"max_steps": 25, "epochs": 1}, 10),  # with both, whichever comes first
+        ({"max_steps": 4}, 4),
+        ({"epochs": 2.5}, 25),
+    ],
+)
+def test_max_steps_alone_sets_the_length_of_training(train, steps):
+    assert total_steps(80, TrainSpec(batch_size=8, **train)) == steps
 
 
 def test_length_batches_group_similar_lengths_and_cover_every_example():

@@ -7,7 +7,7 @@ written for users. CLI flags of `fslm finetune` carry the same names as the `tra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
@@ -160,9 +160,11 @@ class LoraSpec(RecipeModel):
 
 
 class TrainSpec(RecipeModel):
-    """Optimisation settings. Give `epochs` or `max_steps`; with both, training stops at whichever comes first."""  # noqa: E501 (the text is the schema description, one line)
+    """Optimisation settings. Give `epochs` or `max_steps` (neither: one epoch); with both, training stops at whichever comes first."""  # noqa: E501 (the text is the schema description, one line)
 
-    epochs: float | None = Field(1.0, gt=0, description="Passes over the training split.")
+    epochs: float | None = Field(
+        None, gt=0, description="Passes over the training split (1 when `max_steps` is not given either)."
+    )
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps to take.")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (AdamW).")
     scheduler: Literal["linear", "cosine", "constant"] = Field(
@@ -191,6 +193,14 @@ class TrainSpec(RecipeModel):
     )
     checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints.")
     log_every: int = Field(1, ge=1, description="Steps between recorded training losses.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_epoch_unless_told(cls, data: Any) -> Any:
+        # A default of one epoch would cap a recipe that gives only `max_steps` at one epoch's steps.
+        if isinstance(data, dict) and "epochs" not in data and data.get("max_steps") is None:
+            return {**data, "epochs": 1.0}
+        return data
 
     @model_validator(mode="after")
     def _has_a_length(self) -> TrainSpec:
