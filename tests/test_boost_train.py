@@ -86,7 +86,7 @@ def recipe(tmp_path: Path, tiny_model: Path) -> Path:
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(item) + "\n" for item in ITEMS))
     (tmp_path / "boost.yaml").write_text(
         "target: {pipeline: p.yaml, stage: pick}\ndata: {path: train.jsonl, target: answer}\nrounds: 2\n"
-        "lora: {r: 4}\ntrain: {max_steps: 3, batch_size: 8, learning_rate: 0.01, max_length: 64}\n"
+        "lora: {r: 4}\ntrain: {max_steps: 2, batch_size: 8, learning_rate: 0.01, max_length: 64}\n"
         "output: boosts/pick\n"
     )
     return tmp_path / "boost.yaml"
@@ -171,7 +171,7 @@ def test_a_text_stage_boosts_with_two_classes_at_token_level(tmp_path: Path, tin
     )
     (tmp_path / "boost.yaml").write_text(
         "target: {pipeline: p.yaml, stage: answer}\ndata: {path: train.jsonl}\nrounds: 2\nerror: token\n"
-        "lora: {r: 8}\ntrain: {max_steps: 30, batch_size: 12, learning_rate: 0.02, max_length: 64}\n"
+        "lora: {r: 8}\ntrain: {max_steps: 1, batch_size: 12, learning_rate: 0.02, max_length: 64}\n"
         "output: out\n"
     )
     assert main(["finetune", "boost", str(tmp_path / "boost.yaml")]) == 0

@@ -2,8 +2,8 @@
 a record as the data spells it and writes the label as the data spells it.
 
 The inputs are dev records of the public data sets, copied here: SST-2 (Socher et al. 2013), AG News (Zhang et
-al. 2015), TREC (Li and Roth 2002), Banking77 (Casanueva et al. 2020, CC BY 4.0) and SNIPS (Coucke et al.
-2018), as split in ../shared/data (see its README)."""
+al. 2015), TREC (Li and Roth 2002), Banking77 (Casanueva et al. 2020, CC BY 4.0), SNIPS (Coucke et al.
+2018) and CLINC150 (Larson et al. 2019, CC BY 3.0), as split in ../shared/data (see its README)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,10 @@ RECORDS = {
     "snips": [
         ({"text": "i d like to have this track onto my classical relaxations playlist"}, "AddToPlaylist"),
         ({"text": "book a reservation for my babies and i"}, "BookRestaurant"),
+    ],
+    "clinc150": [
+        ({"text": "how do you say hello in japanese"}, "translate"),
+        ({"text": "can i mix antifreeze with water"}, "oos"),
     ],
 }
 
