@@ -98,7 +98,9 @@ def test_a_short_request_joins_and_leaves_before_a_long_one_ends(tiny_model: Pat
 
     long_thread = threading.Thread(target=call, args=("long", long))
     long_thread.start()
-    time.sleep(0.2)  # the long request is decoding by now
+    deadline = time.monotonic() + 30
+    while not runtime.stats.batch_sizes and time.monotonic() < deadline:
+        time.sleep(0.001)  # until the long request is prefilled; a fixed sleep let it finish first
     call("short", short)
     long_thread.join()
     runtime.close()
