@@ -1,5 +1,6 @@
-"""The shipped task stages (pipelines/tasks/*.yaml) on the real SmolLM2 with their tuned adapters: each reads
-a record as the data spells it and writes the label as the data spells it.
+"""The shipped task stages (pipelines/tasks/*.yaml) and the command parser on the real SmolLM2 with their
+tuned adapters: each task stage reads a record as the data spells it and writes the label as the data spells
+it; the parser writes a held-out command's frame.
 
 The inputs are dev records of the public data sets, copied here: SST-2 (Socher et al. 2013), AG News (Zhang et
 al. 2015), TREC (Li and Roth 2002), Banking77 (Casanueva et al. 2020, CC BY 4.0), SNIPS (Coucke et al.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fslm.eval.frames import frame_scores
 from fslm.pipeline import load_pipeline
 from fslm.runtime import BUILTIN_MODELS
 
@@ -71,3 +73,25 @@ def test_a_task_stage_writes_the_datas_label(task: str) -> None:
         choices = result.messages[0]["choices"]
         assert choices["labels"][choices["chosen"]] == result.output
         assert result.messages[0]["adapter"] is not None
+
+
+PARSES = [
+    (
+        "play the newest melody on last fm by eddie vinson",
+        "intent: PlayMusic; sort: newest; music_item: melody; service: last fm; artist: eddie vinson",
+    ),
+    (
+        "is there a storm now in nc",
+        "intent: GetWeather; condition_description: storm; timeRange: now; state: nc",
+    ),
+]
+
+
+@pytest.mark.slow
+def test_the_command_parser_writes_a_held_out_commands_frame() -> None:
+    pipeline = load_pipeline(REPO / "pipelines" / "command_parser.yaml", store=":memory:")
+    results = pipeline.batch([{"text": text} for text, _ in PARSES])
+    for result, (_, frame) in zip(results, PARSES, strict=True):
+        assert frame_scores(result.output, frame)["frame"] == 1.0, result.output
+        intent, slots = result.messages
+        assert intent["choices"]["labels"][intent["choices"]["chosen"]] in slots["prompt"]
