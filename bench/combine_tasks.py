@@ -21,7 +21,7 @@ curve over every threshold against random escalation of the same share, the area
 bootstrap interval, APGR, and a 2-fold cross-fit of `fslm finetune cascade`'s search (within 1 point of the
 second stage).
 
-Usage: python bench/combine_tasks.py --task sst2|agnews|trec [--train 640] [--adapters SMOL,GEMMA]
+Usage: python bench/combine_tasks.py --task sst2|agnews|trec|snips [--train 640] [--adapters SMOL,GEMMA]
        [--limit N] [--chunk 32] [--bootstrap 2000]
 Writes bench/results/combine_TASK.md and the per-item results bench/results/combine_TASK_items.jsonl.
 """
@@ -48,11 +48,18 @@ from fslm.pipeline import load_pipeline
 
 SOURCES = {"smol": "smollm2-135m-instruct", "gemma": "gemma3-270m"}
 SHUFFLE_SEED = 0
+LABEL_FIELDS = {"snips": "intent"}
 RECIPE = {
     "lora": {"r": 16, "alpha": 32},
     "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.0005, "max_length": 256},
     "eval": {"split": 0.0},
 }
+
+
+def task_rows(name: str, split: str) -> list[dict]:
+    """The task's records, each with its gold label under `label` (SNIPS spells it `intent`)."""
+    field = LABEL_FIELDS.get(name, "label")
+    return [row | {"label": row[field]} for row in read_jsonl(SHARED_DATA / name / f"{split}.jsonl")]
 
 
 class Task:
@@ -91,7 +98,7 @@ class Task:
         """Train whichever adapter is missing on the first `rows` of the seeded shuffle; seconds each."""
         from fslm.cli.main import main as fslm
 
-        train = read_jsonl(SHARED_DATA / self.name / "train.jsonl")
+        train = task_rows(self.name, "train")
         random.Random(SHUFFLE_SEED).shuffle(train)
         seconds = {}
         with tempfile.TemporaryDirectory() as folder:
@@ -187,7 +194,7 @@ def inputs(task: Task, item: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", required=True, choices=["sst2", "agnews", "trec"])
+    parser.add_argument("--task", required=True, choices=["sst2", "agnews", "trec", "snips"])
     parser.add_argument("--train", type=int, default=640, help="gold training rows for each adapter (640)")
     parser.add_argument("--adapters", help="SMOL,GEMMA: existing adapters instead of training them")
     parser.add_argument("--limit", type=int, help="only the first N dev items (default: all)")
@@ -205,7 +212,7 @@ def main() -> None:
     task = Task(args.task, adapters)
     load_before = os.getloadavg()
     trained = task.train(args.train)
-    items = read_jsonl(SHARED_DATA / args.task / "dev.jsonl")[: args.limit]
+    items = task_rows(args.task, "dev")[: args.limit]
     stages = ("smol", "gemma", "unite", "smol_gen", "gemma_gen")
     found = {stage: run_stage(task, stage, items, args.chunk) for stage in stages}
     (RESULTS / f"combine_{args.task}_items.jsonl").write_text(

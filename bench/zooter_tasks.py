@@ -1,5 +1,6 @@
 """Zooter where the experts differ: a router over {SmolLM2 tuned, Gemma-3-270m tuned} on a mixed stream of
-the SST-2, AG News and TREC dev items (2,372), each item answered by its task's adapter on the chosen base.
+the SST-2, AG News, TREC and SNIPS (intent) dev items (3,072), each item answered by its task's adapter on
+the chosen base.
 
 The experts' per-item results come from bench/combine_tasks.py (bench/results/combine_TASK_items.jsonl): each
 base's tuned choice stage ran on every dev item, with its measured seconds per item. Those files hold whether
@@ -39,7 +40,7 @@ from fslm.finetune.router.train import split, train_router
 from fslm.runtime.router.checkpoint import DEFAULT_ENCODER
 from fslm.runtime.router.model import RouterModel
 
-TASKS = {"sst2": "text", "agnews": "text", "trec": "question"}
+TASKS = {"sst2": "text", "agnews": "text", "trec": "question", "snips": "text"}
 EXPERTS = ("smol", "gemma")
 FOLDS = 2
 SEED = 0
