@@ -49,12 +49,16 @@ TABLE_ROWS = 12  # sweep points shown in the table (the curve and the area use t
 
 
 def router_probabilities(checkpoint, questions: list[str]) -> np.ndarray:
-    """The trained router's distribution over its experts for each query, in batches of 32."""
-    import torch
-
+    """The trained router's distribution over its experts for each query."""
     from fslm.runtime.router import RouterModel
 
-    router, _ = RouterModel.load(checkpoint)
+    return distributions(RouterModel.load(checkpoint)[0], questions)
+
+
+def distributions(router, questions: list[str]) -> np.ndarray:
+    """`router`'s distribution over its experts for each query, in batches of 32."""
+    import torch
+
     with torch.inference_mode():
         logits = torch.cat([router(questions[start : start + 32]) for start in range(0, len(questions), 32)])
     return logits.softmax(dim=-1).double().numpy()

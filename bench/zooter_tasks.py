@@ -32,6 +32,7 @@ import time
 import numpy as np
 from cascade_piqa import percent, with_interval
 from common import RESULTS, read_jsonl, record
+from zooter_cost import distributions
 
 from fslm.eval.stats import paired
 from fslm.finetune.router.labels import softmax_labels
@@ -86,29 +87,21 @@ def cross_fit_router(items: list[dict], folds_of: np.ndarray) -> tuple[np.ndarra
         queries = [items[index]["query"] for index in trained]
         train_router(model, queries, softmax_labels(rewards, 1.0), rewards, parts, spec, train_encoder=False)
         started = time.perf_counter()
-        probabilities[scored] = _route(model, [items[index]["query"] for index in scored])
+        probabilities[scored] = distributions(model, [items[index]["query"] for index in scored])
         encoder_seconds += time.perf_counter() - started
     return probabilities, encoder_seconds / len(items)
 
 
-def _route(model: RouterModel, queries: list[str]) -> np.ndarray:
-    import torch
-
-    with torch.inference_mode():
-        logits = torch.cat([model(queries[start : start + 32]) for start in range(0, len(queries), 32)])
-    return logits.softmax(dim=-1).double().numpy()
-
-
 def by_task(items: list[dict], folds_of: np.ndarray) -> np.ndarray:
     """The expert index per item: the better one on its task in the other fold."""
+    correct = np.array([item["correct"] for item in items])
+    tasks = np.array([item["task"] for item in items])
     chosen = np.zeros(len(items), dtype=int)
-    for index, item in enumerate(items):
-        others = [
-            other["correct"]
-            for other, fold in zip(items, folds_of, strict=True)
-            if other["task"] == item["task"] and fold != folds_of[index]
-        ]
-        chosen[index] = int(np.argmax(np.mean(others, axis=0)))
+    for task in TASKS:
+        for fold in range(FOLDS):
+            scored = (tasks == task) & (folds_of == fold)
+            trained = (tasks == task) & (folds_of != fold)
+            chosen[scored] = int(np.argmax(correct[trained].mean(axis=0)))
     return chosen
 
 
@@ -118,12 +111,16 @@ def ranked_share_curve(correct: np.ndarray, order: np.ndarray) -> np.ndarray:
     return (correct[:, 0].sum() + np.concatenate([[0.0], np.cumsum(gains)])) / len(correct)
 
 
-def area_over_random(correct: np.ndarray, order: np.ndarray) -> float:
-    """Mean over shares 0..1 of the curve minus random routing of the same share, in accuracy (fraction)."""
-    curve = ranked_share_curve(correct, order)
+def area_over_random(correct: np.ndarray, curve: np.ndarray) -> float:
+    """Mean over shares 0..1 of `curve` minus random routing of the same share, in accuracy (fraction)."""
     shares = np.linspace(0.0, 1.0, len(curve))
     random_line = correct[:, 0].mean() + shares * (correct[:, 1].mean() - correct[:, 0].mean())
     return float(np.trapezoid(curve - random_line, shares))
+
+
+def order_of(score: np.ndarray) -> np.ndarray:
+    """Items by `score`, highest first: the order in which they go to Gemma."""
+    return np.argsort(-score, kind="stable")
 
 
 def bootstrap_area(correct: np.ndarray, score: np.ndarray, rounds: int) -> tuple[float, float]:
@@ -131,7 +128,8 @@ def bootstrap_area(correct: np.ndarray, score: np.ndarray, rounds: int) -> tuple
     areas = []
     for _ in range(rounds):
         sample = generator.integers(0, len(correct), len(correct))
-        areas.append(area_over_random(correct[sample], np.argsort(-score[sample], kind="stable")))
+        resampled = correct[sample]
+        areas.append(area_over_random(resampled, ranked_share_curve(resampled, order_of(score[sample]))))
     return float(np.percentile(areas, 2.5)), float(np.percentile(areas, 97.5))
 
 
@@ -148,10 +146,10 @@ def main() -> None:
     probabilities, encoder_seconds = cross_fit_router(items, folds_of)
     routed = probabilities.argmax(axis=1)
     share = float(routed.mean())
-    escalate_count = int(routed.sum())
-    cascade_order = np.argsort(np.array([item["smol_confidence"] for item in items]), kind="stable")
+    router_score = probabilities[:, 1] - probabilities[:, 0]
+    cascade_score = -np.array([item["smol_confidence"] for item in items])  # least confident escalate first
     escalated = np.zeros(len(items), dtype=int)
-    escalated[cascade_order[:escalate_count]] = 1
+    escalated[order_of(cascade_score)[: int(routed.sum())]] = 1
     rows_index = np.arange(len(items))
     systems = {
         "SmolLM2 tuned alone": (correct[:, 0], seconds[:, 0], 0.0),
@@ -185,12 +183,10 @@ def main() -> None:
             }
         )
     random_at_share = (1 - share) * correct[:, 0].mean() + share * gemma.mean()
-    router_score = probabilities[:, 1] - probabilities[:, 0]
-    router_area = area_over_random(correct, np.argsort(-router_score, kind="stable"))
-    cascade_score = -np.array([item["smol_confidence"] for item in items])
-    cascade_area = area_over_random(correct, np.argsort(-cascade_score, kind="stable"))
-    router_curve = ranked_share_curve(correct, np.argsort(-router_score, kind="stable"))
-    cascade_curve = ranked_share_curve(correct, np.argsort(-cascade_score, kind="stable"))
+    router_curve = ranked_share_curve(correct, order_of(router_score))
+    cascade_curve = ranked_share_curve(correct, order_of(cascade_score))
+    router_area = area_over_random(correct, router_curve)
+    cascade_area = area_over_random(correct, cascade_curve)
     router_low, router_high = bootstrap_area(correct, router_score, args.bootstrap)
     cascade_low, cascade_high = bootstrap_area(correct, cascade_score, args.bootstrap)
     per_task = []
