@@ -1,5 +1,6 @@
 """What tuned task stages cost to run on this CPU: items/s and p50/p95 latency of the stacked command parser
-(pipelines/command_parser.yaml) on SNIPS dev commands and of the 77-way Banking77 stage
+(pipelines/command_parser.yaml) and its one-stage baseline (pipelines/command_parser_single.yaml) on SNIPS
+dev commands and of the 77-way Banking77 stage
 (pipelines/tasks/banking77.yaml) on Banking77 dev messages, each in batches of --batch and one at a time.
 
 - batched: the items go to `Pipeline.batch` --batch at a time; an item's latency runs from its batch's start
@@ -25,6 +26,7 @@ from fslm.pipeline import load_pipeline
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = {
     "command parser (2 stages)": (ROOT / "pipelines" / "command_parser.yaml", "snips"),
+    "command parser, one stage": (ROOT / "pipelines" / "command_parser_single.yaml", "snips"),
     "Banking77 stage (77 options)": (ROOT / "pipelines" / "tasks" / "banking77.yaml", "banking77"),
 }
 
@@ -98,7 +100,8 @@ def main() -> None:
             pipeline.close()
     notes = (
         "SNIPS dev commands through the stacked command parser (a 7-way choice stage, then a generating "
-        "stage of at most 64 tokens, both SmolLM2-135M-Instruct float32 with LoRA adapters) and Banking77 "
+        "stage of at most 64 tokens, both SmolLM2-135M-Instruct float32 with LoRA adapters), through its "
+        "one-stage baseline (one generating stage writing the whole frame) and Banking77 "
         "dev messages through the 77-way choice stage. batch: `Pipeline.batch` over --batch items at a time "
         "(runtime max_batch_size the same); latency from the batch's start to the item's end. one at a time: "
         "`Pipeline.invoke` per item. Model load and a two-item warm-up are not timed. "
