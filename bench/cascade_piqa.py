@@ -37,7 +37,7 @@ from pathlib import Path
 from common import SHARED_DATA, read_jsonl, record
 
 from fslm.eval.stats import interval95, paired
-from fslm.finetune.cascade.thresholds import StepResult, for_quality, operating_point, sweep
+from fslm.finetune.cascade.thresholds import ASSURANCE, StepResult, for_quality, operating_point, sweep
 from fslm.nodes.cascade.confidence import choice_confidence
 from fslm.pipeline import load_pipeline
 
@@ -148,16 +148,17 @@ def bootstrap(results: list[list[StepResult]], rounds: int, seed: int = 0) -> tu
 
 
 def cross_fit(
-    results: list[list[StepResult]], tolerance: float
+    results: list[list[StepResult]], tolerance: float, assurance: float = ASSURANCE
 ) -> tuple[list[float], list[int], list[float]]:
     """Each half's threshold fitted on the other half by `fslm finetune cascade`'s search; per item (in
-    order) its correctness and whether it was escalated, and the two thresholds (second half's first)."""
+    order) its correctness and whether it was escalated, and the two thresholds (second half's first).
+    Confidences below 0 are log-probabilities, searched as `fslm finetune cascade` searches a token measure."""
+    logprob = min(item[0].confidence for item in results) < 0
     half = len(results) // 2
     correct, escalated, thresholds = [0.0] * len(results), [0] * len(results), []
     for fit, apply in ((range(half), range(half, len(results))), (range(half, len(results)), range(half))):
         fitted = [results[index] for index in fit]
-        gemma = sum(item[1].correct for item in fitted) / len(fitted)
-        threshold = for_quality(sweep(fitted), gemma, tolerance).thresholds[0]
+        threshold = for_quality(fitted, sweep(fitted, logprob), tolerance, assurance).thresholds[0]
         thresholds.append(threshold)
         for index in apply:
             small, big = results[index]

@@ -12,7 +12,14 @@ import pytest
 from tiny import make_tiny_adapter, make_tiny_model
 
 from fslm.cli.main import main
-from fslm.finetune.cascade.thresholds import StepResult, for_budget, for_quality, operating_point, sweep
+from fslm.finetune.cascade.thresholds import (
+    StepResult,
+    for_budget,
+    for_quality,
+    holding_shares,
+    operating_point,
+    sweep,
+)
 from fslm.pipeline import load_pipeline
 
 QUESTIONS = [
@@ -285,11 +292,26 @@ def test_operating_points_count_only_the_stages_that_ran() -> None:
 
 
 def test_calibration_keeps_the_quality_or_the_budget_asked_for() -> None:
-    points = sweep(synthetic())
-    assert for_quality(points, 1.0, 0.0).thresholds == (0.775,)  # between 0.75 and 0.8: no loss, fewest calls
-    assert for_quality(points, 1.0, 0.1).thresholds == (0.725,)  # one mistake allowed, one call fewer
+    items = synthetic()
+    points = sweep(items)
+    assert for_quality(items, points, 0.0).thresholds == (0.775,)  # between 0.75 and 0.8: no loss, fewest calls
+    # One mistake in ten allowed: on these ten items one call fewer keeps it, but not with assurance.
+    assert for_quality(items, points, 0.1, assurance=0).thresholds == (0.725,)
+    assert for_quality(items, points, 0.1).thresholds == (0.775,)
     assert for_budget(points, 0.6).thresholds == (0.775,)
     assert for_budget(points, 0.3).thresholds == (0.575,)  # escalates the three least sure
+
+
+def test_holding_shares_are_bootstrap_frequencies() -> None:
+    items = synthetic()
+    points = sweep(items)
+    shares = dict(zip((point.thresholds[0] for point in points), holding_shares(items, points, 0.1), strict=True))
+    assert shares[0.775] == shares[1.0] == 1.0  # every item the small stage gets wrong is escalated
+    # At 0.725 one wrong item answers: it must be drawn at most once in ten, P(Binomial(10, 0.1) <= 1) = 0.736.
+    assert shares[0.725] == pytest.approx(0.736, abs=0.04)
+    # At 0.65 two wrong items answer: at most one draw of either, P(Binomial(10, 0.2) <= 1) = 0.376.
+    assert shares[0.65] == pytest.approx(0.376, abs=0.04)
+    assert holding_shares(items, points, 0.1) == list(shares.values())  # seeded: the same every time
 
 
 @pytest.mark.slow
@@ -323,6 +345,8 @@ def test_finetune_cascade_picks_and_writes_thresholds(
     [
         (["--budget", "1.5"], "--budget is a share of the items, from 0 to 1"),
         (["--target-quality", "-0.1"], "--target-quality is a fraction of accuracy"),
+        (["--target-quality", "0.01", "--assurance", "1"], "--assurance is a share of bootstrap resamples"),
+        (["--budget", "0.3", "--assurance", "0.5"], "--assurance goes with --target-quality"),
         (
             ["--budget", "0.3", "--stage", "small"],
             "has no cascade stage 'small' (its cascade stages: answer)",

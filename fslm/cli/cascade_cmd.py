@@ -2,8 +2,9 @@
 
 `fslm finetune cascade PIPELINE --stage NAME --data DEV.jsonl --target-quality 0.005` runs each of the
 cascade's stages alone on the dev items (batched; recorded runs are reused) and picks the cheapest threshold
-whose accuracy stays within 0.005 (half a point) of the last stage's (a cascade of generating stages:
-its text scored by --metric); `--budget 0.3` picks the most accurate
+whose accuracy stays within 0.005 (half a point) of the last stage's on 90% of bootstrap resamples of the
+items (`--assurance`; a cascade of generating stages: its text scored by --metric); `--budget 0.3` picks the
+most accurate
 one that escalates at most 30% of the items. `--write` writes the thresholds into the pipeline.
 """
 
@@ -20,6 +21,7 @@ from fslm.cli.common_args import add_batch_size_argument, add_store_argument
 from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS
+from fslm.finetune.cascade.thresholds import ASSURANCE
 
 if TYPE_CHECKING:
     from fslm.finetune.cascade.workflow import Calibration
@@ -38,6 +40,13 @@ def register_workflow(parser: argparse.ArgumentParser) -> None:
         help="the accuracy the cascade may lose against its last stage, as a fraction (0.005: half a point)",
     )
     target.add_argument("--budget", type=float, help="the largest share of items to escalate (0 to 1)")
+    parser.add_argument(
+        "--assurance",
+        type=float,
+        default=ASSURANCE,
+        help="with --target-quality: the share of bootstrap resamples of the items on which the quality must "
+        f"hold (default {ASSURANCE}; 0: on the items themselves only)",
+    )
     parser.add_argument("--answer-field", default="answer", help="the gold answer's field (default: answer)")
     parser.add_argument("--choices-field", help="the options' field (default: the one the stages read)")
     parser.add_argument(
@@ -57,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target_quality is not None and not 0 <= args.target_quality < 1:
         raise FslmError("--target-quality is a fraction of accuracy, from 0 up to 1 (0.005: half a point)")
+    if not 0 <= args.assurance < 1:
+        raise FslmError("--assurance is a share of bootstrap resamples, from 0 up to 1 (0.9: nine in ten)")
+    if args.budget is not None and args.assurance != ASSURANCE:
+        raise FslmError("--assurance goes with --target-quality; a --budget is met on the items as they are")
     if args.budget is not None and not 0 <= args.budget <= 1:
         raise FslmError("--budget is a share of the items, from 0 to 1")
     if args.limit is not None and args.limit < 1:
@@ -77,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             args.pipeline,
             args.stage,
             args.data,
-            Target(quality=args.target_quality, budget=args.budget),
+            Target(quality=args.target_quality, budget=args.budget, assurance=args.assurance),
             answer_field=args.answer_field,
             choices_field=args.choices_field,
             metric=args.metric,

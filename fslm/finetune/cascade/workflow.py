@@ -16,6 +16,7 @@ from fslm.eval.items import EvalItem, read_choice_items, read_eval_items, read_f
 from fslm.eval.metrics import score
 from fslm.files import check_output_file, read_text_file, write_text_atomically
 from fslm.finetune.cascade.thresholds import (
+    ASSURANCE,
     OperatingPoint,
     StepResult,
     alone,
@@ -37,11 +38,12 @@ DEFAULT_TEXT_METRIC = "exact"
 
 @dataclass(frozen=True)
 class Target:
-    """Exactly one: keep within `quality` (a fraction, 0.005 = half a point) of the last stage's accuracy,
-    or escalate at most a share `budget` of the items."""
+    """Exactly one: keep within `quality` (a fraction, 0.005 = half a point) of the last stage's accuracy on
+    a share `assurance` of bootstrap resamples of the items, or escalate at most a share `budget` of them."""
 
     quality: float | None = None
     budget: float | None = None
+    assurance: float = ASSURANCE
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def calibrate(
     points = sweep(results, logprob=cascade.cascade.confidence in TOKEN_MEASURES)
     each = [alone(results, index) for index in range(len(steps))]
     if target.quality is not None:
-        chosen = for_quality(points, each[-1][0], target.quality)
+        chosen = for_quality(results, points, target.quality, target.assurance)
     else:
         assert target.budget is not None
         chosen = for_budget(points, target.budget)
