@@ -7,6 +7,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 from fslm.errors import FslmError, ModelNotFoundError
@@ -21,6 +22,7 @@ from fslm.runtime import (
     resolve_model,
 )
 from fslm.runtime.builtin import package_dir
+from fslm.runtime.loaded import BASE_ADAPTER_NAME, BaseKey, LoadedBase
 
 PROMPTS = [
     "Hi",
@@ -95,6 +97,27 @@ def test_adapters_change_greedy_output(tiny_model: Path, tiny_adapters: tuple[Pa
         ]
     )
     assert len({base.text, first.text, second.text}) == 3
+
+
+def test_one_adapter_batches_give_the_mixed_batch_numbers(
+    tiny_model: Path, tiny_adapters: tuple[Path, Path]
+) -> None:
+    """A batch whose rows all use one adapter, or none, takes peft's plain path; its logits are exactly those
+    of peft's mixed-batch routing, whichever adapter ran before."""
+    base = LoadedBase.load(BaseKey(tiny_model, "float32"))
+    first, second = (base.adapter_name(str(path)) for path in tiny_adapters)
+    ids = torch.randint(3, base.model.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for name in (first, second, BASE_ADAPTER_NAME, first, BASE_ADAPTER_NAME, second):
+            mixed = base.peft_model(adapter_names=[name] * 3, input_ids=ids).logits
+            assert torch.equal(base.forward([name] * 3, input_ids=ids).logits, mixed)
+        rows = [first, BASE_ADAPTER_NAME, second]
+        assert torch.equal(
+            base.forward(rows, input_ids=ids).logits, base.peft_model(adapter_names=rows, input_ids=ids).logits
+        )
+        assert not torch.equal(
+            base.forward([first] * 3, input_ids=ids).logits, base.forward([second] * 3, input_ids=ids).logits
+        )
 
 
 @pytest.mark.slow
