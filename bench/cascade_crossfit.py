@@ -4,8 +4,8 @@ cascaded to a Gemma-3-270m stage, tuned on the same rows, as choice stages and a
 
 - assurance 0: the cheapest threshold within the tolerance of the last stage on the fitted items themselves
   (the rule until this bench);
-- assurance A (default 0.9): the cheapest threshold within the tolerance on a share A of bootstrap resamples of
-  the fitted items (thresholds.for_quality, the default now).
+- assurance A (default 0.9): the cheapest threshold within the tolerance on a share A of bootstrap
+  resamples of the fitted items (thresholds.for_quality, the default now).
 
 Each run splits a task's dev items at random into two halves, fits a threshold on one half and applies it to
 the other, both ways round. Over --splits seeded splits it reports, per task and cascade, the mean accuracy
@@ -42,7 +42,8 @@ def steps(task: str, cascade: str) -> list[list[StepResult]]:
 
 
 def applied(fitted: Items, other: Items, tolerance: float, assurance: float) -> tuple[float, float, float]:
-    """The threshold fitted on `fitted`, on `other`: accuracy less the last stage's, share escalated, seconds."""
+    """The threshold fitted on `fitted`, applied to `other`: accuracy less the last stage's, share escalated,
+    seconds per item."""
     logprob = min(item[0].confidence for item in fitted) < 0  # a token measure
     threshold = for_quality(fitted, sweep(fitted, logprob), tolerance, assurance).thresholds
     point = operating_point(other, threshold)
@@ -97,9 +98,9 @@ def main() -> None:
         f"Command: `python bench/cascade_crossfit.py --tolerance {args.tolerance} --assurance "
         f"{args.assurance} --splits {args.splits}`. Per-item results: bench/results/combine_TASK_items.jsonl "
         f"(each task's full dev split; SmolLM2 → Gemma, both tuned on the same 640 gold rows). Each of "
-        f"{args.splits} random half splits fits a threshold on one half and applies it to the other, both ways "
-        f"round ({2 * args.splits} applied halves per row). Target: within {100 * args.tolerance:g} point(s) "
-        "of the last stage (Gemma) alone on the same half."
+        f"{args.splits} random half splits fits a threshold on one half and applies it to the other, both "
+        f"ways round ({2 * args.splits} applied halves per row). Target: within {100 * args.tolerance:g} "
+        "point(s) of the last stage (Gemma) alone on the same half."
     )
     path = record("cascade_crossfit", rows, notes)
     print(path.read_text().split("```json")[0])

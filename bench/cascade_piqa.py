@@ -152,7 +152,8 @@ def cross_fit(
 ) -> tuple[list[float], list[int], list[float]]:
     """Each half's threshold fitted on the other half by `fslm finetune cascade`'s search; per item (in
     order) its correctness and whether it was escalated, and the two thresholds (second half's first).
-    Confidences below 0 are log-probabilities, searched as `fslm finetune cascade` searches a token measure."""
+    Confidences below 0 are log-probabilities, searched as `fslm finetune cascade` searches a token
+    measure."""
     logprob = min(item[0].confidence for item in results) < 0
     half = len(results) // 2
     correct, escalated, thresholds = [0.0] * len(results), [0] * len(results), []

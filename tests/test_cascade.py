@@ -294,7 +294,8 @@ def test_operating_points_count_only_the_stages_that_ran() -> None:
 def test_calibration_keeps_the_quality_or_the_budget_asked_for() -> None:
     items = synthetic()
     points = sweep(items)
-    assert for_quality(items, points, 0.0).thresholds == (0.775,)  # between 0.75 and 0.8: no loss, fewest calls
+    # Between 0.75 and 0.8: no loss, fewest calls.
+    assert for_quality(items, points, 0.0).thresholds == (0.775,)
     # One mistake in ten allowed: on these ten items one call fewer keeps it, but not with assurance.
     assert for_quality(items, points, 0.1, assurance=0).thresholds == (0.725,)
     assert for_quality(items, points, 0.1).thresholds == (0.775,)
@@ -305,9 +306,10 @@ def test_calibration_keeps_the_quality_or_the_budget_asked_for() -> None:
 def test_holding_shares_are_bootstrap_frequencies() -> None:
     items = synthetic()
     points = sweep(items)
-    shares = dict(zip((point.thresholds[0] for point in points), holding_shares(items, points, 0.1), strict=True))
+    thresholds = [point.thresholds[0] for point in points]
+    shares = dict(zip(thresholds, holding_shares(items, points, 0.1), strict=True))
     assert shares[0.775] == shares[1.0] == 1.0  # every item the small stage gets wrong is escalated
-    # At 0.725 one wrong item answers: it must be drawn at most once in ten, P(Binomial(10, 0.1) <= 1) = 0.736.
+    # At 0.725 one wrong item answers: drawn at most once in ten, P(Binomial(10, 0.1) <= 1) = 0.736.
     assert shares[0.725] == pytest.approx(0.736, abs=0.04)
     # At 0.65 two wrong items answer: at most one draw of either, P(Binomial(10, 0.2) <= 1) = 0.376.
     assert shares[0.65] == pytest.approx(0.376, abs=0.04)
