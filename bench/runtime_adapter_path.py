@@ -3,13 +3,15 @@
 peft can route each row of a batch to its own adapter (`adapter_names=[...]`): every LoRA layer then slices
 the batch into row groups, one per adapter, and adds each group's update. fslm's runtime takes that path only
 when a batch mixes adapters; a batch whose rows share one adapter runs peft's plain path with that adapter
-active, and a batch of base rows runs with the adapters disabled (`LoadedBase.forward`). Both give the same
-logits exactly (tests/test_runtime.py).
+active, and a batch of base rows runs with the adapter layers disabled (`LoadedBase.forward`); the switch
+between them happens only when the next batch needs another, since each walks every module. All give the
+same logits exactly (tests/test_runtime.py).
 
 This bench times, for SmolLM2-135M-Instruct float32 with a shipped adapter attached, the median of --reps
 forward passes of each shape (rows × new tokens, no cache: a decode step is 1 × 1, a prompt 1 × 32, a batched
-decode step 32 × 1, a scoring pass 32 × 40) on four paths: no peft at all, the mixed-batch routing with
-every row on the adapter, the plain path with the adapter active, and the plain path with adapters disabled.
+decode step 32 × 1, a scoring pass 32 × 40) on each path: no peft at all, the mixed-batch routing with
+every row on the adapter, the plain path with the adapter active, the plain path with adapters disabled, and
+the plain path alternating base and adapter batches (a switch before every pass; the mean of the two).
 Then the end-to-end effect: two shipped pipelines answering SNIPS dev commands one at a time (the one-stage
 command parser, whose adapter is on every linear layer, and the Banking77 stage, q and v only) with the
 runtime's forward and with a forward that always routes by rows, alternating, outputs compared.
@@ -69,6 +71,14 @@ def path_times(base: loaded.LoadedBase, name: str, ids: torch.Tensor, reps: int)
         "plain, adapters disabled": median_ms(
             lambda: base.forward([loaded.BASE_ADAPTER_NAME] * rows, input_ids=ids), reps
         ),
+        "plain, base and adapter batches alternating": median_ms(
+            lambda: (
+                base.forward([loaded.BASE_ADAPTER_NAME] * rows, input_ids=ids),
+                base.forward([name] * rows, input_ids=ids),
+            ),
+            reps,
+        )
+        / 2,
     }
 
 

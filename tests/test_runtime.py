@@ -103,21 +103,22 @@ def test_one_adapter_batches_give_the_mixed_batch_numbers(
     tiny_model: Path, tiny_adapters: tuple[Path, Path]
 ) -> None:
     """A batch whose rows all use one adapter, or none, takes peft's plain path; its logits are exactly those
-    of peft's mixed-batch routing, whichever adapter ran before."""
+    of peft's mixed-batch routing, whichever batch ran before."""
     base = LoadedBase.load(BaseKey(tiny_model, "float32"))
     first, second = (base.adapter_name(str(path)) for path in tiny_adapters)
     ids = torch.randint(3, base.model.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(0))
+    mixed = [first, BASE_ADAPTER_NAME, second]
     with torch.inference_mode():
-        for name in (first, second, BASE_ADAPTER_NAME, first, BASE_ADAPTER_NAME, second):
-            mixed = base.peft_model(adapter_names=[name] * 3, input_ids=ids).logits
-            assert torch.equal(base.forward([name] * 3, input_ids=ids).logits, mixed)
-        rows = [first, BASE_ADAPTER_NAME, second]
-        assert torch.equal(
-            base.forward(rows, input_ids=ids).logits, base.peft_model(adapter_names=rows, input_ids=ids).logits
-        )
-        assert not torch.equal(
-            base.forward([first] * 3, input_ids=ids).logits, base.forward([second] * 3, input_ids=ids).logits
-        )
+        routed = {  # peft's row routing, before fslm has switched anything
+            name: base.peft_model(adapter_names=[name] * 3, input_ids=ids).logits
+            for name in (first, second, BASE_ADAPTER_NAME)
+        }
+        routed_mixed = base.peft_model(adapter_names=mixed, input_ids=ids).logits
+        for name in (first, second, BASE_ADAPTER_NAME, first, BASE_ADAPTER_NAME, second, BASE_ADAPTER_NAME):
+            assert torch.equal(base.forward([name] * 3, input_ids=ids).logits, routed[name])
+        assert torch.equal(base.forward(mixed, input_ids=ids).logits, routed_mixed)  # right after base rows
+        assert torch.equal(base.forward([second] * 3, input_ids=ids).logits, routed[second])
+    assert not torch.equal(routed[first], routed[second])
 
 
 @pytest.mark.slow

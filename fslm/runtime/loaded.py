@@ -44,6 +44,7 @@ class LoadedBase:
         self.peft_model: Any | None = None  # set when the first adapter is attached
         self._adapter_names: dict[Path, str] = {}
         self._adapters_tried = 0  # numbers adapter names; a failed attach must not reuse its name
+        self._plain_path: str | None = None  # what peft's plain path runs, once `forward` has switched it
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad if pad is not None else 0)
@@ -83,16 +84,29 @@ class LoadedBase:
                 raise ValueError(f"no adapters are attached, but rows ask for {sorted(names)}")
             return self.model(**model_kwargs)
         if len(names) > 1:
+            if self._plain_path == BASE_ADAPTER_NAME:
+                self.peft_model.base_model.enable_adapter_layers()
+                self._plain_path = self.peft_model.active_adapter
             return self.peft_model(adapter_names=adapter_names, **model_kwargs)
         # One adapter (or none) for every row: peft's plain path gives the same numbers as its mixed-batch
-        # path, which slices every row group in every LoRA layer (a fifth of a batch-1 decode step).
-        (name,) = names
-        if name == BASE_ADAPTER_NAME:
-            with self.peft_model.disable_adapter():
-                return self.peft_model(**model_kwargs)
-        if self.peft_model.active_adapter != name:
-            self.peft_model.set_adapter(name, inference_mode=True)
+        # routing, which hooks every LoRA layer on every pass (a fifth of a batch-1 decode step).
+        self._switch_plain_path(names.pop())
         return self.peft_model(**model_kwargs)
+
+    def _switch_plain_path(self, name: str) -> None:
+        """Make peft's plain path run adapter `name` (BASE_ADAPTER_NAME: adapters disabled). Only a change
+        switches: each of peft's switches walks every module."""
+        if name == self._plain_path:
+            return
+        assert self.peft_model is not None
+        if name == BASE_ADAPTER_NAME:
+            self.peft_model.base_model.disable_adapter_layers()
+        else:
+            if self._plain_path == BASE_ADAPTER_NAME:
+                self.peft_model.base_model.enable_adapter_layers()
+            if self.peft_model.active_adapter != name:
+                self.peft_model.set_adapter(name, inference_mode=True)
+        self._plain_path = name
 
     @property
     def adapters(self) -> dict[Path, str]:
