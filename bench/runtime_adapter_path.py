@@ -12,8 +12,9 @@ forward passes of each shape (rows × new tokens, no cache: a decode step is 1 �
 decode step 32 × 1, a scoring pass 32 × 40) on each path: no peft at all, the mixed-batch routing with
 every row on the adapter, the plain path with the adapter active, the plain path with adapters disabled, and
 the plain path alternating base and adapter batches (a switch before every pass; the mean of the two).
-Then the end-to-end effect: two shipped pipelines answering SNIPS dev commands one at a time (the one-stage
-command parser, whose adapter is on every linear layer, and the Banking77 stage, q and v only) with the
+Then the end-to-end effect: two shipped pipelines answering their task's dev items one at a time (the
+one-stage command parser on SNIPS, whose adapter is on every linear layer, and the Banking77 stage, q and v
+only) with the
 runtime's forward and with a forward that always routes by rows, alternating, outputs compared.
 
 Usage: python bench/runtime_adapter_path.py [--reps 20] [--items 12]
@@ -39,9 +40,9 @@ ADAPTERS = {
     "command parser, one stage (every linear layer)": "command_parser/single",
     "sst2 (q, v)": "tasks/sst2",
 }
-PIPELINES = {
-    "command parser, one stage": "pipelines/command_parser_single.yaml",
-    "Banking77 stage": "pipelines/tasks/banking77.yaml",
+PIPELINES = {  # title: (pipeline, the task whose dev items it answers)
+    "command parser, one stage": ("pipelines/command_parser_single.yaml", "snips"),
+    "Banking77 stage": ("pipelines/tasks/banking77.yaml", "banking77"),
 }
 
 
@@ -107,20 +108,20 @@ def pass_rows(reps: int) -> list[dict]:
 
 
 def pipeline_notes(items: int) -> list[str]:
-    commands = [{"text": row["text"]} for row in read_jsonl(SHARED_DATA / "snips" / "dev.jsonl")[: items + 1]]
     runtime_forward = loaded.LoadedBase.forward
     notes = []
-    for title, path in PIPELINES.items():
+    for title, (path, task) in PIPELINES.items():
+        dev = [{"text": row["text"]} for row in read_jsonl(SHARED_DATA / task / "dev.jsonl")[: items + 1]]
         pipeline = load_pipeline(BENCH.parent / path, store=":memory:")
         try:
-            pipeline.batch(commands[:1])  # load and warm up
+            pipeline.batch(dev[:1])  # load and warm up
             seconds: dict[str, list[float]] = {"runtime": [], "routed by rows": []}
             outputs: dict[str, list[str]] = {}
             for _ in range(2):
                 for way, forward in (("routed by rows", routed_by_rows), ("runtime", runtime_forward)):
                     loaded.LoadedBase.forward = forward  # type: ignore[method-assign]
                     started = time.perf_counter()
-                    outputs[way] = [pipeline.batch([command])[0].output for command in commands[1:]]
+                    outputs[way] = [pipeline.batch([item])[0].output for item in dev[1:]]
                     seconds[way].append((time.perf_counter() - started) / items)
         finally:
             loaded.LoadedBase.forward = runtime_forward  # type: ignore[method-assign]
@@ -128,8 +129,8 @@ def pipeline_notes(items: int) -> list[str]:
         routed, plain = min(seconds["routed by rows"]), min(seconds["runtime"])
         same = "the same outputs" if outputs["runtime"] == outputs["routed by rows"] else "DIFFERENT outputs"
         notes.append(
-            f"- {title} ({path}), {items} SNIPS dev commands one at a time, best of 2: routed by rows "
-            f"{routed:.3f} s/command, runtime {plain:.3f} s/command ({routed / plain:.2f}× faster), {same}"
+            f"- {title} ({path}), the first {items} {task} dev items one at a time, best of 2: routed by "
+            f"rows {routed:.3f} s/item, runtime {plain:.3f} s/item ({routed / plain:.2f}× faster), {same}"
         )
     return notes
 
@@ -137,7 +138,7 @@ def pipeline_notes(items: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=20, help="forward passes timed per path and shape (20)")
-    parser.add_argument("--items", type=int, default=12, help="commands answered one at a time (12)")
+    parser.add_argument("--items", type=int, default=12, help="dev items answered one at a time (12)")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = pass_rows(args.reps)

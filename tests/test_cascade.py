@@ -4,6 +4,7 @@ breakdown by it, every kind of bad YAML, and `fslm finetune cascade` picking thr
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from tiny import make_tiny_adapter, make_tiny_model
 
+from fslm.cli.cascade_cmd import register_workflow
 from fslm.cli.main import main
 from fslm.finetune.cascade.thresholds import (
+    ASSURANCE,
     StepResult,
     for_budget,
     for_quality,
@@ -301,6 +304,15 @@ def test_calibration_keeps_the_quality_or_the_budget_asked_for() -> None:
     assert for_quality(items, points, 0.1).thresholds == (0.775,)
     assert for_budget(points, 0.6).thresholds == (0.775,)
     assert for_budget(points, 0.3).thresholds == (0.575,)  # escalates the three least sure
+
+
+def test_the_assurance_flag_states_the_default_the_search_uses() -> None:
+    # The CLI keeps the number in its help text so that `fslm validate` starts without torch.
+    parser = argparse.ArgumentParser()
+    register_workflow(parser)
+    (flag,) = [action for action in parser._actions if action.dest == "assurance"]
+    assert flag.default is None
+    assert f"default {ASSURANCE};" in str(flag.help)
 
 
 def test_holding_shares_are_bootstrap_frequencies() -> None:

@@ -21,7 +21,6 @@ from fslm.cli.common_args import add_batch_size_argument, add_store_argument
 from fslm.cli.show import console, escaped
 from fslm.errors import FslmError
 from fslm.eval.metrics import METRICS
-from fslm.finetune.cascade.thresholds import ASSURANCE
 
 if TYPE_CHECKING:
     from fslm.finetune.cascade.workflow import Calibration
@@ -43,9 +42,8 @@ def register_workflow(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--assurance",
         type=float,
-        default=ASSURANCE,
         help="with --target-quality: the share of bootstrap resamples of the items on which the quality must "
-        f"hold (default {ASSURANCE}; 0: on the items themselves only)",
+        "hold (default 0.9; 0: on the items themselves only)",
     )
     parser.add_argument("--answer-field", default="answer", help="the gold answer's field (default: answer)")
     parser.add_argument("--choices-field", help="the options' field (default: the one the stages read)")
@@ -66,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.target_quality is not None and not 0 <= args.target_quality < 1:
         raise FslmError("--target-quality is a fraction of accuracy, from 0 up to 1 (0.005: half a point)")
-    if not 0 <= args.assurance < 1:
+    if args.assurance is not None and not 0 <= args.assurance < 1:
         raise FslmError("--assurance is a share of bootstrap resamples, from 0 up to 1 (0.9: nine in ten)")
-    if args.budget is not None and args.assurance != ASSURANCE:
+    if args.budget is not None and args.assurance is not None:
         raise FslmError("--assurance goes with --target-quality; a --budget is met on the items as they are")
     if args.budget is not None and not 0 <= args.budget <= 1:
         raise FslmError("--budget is a share of the items, from 0 to 1")
@@ -90,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             args.pipeline,
             args.stage,
             args.data,
-            Target(quality=args.target_quality, budget=args.budget, assurance=args.assurance),
+            Target(args.target_quality, args.budget, args.assurance),
             answer_field=args.answer_field,
             choices_field=args.choices_field,
             metric=args.metric,

@@ -43,7 +43,7 @@ class Target:
 
     quality: float | None = None
     budget: float | None = None
-    assurance: float = ASSURANCE
+    assurance: float | None = None  # None: thresholds.ASSURANCE
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def calibrate(
     points = sweep(results, logprob=cascade.cascade.confidence in TOKEN_MEASURES)
     each = [alone(results, index) for index in range(len(steps))]
     if target.quality is not None:
-        chosen = for_quality(results, points, target.quality, target.assurance)
+        assurance = ASSURANCE if target.assurance is None else target.assurance
+        chosen = for_quality(results, points, target.quality, assurance)
     else:
         assert target.budget is not None
         chosen = for_budget(points, target.budget)
