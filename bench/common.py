@@ -5,6 +5,8 @@ import os
 import platform
 import resource
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -42,6 +44,17 @@ def read_jsonl(path: Path) -> list[dict]:
         where = " (the shared data folder sits beside the repo)" if path.is_relative_to(SHARED_DATA) else ""
         sys.exit(f"benchmark data not found: {path}{where}")
     return [row for _, row in json_lines(path)]
+
+
+def timed_runs(action: Callable[[], object], repeats: int) -> list[float]:
+    """Seconds of each of `repeats` runs of `action`, after one untimed run (first-call allocations)."""
+    action()
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        timings.append(time.perf_counter() - started)
+    return timings
 
 
 def peak_rss_mib() -> float:

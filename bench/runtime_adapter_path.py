@@ -24,12 +24,13 @@ Writes bench/results/runtime_adapter_path.md.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from common import BENCH, SHARED_DATA, read_jsonl, record
+from common import BENCH, SHARED_DATA, read_jsonl, record, timed_runs
 
 from fslm.pipeline import load_pipeline
 from fslm.runtime import loaded
@@ -47,13 +48,7 @@ PIPELINES = {  # title: (pipeline, the task whose dev items it answers)
 
 
 def median_ms(call: Callable[[], Any], reps: int) -> float:
-    call()
-    times = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return 1000 * sorted(times)[len(times) // 2]
+    return 1000 * statistics.median(timed_runs(call, reps))
 
 
 def routed_by_rows(self: loaded.LoadedBase, adapter_names: list[str], **model_kwargs: Any) -> Any:

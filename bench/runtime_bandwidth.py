@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record
+from common import record, timed_runs
 
 from fslm.runtime import GenerationParams, GenerationRequest, ModelRef, Runtime
 
@@ -47,25 +46,14 @@ PROMPTS = [
 GIB = 2**30
 
 
-def best_seconds(action, repeats: int) -> float:
-    """The fastest of `repeats` timings of `action`, after one untimed run."""
-    action()
-    timings = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        action()
-        timings.append(time.perf_counter() - started)
-    return min(timings)
-
-
 def bandwidth(gib: float, repeats: int) -> tuple[float, float]:
     """(read, copy) bandwidth in bytes per second over a `gib` GiB float32 tensor."""
     size = int(gib * GIB) // 4
     source = torch.rand(size)
     target = torch.empty_like(source)
     nbytes = source.numel() * source.element_size()
-    read = nbytes / best_seconds(lambda: source.sum(), repeats)
-    copy = 2 * nbytes / best_seconds(lambda: target.copy_(source), repeats)
+    read = nbytes / min(timed_runs(lambda: source.sum(), repeats))
+    copy = 2 * nbytes / min(timed_runs(lambda: target.copy_(source), repeats))
     return read, copy
 
 

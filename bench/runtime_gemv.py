@@ -19,11 +19,10 @@ Writes bench/results/runtime_gemv.md.
 """
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
-from common import record
+from common import record, timed_runs
 from runtime_bandwidth import bandwidth
 
 LAYERS = 30
@@ -57,15 +56,12 @@ def seconds_per_shape(sets: dict[str, list[torch.Tensor]], steps: int) -> dict[s
     best: dict[str, float] = {}
     for name, matrices in sets.items():
         row = torch.randn(1, matrices[0].shape[1], dtype=matrices[0].dtype)
-        for matrix in matrices:  # untimed pass: first-call allocations
-            F.linear(row, matrix)
-        timings = []
-        for _ in range(steps):
-            started = time.perf_counter()
+
+        def step(row: torch.Tensor = row, matrices: list[torch.Tensor] = matrices) -> None:
             for matrix in matrices:
                 F.linear(row, matrix)
-            timings.append(time.perf_counter() - started)
-        best[name] = min(timings)
+
+        best[name] = min(timed_runs(step, steps))
     return best
 
 
