@@ -76,7 +76,8 @@ class LoadedBase:
         """A forward pass where row i uses adapter `adapter_names[i]` (BASE_ADAPTER_NAME for none).
 
         Use this rather than `self.model(...)`: once an adapter is attached, the LoRA layers live inside
-        `self.model` too, and only the peft wrapper's `adapter_names` routing keeps base rows adapter-free.
+        `self.model` too, and only this method keeps base rows adapter-free (by peft's `adapter_names`
+        routing in a mixed batch, by disabling the adapter layers in a batch of base rows).
         """
         names = set(adapter_names)
         if self.peft_model is None:
