@@ -21,8 +21,8 @@ curve over every threshold against random escalation of the same share, the area
 bootstrap interval, APGR, and a 2-fold cross-fit of `fslm finetune cascade`'s search (within 1 point of the
 second stage).
 
-Usage: python bench/combine_tasks.py --task sst2|agnews|trec|snips [--train 640] [--adapters SMOL,GEMMA]
-       [--limit N] [--chunk 32] [--bootstrap 2000]
+Usage: python bench/combine_tasks.py --task sst2|agnews|trec|banking77|snips [--train 640]
+       [--adapters SMOL,GEMMA] [--limit N] [--chunk 32] [--bootstrap 2000]
 Writes bench/results/combine_TASK.md and the per-item results bench/results/combine_TASK_items.jsonl.
 """
 
@@ -49,6 +49,7 @@ from fslm.pipeline import load_pipeline
 SOURCES = {"smol": "smollm2-135m-instruct", "gemma": "gemma3-270m"}
 SHUFFLE_SEED = 0
 LABEL_FIELDS = {"snips": "intent"}
+LABEL_TOKENS = {"banking77": 16}  # the generating stage's token cap: Banking77's longest labels take 10
 RECIPE = {
     "lora": {"r": 16, "alpha": 32},
     "train": {"epochs": 1, "batch_size": 8, "learning_rate": 0.0005, "max_length": 256},
@@ -90,7 +91,10 @@ class Task:
         if system.endswith("_gen"):
             for key in ("choices", "normalize", "search", "continuation"):
                 stage.pop(key, None)
-            stage |= {"chat_template": False, "generation": {"max_new_tokens": 8, "stop": ["\n"]}}
+            stage |= {
+                "chat_template": False,
+                "generation": {"max_new_tokens": LABEL_TOKENS.get(self.name, 8), "stop": ["\n"]},
+            }
         models = {m: {"source": source, "dtype": "float32"} for m, source in SOURCES.items()}
         return {"models": models, "inputs": self.inputs, "stages": {"label": stage}}
 
@@ -194,7 +198,7 @@ def inputs(task: Task, item: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", required=True, choices=["sst2", "agnews", "trec", "snips"])
+    parser.add_argument("--task", required=True, choices=["sst2", "agnews", "trec", "banking77", "snips"])
     parser.add_argument("--train", type=int, default=640, help="gold training rows for each adapter (640)")
     parser.add_argument("--adapters", help="SMOL,GEMMA: existing adapters instead of training them")
     parser.add_argument("--limit", type=int, help="only the first N dev items (default: all)")
