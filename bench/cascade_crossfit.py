@@ -27,7 +27,7 @@ from common import RESULTS, read_jsonl, record
 
 from fslm.finetune.cascade.thresholds import StepResult, for_quality, operating_point, sweep
 
-TASKS = ("sst2", "agnews", "trec", "snips")
+TASKS = ("sst2", "agnews", "trec", "banking77", "snips")
 CASCADES = {"choice": ("smol", "gemma"), "generating": ("smol_gen", "gemma_gen")}
 
 Items = Sequence[Sequence[StepResult]]

@@ -41,7 +41,7 @@ from fslm.finetune.router.train import split, train_router
 from fslm.runtime.router.checkpoint import DEFAULT_ENCODER
 from fslm.runtime.router.model import RouterModel
 
-TASKS = {"sst2": "text", "agnews": "text", "trec": "question", "snips": "text"}
+TASKS = {"sst2": "text", "agnews": "text", "trec": "question", "banking77": "text", "snips": "text"}
 EXPERTS = ("smol", "gemma")
 FOLDS = 2
 SEED = 0
