@@ -1,6 +1,6 @@
 """Zooter where the experts differ: a router over {SmolLM2 tuned, Gemma-3-270m tuned} on a mixed stream of
-the SST-2, AG News, TREC and SNIPS (intent) dev items (3,072), each item answered by its task's adapter on
-the chosen base.
+the SST-2, AG News, TREC, Banking77 and SNIPS (intent) dev items (3,472; Banking77's first 400, the others'
+whole dev splits), each item answered by its task's adapter on the chosen base.
 
 The experts' per-item results come from bench/combine_tasks.py (bench/results/combine_TASK_items.jsonl): each
 base's tuned choice stage ran on every dev item, with its measured seconds per item. Those files hold whether
