@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 import torch
+from tiny import make_tiny_adapter
 from transformers import AutoModelForCausalLM
 
 from fslm.errors import FslmError, ModelNotFoundError
@@ -119,6 +120,27 @@ def test_one_adapter_batches_give_the_mixed_batch_numbers(
         assert torch.equal(base.forward(mixed, input_ids=ids).logits, routed_mixed)  # right after base rows
         assert torch.equal(base.forward([second] * 3, input_ids=ids).logits, routed[second])
     assert not torch.equal(routed[first], routed[second])
+
+
+def test_an_adapter_attached_between_batches_leaves_the_plain_path_right(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """An adapter on more layers than the one the plain path runs (or than none) adds LoRA layers of its own
+    after the switch; the next batch on the old state must not pick them up."""
+    narrow = make_tiny_adapter(tiny_model, tmp_path / "narrow", seed=1, targets=["q_proj", "v_proj"])
+    wide = make_tiny_adapter(tiny_model, tmp_path / "wide", seed=2)
+    for first in ("narrow", "base"):
+        base = LoadedBase.load(BaseKey(tiny_model, "float32"))
+        narrow_name = base.adapter_name(str(narrow))
+        name = narrow_name if first == "narrow" else BASE_ADAPTER_NAME
+        ids = torch.randint(
+            3, base.model.config.vocab_size, (3, 7), generator=torch.Generator().manual_seed(0)
+        )
+        with torch.inference_mode():
+            base.forward([name] * 3, input_ids=ids)
+            base.adapter_name(str(wide))
+            routed = base.peft_model(adapter_names=[name] * 3, input_ids=ids).logits
+            assert torch.equal(base.forward([name] * 3, input_ids=ids).logits, routed)
 
 
 @pytest.mark.slow

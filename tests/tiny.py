@@ -125,14 +125,15 @@ def make_tiny_model(path: Path, seed: int = 0, sentencepiece: bool = False) -> P
     return path
 
 
-def make_tiny_adapter(base_path: Path, out: Path, seed: int) -> Path:
-    """Save a random LoRA adapter (r=4, all linear layers) for the model at `base_path` to `out`."""
+def make_tiny_adapter(base_path: Path, out: Path, seed: int, targets: str | list[str] = "all-linear") -> Path:
+    """Save a random LoRA adapter (r=4, on `targets`: all linear layers unless named) for the model at
+    `base_path` to `out`."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(base_path)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)
     torch.manual_seed(seed)
     peft_model = get_peft_model(base, config)
     peft_model.save_pretrained(out, safe_serialization=True)
