@@ -14,7 +14,7 @@ train queries it was not trained on.
   precision (Larson et al. 2019) and overall accuracy with Wilson 95% intervals; the two are paired item by
   item.
 
-Usage: python bench/clinc150_oos.py [--trained 40] [--calibrate 5] [--limit N]
+Usage: python bench/clinc150_oos.py [--trained 95] [--calibrate 5] [--limit N]
 Writes bench/results/clinc150_oos.md.
 """
 
@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--trained", type=int, default=40, help="train queries per label the stage saw (40)")
+    parser.add_argument("--trained", type=int, default=95, help="train queries per label the stage saw (95)")
     parser.add_argument("--calibrate", type=int, default=5, help="calibration queries per label (5)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N dev items")
     parser.add_argument("--batch", type=int, default=32)

@@ -4,7 +4,7 @@ CLINC150's train split lists its 15,100 queries grouped by intent, 100 for each 
 out-of-scope (`oos`) ones, so a recipe's `limit` would take the first few intents only. This keeps the first
 --per-label queries of every label, in-scope and `oos` alike, in train order.
 
-Usage: python bench/clinc150_rows.py [--per-label 40]
+Usage: python bench/clinc150_rows.py [--per-label 95]
 """
 
 import argparse
@@ -21,7 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--per-label", type=int, default=40)
+    parser.add_argument("--per-label", type=int, default=95)
     args = parser.parse_args()
     taken: Counter[str] = Counter()
     OUT.parent.mkdir(parents=True, exist_ok=True)

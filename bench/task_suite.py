@@ -33,7 +33,14 @@ from fslm.spec import load_spec
 from fslm.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = {"sst2": "label", "agnews": "label", "trec": "label", "banking77": "label", "snips": "intent"}
+TASKS = {
+    "sst2": "label",
+    "agnews": "label",
+    "trec": "label",
+    "banking77": "label",
+    "snips": "intent",
+    "clinc150": "label",
+}
 SYSTEMS = ["zero", "few", "tuned"]
 STAGE = "label"
 
